@@ -1,0 +1,97 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/portcullis-mcp/portcullis/internal/config"
+	"github.com/portcullis-mcp/portcullis/internal/gateway"
+	"github.com/portcullis-mcp/portcullis/internal/guard"
+	"github.com/portcullis-mcp/portcullis/internal/jsonrpc"
+	"github.com/portcullis-mcp/portcullis/internal/upstream"
+
+	// Guards register themselves.
+	_ "github.com/portcullis-mcp/portcullis/internal/guards/limits"
+)
+
+// buildGateway turns a configuration into a gateway; only names (when set) are fronted.
+func buildGateway(cfg *config.Config, logger *slog.Logger, only ...string) (*gateway.Gateway, error) {
+	lim := jsonrpc.Limits{MaxBytes: cfg.MaxMessageBytes, MaxDepth: cfg.MaxDepth}
+	var servers []gateway.Server
+	for _, s := range cfg.Servers {
+		if len(only) > 0 && s.Name != only[0] {
+			continue
+		}
+		servers = append(servers, gateway.Server{Name: s.Name, Dial: dialer(s, lim, logger)})
+	}
+	if len(only) > 0 && len(servers) == 0 {
+		return nil, fmt.Errorf("%s: no server named %q", cfg.File, only[0])
+	}
+	g, err := gateway.New(gateway.Options{
+		Servers: servers,
+		Guards:  guardSections(cfg),
+		Limits:  lim,
+		Logger:  logger,
+		Version: version(),
+	})
+	if err != nil {
+		return nil, locateGuardError(cfg, err)
+	}
+	return g, nil
+}
+
+func guardSections(cfg *config.Config) map[string]guard.Config {
+	out := map[string]guard.Config{}
+	for name, s := range cfg.GuardSections() {
+		out[name] = s
+	}
+	return out
+}
+
+func locateGuardError(cfg *config.Config, err error) error {
+	var ce *config.Error
+	if asConfigError(err, &ce) {
+		return err
+	}
+	return fmt.Errorf("%s: guards: %w", cfg.File, err)
+}
+
+func dialer(s config.Server, lim jsonrpc.Limits, logger *slog.Logger) upstream.Dial {
+	switch {
+	case s.Command != "":
+		opts := upstream.StdioOptions{Name: s.Name, Command: s.Command, Args: s.Args, Env: upstream.Environ(s.Env),
+			Dir: s.Dir, Limits: lim, Logger: logger}
+		return func(ctx context.Context, in upstream.Incoming) (upstream.Transport, error) {
+			return upstream.StartStdio(ctx, opts, in)
+		}
+	case s.Transport == "sse":
+		opts := httpOptions(s, lim)
+		return func(ctx context.Context, in upstream.Incoming) (upstream.Transport, error) {
+			return upstream.NewSSE(ctx, s.URL, opts, in)
+		}
+	default:
+		opts := httpOptions(s, lim)
+		return func(ctx context.Context, in upstream.Incoming) (upstream.Transport, error) {
+			return upstream.NewStreamableHTTP(s.URL, opts, in)
+		}
+	}
+}
+
+var sharedTransport = &http.Transport{
+	Proxy:               nil, // upstream traffic never goes through an ambient proxy
+	MaxIdleConns:        1024,
+	MaxIdleConnsPerHost: 256,
+	IdleConnTimeout:     90 * time.Second,
+	ForceAttemptHTTP2:   true,
+}
+
+func httpOptions(s config.Server, lim jsonrpc.Limits) upstream.HTTPOptions {
+	h := http.Header{}
+	for k, v := range s.Headers {
+		h.Set(k, v)
+	}
+	return upstream.HTTPOptions{Client: &http.Client{Transport: sharedTransport}, Header: h, Limits: lim, Name: s.Name}
+}

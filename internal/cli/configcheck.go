@@ -1,0 +1,30 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/portcullis-mcp/portcullis/internal/config"
+)
+
+func init() {
+	register("config", "config check FILE", func(args []string, stdout, stderr io.Writer) int {
+		if len(args) != 2 || args[0] != "check" {
+			fmt.Fprintln(stderr, "usage: portcullis config check FILE")
+			return 2
+		}
+		cfg, err := config.Load(args[1])
+		if err != nil {
+			fmt.Fprintf(stderr, "%v\n", err)
+			return 1
+		}
+		g, err := buildGateway(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		if err != nil {
+			fmt.Fprintf(stderr, "%v\n", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "%s: ok (servers: %v; guards: %v)\n", args[1], g.Servers(), g.Guards())
+		return 0
+	})
+}

@@ -1,0 +1,55 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"os/user"
+	"syscall"
+
+	"github.com/portcullis-mcp/portcullis/internal/config"
+	"github.com/portcullis-mcp/portcullis/internal/identity"
+	"github.com/portcullis-mcp/portcullis/internal/transport/stdio"
+)
+
+func init() {
+	register("run", "run --config FILE SERVER   (speak MCP on stdio, in front of SERVER)", runCmd)
+}
+
+func runCmd(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "portcullis.yaml", "configuration file")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprintln(stderr, "portcullis run: name exactly one server of the configuration")
+		return 2
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "portcullis: %v\n", err)
+		return 1
+	}
+	logger := newLogger(cfg, stderr) // stdout carries the protocol
+	g, err := buildGateway(cfg, logger, fs.Arg(0))
+	if err != nil {
+		fmt.Fprintf(stderr, "portcullis: %v\n", err)
+		return 1
+	}
+	p := identity.Principal{ID: "unknown", Method: "os"}
+	if u, err := user.Current(); err == nil {
+		p.ID = u.Username
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := stdio.Serve(ctx, g, os.Stdin, stdout, p); err != nil {
+		logger.Error("stdio session ended", "err", err)
+	}
+	g.Shutdown(context.Background())
+	return 0
+}

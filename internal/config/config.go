@@ -1,0 +1,346 @@
+// Package config loads the gateway's one YAML file. Decoding is strict (an unknown key is
+// an error) and every error names the file, the line and the field.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"reflect"
+	"regexp"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole configuration file.
+type Config struct {
+	// Listen is the address of the Streamable HTTP endpoint (served at /mcp).
+	Listen string `yaml:"listen"`
+	// Auth is how clients authenticate. Only "none" exists so far, and must be explicit.
+	Auth string `yaml:"auth"`
+	// AllowedHosts and AllowedOrigins extend the DNS-rebinding checks beyond loopback.
+	AllowedHosts   []string `yaml:"allowed_hosts"`
+	AllowedOrigins []string `yaml:"allowed_origins"`
+	// MaxMessageBytes and MaxDepth bound every JSON-RPC message, both directions.
+	MaxMessageBytes int `yaml:"max_message_bytes"`
+	MaxDepth        int `yaml:"max_depth"`
+	// Servers are the upstream MCP servers.
+	Servers []Server `yaml:"servers"`
+	// Guards enable and parameterize guards, by name.
+	Guards map[string]yaml.Node `yaml:"guards"`
+	// Log sets the gateway's own log.
+	Log Log `yaml:"log"`
+
+	// File is the path the configuration was read from.
+	File string `yaml:"-"`
+	root *yaml.Node
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // text or json
+}
+
+// Server is one upstream MCP server: a command (stdio) or a URL (HTTP).
+type Server struct {
+	Name      string            `yaml:"name"`
+	Command   string            `yaml:"command"`
+	Args      []string          `yaml:"args"`
+	Env       map[string]string `yaml:"env"`
+	Dir       string            `yaml:"cwd"`
+	URL       string            `yaml:"url"`
+	Transport string            `yaml:"transport"` // streamable-http (default for url) or sse
+	Headers   map[string]string `yaml:"headers"`
+	// StartTimeout bounds the server's start and handshake.
+	StartTimeout time.Duration `yaml:"start_timeout"`
+}
+
+// Error is a configuration error at a place in the file.
+type Error struct {
+	File   string
+	Line   int
+	Column int
+	Field  string
+	Msg    string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d", e.Line)
+		if e.Column > 0 {
+			fmt.Fprintf(&b, ":%d", e.Column)
+		}
+	}
+	b.WriteString(": ")
+	if e.Field != "" {
+		b.WriteString(e.Field)
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// Load reads and validates the file at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading configuration: %w", err)
+	}
+	return Parse(path, data)
+}
+
+var lineRE = regexp.MustCompile(`line (\d+): (.*)`)
+
+// Parse decodes and validates data read from file.
+func Parse(file string, data []byte) (*Config, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, yamlError(file, err)
+	}
+	if len(root.Content) == 0 {
+		return nil, &Error{File: file, Msg: "the file is empty"}
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	c := &Config{File: file, root: root.Content[0]}
+	if err := dec.Decode(c); err != nil {
+		return nil, yamlError(file, err)
+	}
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func yamlError(file string, err error) error {
+	var te *yaml.TypeError
+	if errors.As(err, &te) && len(te.Errors) > 0 {
+		var errs []error
+		for _, e := range te.Errors {
+			errs = append(errs, lineError(file, e))
+		}
+		return errors.Join(errs...)
+	}
+	return lineError(file, strings.TrimPrefix(err.Error(), "yaml: "))
+}
+
+func lineError(file, msg string) error {
+	if m := lineRE.FindStringSubmatch(msg); m != nil {
+		var line int
+		fmt.Sscanf(m[1], "%d", &line)
+		field := ""
+		if f := regexp.MustCompile(`field (\S+) not found in type config\.(\w+)`).FindStringSubmatch(m[2]); f != nil {
+			return &Error{File: file, Line: line, Field: f[1], Msg: fmt.Sprintf("unknown field in %s (check the spelling)", strings.ToLower(f[2]))}
+		}
+		return &Error{File: file, Line: line, Field: field, Msg: m[2]}
+	}
+	return &Error{File: file, Msg: msg}
+}
+
+// at returns an error located at the node reached by path (mapping keys and sequence
+// indexes) from the root; the field is the path joined with dots.
+func (c *Config) at(msg string, path ...any) error {
+	n := c.root
+	line, col := 0, 0
+	var field []string
+	if n != nil {
+		line, col = n.Line, n.Column
+	}
+	for _, p := range path {
+		switch p := p.(type) {
+		case string:
+			field = append(field, p)
+			if n == nil || n.Kind != yaml.MappingNode {
+				n = nil
+				continue
+			}
+			var next *yaml.Node
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				if n.Content[i].Value == p {
+					next = n.Content[i+1]
+					line, col = n.Content[i].Line, n.Content[i].Column
+				}
+			}
+			n = next
+		case int:
+			if len(field) > 0 {
+				field[len(field)-1] += fmt.Sprintf("[%d]", p)
+			}
+			if n == nil || n.Kind != yaml.SequenceNode || p >= len(n.Content) {
+				n = nil
+				continue
+			}
+			n = n.Content[p]
+			line, col = n.Line, n.Column
+		}
+	}
+	return &Error{File: c.File, Line: line, Column: col, Field: strings.Join(field, "."), Msg: msg}
+}
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9-]{0,31}$`)
+
+func (c *Config) validate() error {
+	var errs []error
+	switch c.Auth {
+	case "none":
+	case "":
+		errs = append(errs, c.at(`required: set "auth: none" to serve without authentication (other modes are not available yet)`, "auth"))
+	default:
+		errs = append(errs, c.at(fmt.Sprintf("unknown auth mode %q (available: none)", c.Auth), "auth"))
+	}
+	if c.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+			errs = append(errs, c.at(fmt.Sprintf("not a host:port address: %v", err), "listen"))
+		}
+	}
+	if c.MaxMessageBytes < 0 {
+		errs = append(errs, c.at("must not be negative", "max_message_bytes"))
+	}
+	if c.MaxDepth < 0 {
+		errs = append(errs, c.at("must not be negative", "max_depth"))
+	}
+	if len(c.Servers) == 0 {
+		errs = append(errs, c.at("at least one server is needed", "servers"))
+	}
+	seen := map[string]bool{}
+	for i := range c.Servers {
+		s := &c.Servers[i]
+		switch {
+		case !nameRE.MatchString(s.Name):
+			errs = append(errs, c.at(fmt.Sprintf("server name %q must be 1-32 letters, digits or '-' (it prefixes tool names as name__tool)", s.Name), "servers", i, "name"))
+		case seen[s.Name]:
+			errs = append(errs, c.at(fmt.Sprintf("server name %q is used twice", s.Name), "servers", i, "name"))
+		}
+		seen[s.Name] = true
+		switch {
+		case s.Command != "" && s.URL != "":
+			errs = append(errs, c.at("set either command (stdio server) or url (HTTP server), not both", "servers", i, "url"))
+		case s.Command == "" && s.URL == "":
+			errs = append(errs, c.at("set command (stdio server) or url (HTTP server)", "servers", i))
+		case s.URL != "":
+			u, err := url.Parse(s.URL)
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				errs = append(errs, c.at(fmt.Sprintf("%q is not an http(s) URL", s.URL), "servers", i, "url"))
+			}
+			if len(s.Args) > 0 || len(s.Env) > 0 || s.Dir != "" {
+				errs = append(errs, c.at("args, env and cwd apply to command servers only", "servers", i, "url"))
+			}
+		case s.Command != "":
+			if s.Transport != "" || len(s.Headers) > 0 {
+				errs = append(errs, c.at("transport and headers apply to url servers only", "servers", i, "command"))
+			}
+		}
+		switch s.Transport {
+		case "", "streamable-http", "sse":
+		default:
+			errs = append(errs, c.at(fmt.Sprintf("unknown transport %q (streamable-http or sse)", s.Transport), "servers", i, "transport"))
+		}
+		for k, v := range s.Env {
+			s.Env[k] = os.ExpandEnv(v)
+		}
+		for k, v := range s.Headers {
+			s.Headers[k] = os.ExpandEnv(v)
+		}
+	}
+	switch c.Log.Level {
+	case "", "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, c.at(fmt.Sprintf("unknown level %q", c.Log.Level), "log", "level"))
+	}
+	switch c.Log.Format {
+	case "", "text", "json":
+	default:
+		errs = append(errs, c.at(fmt.Sprintf("unknown format %q", c.Log.Format), "log", "format"))
+	}
+	return errors.Join(errs...)
+}
+
+// Section is one guard's configuration, decoded strictly by the guard itself.
+type Section struct {
+	c    *Config
+	name string
+	node *yaml.Node
+}
+
+// GuardSections returns the guard sections by name.
+func (c *Config) GuardSections() map[string]*Section {
+	out := map[string]*Section{}
+	for name := range c.Guards {
+		n := c.Guards[name]
+		out[name] = &Section{c: c, name: name, node: &n}
+	}
+	return out
+}
+
+// GuardError locates an error about guard name's section.
+func (c *Config) GuardError(name string, err error) error {
+	var ce *Error
+	if errors.As(err, &ce) {
+		return err
+	}
+	return c.at(err.Error(), "guards", name)
+}
+
+// Decode decodes the section into v (a pointer to a struct with yaml tags), refusing keys
+// v does not have.
+func (s *Section) Decode(v any) error {
+	if s == nil || s.node == nil || s.node.Kind == 0 {
+		return nil
+	}
+	if s.node.Kind == yaml.ScalarNode && (s.node.Tag == "!!null" || s.node.Value == "") {
+		return nil
+	}
+	if s.node.Kind != yaml.MappingNode {
+		return &Error{File: s.c.File, Line: s.node.Line, Column: s.node.Column, Field: "guards." + s.name, Msg: "must be a mapping"}
+	}
+	known := yamlFields(reflect.TypeOf(v))
+	for i := 0; i+1 < len(s.node.Content); i += 2 {
+		k := s.node.Content[i]
+		if !known[k.Value] {
+			return &Error{File: s.c.File, Line: k.Line, Column: k.Column, Field: "guards." + s.name + "." + k.Value, Msg: "unknown field (check the spelling)"}
+		}
+	}
+	if err := s.node.Decode(v); err != nil {
+		return yamlError(s.c.File, err)
+	}
+	return nil
+}
+
+// Errorf returns an error located at field of the section.
+func (s *Section) Errorf(field, format string, args ...any) error {
+	line, col := s.node.Line, s.node.Column
+	for i := 0; i+1 < len(s.node.Content); i += 2 {
+		if s.node.Content[i].Value == field {
+			line, col = s.node.Content[i].Line, s.node.Content[i].Column
+		}
+	}
+	return &Error{File: s.c.File, Line: line, Column: col, Field: "guards." + s.name + "." + field, Msg: fmt.Sprintf(format, args...)}
+}
+
+func yamlFields(t reflect.Type) map[string]bool {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	out := map[string]bool{}
+	if t.Kind() != reflect.Struct {
+		return out
+	}
+	for i := 0; i < t.NumField(); i++ {
+		tag := strings.Split(t.Field(i).Tag.Get("yaml"), ",")[0]
+		if tag == "" {
+			tag = strings.ToLower(t.Field(i).Name)
+		}
+		if tag != "-" {
+			out[tag] = true
+		}
+	}
+	return out
+}

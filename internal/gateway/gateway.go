@@ -1,0 +1,222 @@
+// Package gateway wires front transports, the guard chains, the router and the upstream
+// connections together. A Session is one client; it owns one MCP session with each server
+// it uses, so server state and server-to-client requests never cross between clients.
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/portcullis-mcp/portcullis/internal/guard"
+	"github.com/portcullis-mcp/portcullis/internal/identity"
+	"github.com/portcullis-mcp/portcullis/internal/jsonrpc"
+	"github.com/portcullis-mcp/portcullis/internal/upstream"
+)
+
+// Server is one upstream the gateway fronts.
+type Server struct {
+	Name string
+	Dial upstream.Dial
+}
+
+// Options configure a Gateway.
+type Options struct {
+	Servers []Server
+	Guards  map[string]guard.Config
+	Limits  jsonrpc.Limits
+	Logger  *slog.Logger
+	Version string
+	// StartTimeout bounds how long a new session waits for its servers' handshakes.
+	StartTimeout time.Duration
+}
+
+// Protocol versions the gateway speaks with clients, newest first.
+var (
+	LegacyVersions = []string{"2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"}
+	ModernVersions = []string{"2026-07-28"}
+)
+
+// Chains are the inbound and outbound guard chains; a reload swaps them whole.
+type chains struct {
+	inbound, outbound guard.Handler
+	names             []string
+}
+
+// Gateway is the MCP gateway.
+type Gateway struct {
+	opts    Options
+	byName  map[string]*Server
+	prefix  bool
+	logger  *slog.Logger
+	chains  atomic.Pointer[chains]
+	mu      sync.Mutex
+	sessions map[string]*Session
+	modern   map[string]*Session // sessionless clients, one pool per principal
+	closed   bool
+	wg       sync.WaitGroup // calls in flight, for draining
+}
+
+// New builds a gateway and its guard chains.
+func New(opts Options) (*Gateway, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.StartTimeout == 0 {
+		opts.StartTimeout = 60 * time.Second
+	}
+	g := &Gateway{opts: opts, byName: map[string]*Server{}, logger: opts.Logger,
+		sessions: map[string]*Session{}, modern: map[string]*Session{}}
+	for i := range opts.Servers {
+		s := &opts.Servers[i]
+		if _, dup := g.byName[s.Name]; dup {
+			return nil, fmt.Errorf("server %q is defined twice", s.Name)
+		}
+		g.byName[s.Name] = s
+	}
+	g.prefix = len(opts.Servers) > 1
+	if err := g.SetGuards(opts.Guards); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// SetGuards builds new chains from guard sections and swaps them in; on error the old
+// chains stay.
+func (g *Gateway) SetGuards(sections map[string]guard.Config) error {
+	env := guard.Env{Logger: g.logger}
+	in, names, err := guard.Build(guard.HandlerFunc(g.terminal), sections, env)
+	if err != nil {
+		return err
+	}
+	out, _, err := guard.Build(guard.HandlerFunc(g.outboundTerminal), sections, env)
+	if err != nil {
+		return err
+	}
+	g.chains.Store(&chains{inbound: in, outbound: out, names: names})
+	return nil
+}
+
+// Guards names the guards in the chain, outermost first.
+func (g *Gateway) Guards() []string { return g.chains.Load().names }
+
+// Servers returns the server names in configuration order.
+func (g *Gateway) Servers() []string {
+	var ns []string
+	for _, s := range g.opts.Servers {
+		ns = append(ns, s.Name)
+	}
+	return ns
+}
+
+// Limits are the message limits of the front side.
+func (g *Gateway) Limits() jsonrpc.Limits { return g.opts.Limits }
+
+// Client is how a session reaches its client: the front transport implements it.
+type Client interface {
+	// Notify sends a notification. ctx may carry the client request it relates to.
+	Notify(ctx context.Context, m *jsonrpc.Message) error
+	// Request sends a request and waits for the client's response.
+	Request(ctx context.Context, m *jsonrpc.Message) (*jsonrpc.Message, error)
+}
+
+// NewSession starts a session for a client. Era is "legacy" (initialize comes next).
+func (g *Gateway) NewSession(p identity.Principal, c Client) (*Session, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return nil, errors.New("gateway is shutting down")
+	}
+	s := newSession(g, randomID(), p, "legacy", c)
+	g.sessions[s.id] = s
+	return s, nil
+}
+
+// Session returns a live session by id.
+func (g *Gateway) Session(id string) *Session {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.sessions[id]
+}
+
+// ModernSession returns the shared session for sessionless (2026-07-28) clients of
+// principal p, creating it and connecting to the servers on first use.
+func (g *Gateway) ModernSession(ctx context.Context, p identity.Principal, c Client) (*Session, error) {
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		return nil, errors.New("gateway is shutting down")
+	}
+	key := p.Method + "\x00" + p.ID
+	s := g.modern[key]
+	if s == nil {
+		s = newSession(g, "", p, "modern", c)
+		g.modern[key] = s
+		g.mu.Unlock()
+		s.start(ctx, upstream.Hello{ProtocolVersion: LegacyVersions[0]})
+		return s, nil
+	}
+	g.mu.Unlock()
+	<-s.started
+	return s, nil
+}
+
+func (g *Gateway) forget(s *Session) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.sessions[s.id] == s {
+		delete(g.sessions, s.id)
+	}
+}
+
+// Shutdown stops taking new sessions, waits for calls in flight (until ctx ends), then
+// closes every session and its servers.
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
+	done := make(chan struct{})
+	go func() { g.wg.Wait(); close(done) }()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = fmt.Errorf("calls still in flight at shutdown: %w", ctx.Err())
+	}
+	g.mu.Lock()
+	var all []*Session
+	for _, s := range g.sessions {
+		all = append(all, s)
+	}
+	for _, s := range g.modern {
+		all = append(all, s)
+	}
+	g.sessions, g.modern = map[string]*Session{}, map[string]*Session{}
+	g.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, s := range all {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.Close() }()
+	}
+	wg.Wait()
+	return err
+}
+
+func randomID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+type sessionKey struct{}
+
+func sessionFrom(ctx context.Context) *Session {
+	s, _ := ctx.Value(sessionKey{}).(*Session)
+	return s
+}

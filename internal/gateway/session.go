@@ -1,0 +1,575 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/portcullis-mcp/portcullis/internal/guard"
+	"github.com/portcullis-mcp/portcullis/internal/identity"
+	"github.com/portcullis-mcp/portcullis/internal/jsonrpc"
+	"github.com/portcullis-mcp/portcullis/internal/upstream"
+)
+
+// Session is one client of the gateway.
+type Session struct {
+	g         *Gateway
+	id        string
+	principal identity.Principal
+	era       string
+	client    Client
+
+	started chan struct{}
+	mu      sync.Mutex
+	conns   map[string]*upstream.Conn
+	initRes json.RawMessage // what the client was told at initialize
+	owners  map[string]string // resource URI or template -> server, from listings
+	active  map[string]context.CancelFunc
+	closed  bool
+	lastUse time.Time
+}
+
+func newSession(g *Gateway, id string, p identity.Principal, era string, c Client) *Session {
+	return &Session{g: g, id: id, principal: p, era: era, client: c, started: make(chan struct{}),
+		conns: map[string]*upstream.Conn{}, owners: map[string]string{}, active: map[string]context.CancelFunc{},
+		lastUse: time.Now()}
+}
+
+// ID is the session id ("" for the shared session of sessionless clients).
+func (s *Session) ID() string { return s.id }
+
+// Principal is who owns the session.
+func (s *Session) Principal() identity.Principal { return s.principal }
+
+// start opens an MCP session with every server, in parallel.
+func (s *Session) start(ctx context.Context, hello upstream.Hello) {
+	defer close(s.started)
+	ctx, cancel := context.WithTimeout(ctx, s.g.opts.StartTimeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, srv := range s.g.opts.Servers {
+		c := upstream.NewConn(srv.Name, srv.Dial, hello, s.fromServer(srv.Name), s.g.logger)
+		s.mu.Lock()
+		s.conns[srv.Name] = c
+		s.mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := c.Start(ctx); err != nil {
+				s.g.logger.Warn("server unavailable for new session", "upstream", srv.Name, "session", s.id, "err", err)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func (s *Session) conn(name string) *upstream.Conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conns[name]
+}
+
+// Close ends the session and its server sessions.
+func (s *Session) Close() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	conns := s.conns
+	for _, c := range s.active {
+		c()
+	}
+	s.mu.Unlock()
+	s.g.forget(s)
+	var wg sync.WaitGroup
+	for _, c := range conns {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.Close() }()
+	}
+	wg.Wait()
+}
+
+// Handle processes one message from the client and returns the response to send (nil for
+// notifications). It never returns a Go error: every failure is a JSON-RPC error response.
+func (s *Session) Handle(ctx context.Context, m *jsonrpc.Message) *jsonrpc.Message {
+	s.g.wg.Add(1)
+	defer s.g.wg.Done()
+	s.mu.Lock()
+	s.lastUse = time.Now()
+	s.mu.Unlock()
+	ctx = context.WithValue(ctx, sessionKey{}, s)
+	ctx = identity.With(ctx, s.principal)
+	if m.IsRequest() {
+		ctx2, cancel := context.WithCancel(ctx)
+		defer cancel()
+		key := string(m.ID)
+		s.mu.Lock()
+		s.active[key] = cancel
+		s.mu.Unlock()
+		defer func() {
+			s.mu.Lock()
+			delete(s.active, key)
+			s.mu.Unlock()
+		}()
+		ctx = ctx2
+	}
+	resp := s.handle(ctx, m)
+	if resp != nil {
+		resp.ID = m.ID
+	}
+	return resp
+}
+
+func (s *Session) handle(ctx context.Context, m *jsonrpc.Message) *jsonrpc.Message {
+	switch m.Method {
+	case "initialize":
+		return s.initialize(ctx, m)
+	case "ping":
+		return jsonrpc.NewResult(m.ID, json.RawMessage(`{}`))
+	case "notifications/initialized":
+		return nil
+	case "notifications/cancelled":
+		if id, ok := jsonrpc.Lookup(m.Params, "requestId"); ok {
+			s.mu.Lock()
+			c := s.active[string(id)]
+			s.mu.Unlock()
+			if c != nil {
+				c()
+			}
+		}
+		return nil
+	}
+	call := &guard.Call{Msg: m, Direction: guard.Inbound, Session: s.id, Principal: s.principal, Era: s.era}
+	if err := s.route(call); err != nil {
+		return s.errorResponse(m, err)
+	}
+	resp, err := s.g.chains.Load().inbound.Handle(ctx, call)
+	if err != nil {
+		return s.errorResponse(m, err)
+	}
+	if m.IsNotification() {
+		return nil
+	}
+	if resp == nil {
+		return s.errorResponse(m, errors.New("no response from the chain"))
+	}
+	return resp
+}
+
+func (s *Session) errorResponse(m *jsonrpc.Message, err error) *jsonrpc.Message {
+	if m.IsNotification() {
+		s.g.logger.Warn("notification refused", "method", m.Method, "session", s.id, "err", err)
+		return nil
+	}
+	je, incident := guard.ErrorFor(err)
+	if incident != "" {
+		s.g.logger.Warn("call refused", "method", m.Method, "session", s.id, "principal", s.principal.ID, "incident", incident, "err", err)
+	}
+	return jsonrpc.NewError(m.ID, je)
+}
+
+// initialize opens the client's sessions with the servers, using the client's version and
+// capabilities, and answers with the servers' merged capabilities.
+func (s *Session) initialize(ctx context.Context, m *jsonrpc.Message) *jsonrpc.Message {
+	var p struct {
+		ProtocolVersion string          `json:"protocolVersion"`
+		Capabilities    json.RawMessage `json:"capabilities"`
+		ClientInfo      json.RawMessage `json:"clientInfo"`
+	}
+	if err := json.Unmarshal(m.Params, &p); err != nil || p.ProtocolVersion == "" {
+		return jsonrpc.NewError(m.ID, jsonrpc.Errorf(jsonrpc.CodeInvalidParams, "initialize needs protocolVersion, capabilities and clientInfo"))
+	}
+	s.mu.Lock()
+	again := s.initRes != nil
+	s.mu.Unlock()
+	if again {
+		return jsonrpc.NewError(m.ID, jsonrpc.Errorf(jsonrpc.CodeInvalidRequest, "session is already initialized"))
+	}
+	version := LegacyVersions[0]
+	if slices.Contains(LegacyVersions, p.ProtocolVersion) {
+		version = p.ProtocolVersion
+	}
+	s.start(ctx, upstream.Hello{ProtocolVersion: version, Capabilities: p.Capabilities, ClientInfo: p.ClientInfo})
+	res := s.mergedInit(version)
+	s.mu.Lock()
+	s.initRes = res
+	s.mu.Unlock()
+	return jsonrpc.NewResult(m.ID, res)
+}
+
+// mergedInit builds the initialize result: with one server its own, otherwise the union of
+// the servers' capabilities under the gateway's name.
+func (s *Session) mergedInit(version string) json.RawMessage {
+	var infos []*upstream.InitResult
+	var names []string
+	for _, srv := range s.g.opts.Servers {
+		if info := s.conn(srv.Name).Info(); info != nil {
+			infos = append(infos, info)
+			names = append(names, srv.Name)
+		}
+	}
+	caps := mergeCapabilities(infos)
+	res := map[string]any{
+		"protocolVersion": version,
+		"capabilities":    caps,
+		"serverInfo":      map[string]any{"name": "portcullis", "version": s.g.opts.Version},
+	}
+	if !s.g.prefix && len(infos) == 1 {
+		res["serverInfo"] = infos[0].ServerInfo
+		if infos[0].Instructions != "" {
+			res["instructions"] = infos[0].Instructions
+		}
+	} else {
+		var b strings.Builder
+		for i, info := range infos {
+			if info.Instructions != "" {
+				fmt.Fprintf(&b, "## Server %q (tools prefixed %s__)\n%s\n\n", names[i], names[i], info.Instructions)
+			}
+		}
+		if b.Len() > 0 {
+			res["instructions"] = strings.TrimSpace(b.String())
+		}
+	}
+	out, _ := json.Marshal(res)
+	return out
+}
+
+// mergeCapabilities unions server capabilities. Sub-flags (listChanged, subscribe) are true
+// when any server has them.
+func mergeCapabilities(infos []*upstream.InitResult) map[string]any {
+	caps := map[string]any{}
+	for _, info := range infos {
+		var c map[string]json.RawMessage
+		if json.Unmarshal(info.Capabilities, &c) != nil {
+			continue
+		}
+		for k, v := range c {
+			var sub map[string]any
+			if json.Unmarshal(v, &sub) != nil {
+				continue
+			}
+			prev, _ := caps[k].(map[string]any)
+			if prev == nil {
+				prev = map[string]any{}
+			}
+			for sk, sv := range sub {
+				if b, ok := sv.(bool); ok {
+					if pb, _ := prev[sk].(bool); pb {
+						b = true
+					}
+					prev[sk] = b
+				} else if _, exists := prev[sk]; !exists {
+					prev[sk] = sv
+				}
+			}
+			caps[k] = prev
+		}
+	}
+	return caps
+}
+
+const sep = "__"
+
+// route decides which server a client message goes to, and rewrites prefixed names.
+func (s *Session) route(c *guard.Call) error {
+	m := c.Msg
+	single := ""
+	if !s.g.prefix && len(s.g.opts.Servers) == 1 {
+		single = s.g.opts.Servers[0].Name
+	}
+	switch m.Method {
+	case "tools/call", "prompts/get":
+		name, ok := jsonrpc.LookupString(m.Params, "name")
+		if !ok {
+			return jsonrpc.Errorf(jsonrpc.CodeInvalidParams, "%s needs a string \"name\"", m.Method)
+		}
+		server, local, err := s.split(name, single)
+		if err != nil {
+			return err
+		}
+		c.Server, c.Name = server, local
+		if local != name {
+			return rewrite(c, "name", local)
+		}
+	case "resources/read", "resources/subscribe", "resources/unsubscribe":
+		uri, ok := jsonrpc.LookupString(m.Params, "uri")
+		if !ok {
+			return jsonrpc.Errorf(jsonrpc.CodeInvalidParams, "%s needs a string \"uri\"", m.Method)
+		}
+		c.Name = uri
+		c.Server = single
+		if c.Server == "" {
+			c.Server = s.resourceOwner(uri)
+		}
+		if c.Server == "" {
+			return jsonrpc.Errorf(jsonrpc.CodeInvalidParams, "resource %q is not offered by any server (list resources first)", uri)
+		}
+	case "completion/complete":
+		ref, ok := jsonrpc.Lookup(m.Params, "ref")
+		if !ok {
+			return jsonrpc.Errorf(jsonrpc.CodeInvalidParams, "completion/complete needs \"ref\"")
+		}
+		typ, _ := jsonrpc.LookupString(ref, "type")
+		switch typ {
+		case "ref/prompt":
+			name, _ := jsonrpc.LookupString(ref, "name")
+			server, local, err := s.split(name, single)
+			if err != nil {
+				return err
+			}
+			c.Server, c.Name = server, local
+			if local != name {
+				nref, err := jsonrpc.Set(ref, "name", jsonrpc.Quote(local))
+				if err != nil {
+					return err
+				}
+				params, err := jsonrpc.Set(m.Params, "ref", nref)
+				if err != nil {
+					return err
+				}
+				nm := *m
+				nm.Params = params
+				c.Msg = &nm
+			}
+		default:
+			uri, _ := jsonrpc.LookupString(ref, "uri")
+			c.Name = uri
+			c.Server = single
+			if c.Server == "" {
+				c.Server = s.resourceOwner(uri)
+			}
+			if c.Server == "" {
+				return jsonrpc.Errorf(jsonrpc.CodeInvalidParams, "resource %q is not offered by any server", uri)
+			}
+		}
+	case "tools/list", "prompts/list", "resources/list", "resources/templates/list", "logging/setLevel":
+		c.Server = single // fan out when several
+	default:
+		c.Server = single
+		if strings.HasPrefix(m.Method, "notifications/") {
+			return nil // fan out
+		}
+		if c.Server == "" {
+			return jsonrpc.Errorf(jsonrpc.CodeMethodNotFound, "method %q cannot be routed: the gateway fronts several servers", m.Method)
+		}
+	}
+	return nil
+}
+
+// split resolves a client-visible name to server and local name.
+func (s *Session) split(name, single string) (server, local string, err error) {
+	if single != "" {
+		return single, name, nil
+	}
+	i := strings.Index(name, sep)
+	if i <= 0 {
+		return "", "", jsonrpc.Errorf(jsonrpc.CodeInvalidParams, "unknown name %q: names are prefixed with their server (server%sname)", name, sep)
+	}
+	server, local = name[:i], name[i+len(sep):]
+	if _, ok := s.g.byName[server]; !ok {
+		return "", "", jsonrpc.Errorf(jsonrpc.CodeInvalidParams, "unknown server %q in name %q", server, name)
+	}
+	return server, local, nil
+}
+
+func rewrite(c *guard.Call, key, val string) error {
+	params, err := jsonrpc.Set(c.Msg.Params, key, jsonrpc.Quote(val))
+	if err != nil {
+		return jsonrpc.Errorf(jsonrpc.CodeInvalidParams, "params must be an object")
+	}
+	nm := *c.Msg
+	nm.Params = params
+	c.Msg = &nm
+	return nil
+}
+
+func (s *Session) resourceOwner(uri string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if o := s.owners[uri]; o != "" {
+		return o
+	}
+	// Templates: the longest literal prefix before the first '{' that matches.
+	best, bestLen := "", -1
+	for k, v := range s.owners {
+		i := strings.IndexByte(k, '{')
+		if i < 0 {
+			continue
+		}
+		if strings.HasPrefix(uri, k[:i]) && i > bestLen {
+			best, bestLen = v, i
+		}
+	}
+	return best
+}
+
+// terminal is the end of the inbound chain: it sends the call to its server, or fans out.
+func (g *Gateway) terminal(ctx context.Context, c *guard.Call) (*jsonrpc.Message, error) {
+	s := sessionFrom(ctx)
+	if s == nil {
+		return nil, errors.New("no session in context")
+	}
+	m := c.Msg
+	if c.Server != "" {
+		conn := s.conn(c.Server)
+		if conn == nil {
+			return nil, jsonrpc.Errorf(jsonrpc.CodeUpstreamUnavailable, "server %q is not connected", c.Server)
+		}
+		if m.IsNotification() {
+			return nil, conn.Notify(ctx, m)
+		}
+		resp, err := conn.Call(ctx, m)
+		if err != nil {
+			return nil, upstreamError(c.Server, err)
+		}
+		return resp, nil
+	}
+	if m.IsNotification() {
+		for _, srv := range g.opts.Servers {
+			if conn := s.conn(srv.Name); conn != nil && conn.Info() != nil {
+				_ = conn.Notify(ctx, m)
+			}
+		}
+		return nil, nil
+	}
+	switch m.Method {
+	case "tools/list":
+		return s.mergeList(ctx, m, "tools", "tools", "name")
+	case "prompts/list":
+		return s.mergeList(ctx, m, "prompts", "prompts", "name")
+	case "resources/list":
+		return s.mergeList(ctx, m, "resources", "resources", "uri")
+	case "resources/templates/list":
+		return s.mergeList(ctx, m, "resources", "resourceTemplates", "uriTemplate")
+	case "logging/setLevel":
+		for _, srv := range g.opts.Servers {
+			if conn := s.conn(srv.Name); conn != nil && conn.Info().Has("logging") {
+				if _, err := conn.Call(ctx, m); err != nil {
+					return nil, upstreamError(srv.Name, err)
+				}
+			}
+		}
+		return jsonrpc.NewResult(m.ID, json.RawMessage(`{}`)), nil
+	}
+	return nil, jsonrpc.Errorf(jsonrpc.CodeMethodNotFound, "method %q not found", m.Method)
+}
+
+func upstreamError(server string, err error) error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return jsonrpc.Errorf(jsonrpc.CodeUpstreamTimeout, "server %q did not answer in time", server)
+	}
+	if errors.Is(err, context.Canceled) {
+		return jsonrpc.Errorf(jsonrpc.CodeInternalError, "request cancelled")
+	}
+	var je *jsonrpc.Error
+	if errors.As(err, &je) {
+		return je
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, server) {
+		msg = fmt.Sprintf("server %q: %s", server, msg)
+	}
+	return jsonrpc.Errorf(jsonrpc.CodeUpstreamUnavailable, "%s", msg)
+}
+
+// maxPages bounds how many pages the gateway reads from one server when it merges lists.
+const maxPages = 100
+
+// mergeList asks every server with capability cap for all pages of a list and returns one
+// list with names prefixed by server. Collisions are reported, never resolved silently.
+func (s *Session) mergeList(ctx context.Context, m *jsonrpc.Message, cap, field, key string) (*jsonrpc.Message, error) {
+	type part struct {
+		server string
+		items  [][]byte
+		err    error
+	}
+	servers := s.g.opts.Servers
+	parts := make([]part, len(servers))
+	var wg sync.WaitGroup
+	for i, srv := range servers {
+		conn := s.conn(srv.Name)
+		if conn == nil || !conn.Info().Has(cap) {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			parts[i] = part{server: srv.Name}
+			params := json.RawMessage(`{}`)
+			for page := 0; page < maxPages; page++ {
+				resp, err := conn.Call(ctx, &jsonrpc.Message{ID: m.ID, Method: m.Method, Params: params})
+				if err != nil {
+					parts[i].err = err
+					return
+				}
+				if resp.Error != nil {
+					parts[i].err = resp.Error
+					return
+				}
+				arr, _ := jsonrpc.Lookup(resp.Result, field)
+				jsonrpc.Elements(arr, func(e []byte) bool { parts[i].items = append(parts[i].items, e); return true })
+				cursor, ok := jsonrpc.Lookup(resp.Result, "nextCursor")
+				if !ok || string(cursor) == "null" {
+					return
+				}
+				params, _ = json.Marshal(map[string]json.RawMessage{"cursor": cursor})
+			}
+		}()
+	}
+	wg.Wait()
+	out := []byte(`[`)
+	seen := map[string]string{}
+	owners := map[string]string{}
+	n := 0
+	for _, p := range parts {
+		if p.server == "" {
+			continue
+		}
+		if p.err != nil {
+			s.g.logger.Warn("server left out of a merged list", "upstream", p.server, "method", m.Method, "err", p.err)
+			continue
+		}
+		for _, item := range p.items {
+			name, _ := jsonrpc.LookupString(item, key)
+			visible := name
+			if key == "name" {
+				visible = p.server + sep + name
+				var err error
+				item, err = jsonrpc.Set(item, "name", jsonrpc.Quote(visible))
+				if err != nil {
+					continue
+				}
+			} else {
+				owners[name] = p.server
+			}
+			if prev, dup := seen[visible]; dup {
+				s.g.logger.Warn("name collision between servers; second left out", "name", visible, "kept", prev, "dropped", p.server, "method", m.Method)
+				continue
+			}
+			seen[visible] = p.server
+			if n > 0 {
+				out = append(out, ',')
+			}
+			out = append(out, item...)
+			n++
+		}
+	}
+	out = append(out, ']')
+	if len(owners) > 0 {
+		s.mu.Lock()
+		for k, v := range owners {
+			s.owners[k] = v
+		}
+		s.mu.Unlock()
+	}
+	res := append(append(append([]byte(`{"`), field...), `":`...), out...)
+	res = append(res, '}')
+	return jsonrpc.NewResult(m.ID, json.RawMessage(res)), nil
+}

@@ -1,0 +1,103 @@
+package guard
+
+import (
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+)
+
+// Config decodes a guard's own section of the configuration into v, strictly.
+type Config interface {
+	Decode(v any) error
+}
+
+// Env is what a guard's setup gets besides its configuration.
+type Env struct {
+	Logger *slog.Logger
+}
+
+// Setup builds a guard from its configuration. cfg is nil when the section is absent and
+// the guard is on by default.
+type Setup func(cfg Config, env Env) (Middleware, error)
+
+type registration struct {
+	setup     Setup
+	byDefault bool
+}
+
+var (
+	regMu    sync.Mutex
+	registry = map[string]registration{}
+)
+
+// Register makes a guard known. It is called from the guard package's init. A guard that
+// is on by default runs without a configuration section.
+func Register(name string, byDefault bool, s Setup) {
+	regMu.Lock()
+	defer regMu.Unlock()
+	if !slices.Contains(Order, name) {
+		panic(fmt.Sprintf("guard %q is not in guard.Order", name))
+	}
+	if _, dup := registry[name]; dup {
+		panic(fmt.Sprintf("guard %q registered twice", name))
+	}
+	registry[name] = registration{setup: s, byDefault: byDefault}
+}
+
+// Known reports whether a guard of that name is registered.
+func Known(name string) bool {
+	regMu.Lock()
+	defer regMu.Unlock()
+	_, ok := registry[name]
+	return ok
+}
+
+// Build returns the chain around terminal: each registered guard in Order that is on by
+// default or has a section in sections, outermost first. Every guard is wrapped by Safe.
+func Build(terminal Handler, sections map[string]Config, env Env) (Handler, []string, error) {
+	regMu.Lock()
+	defer regMu.Unlock()
+	for name := range sections {
+		if _, ok := registry[name]; !ok {
+			return nil, nil, fmt.Errorf("unknown guard %q (known: %v)", name, knownLocked())
+		}
+	}
+	type built struct {
+		name string
+		mw   Middleware
+	}
+	var mws []built
+	for _, name := range Order {
+		reg, ok := registry[name]
+		if !ok {
+			continue
+		}
+		cfg, configured := sections[name]
+		if !configured && !reg.byDefault {
+			continue
+		}
+		mw, err := reg.setup(cfg, env)
+		if err != nil {
+			return nil, nil, fmt.Errorf("guard %s: %w", name, err)
+		}
+		mws = append(mws, built{name, mw})
+	}
+	h := terminal
+	names := make([]string, len(mws))
+	for i := len(mws) - 1; i >= 0; i-- {
+		h = Safe(mws[i].name, mws[i].mw(h))
+		names[i] = mws[i].name
+	}
+	return h, names, nil
+}
+
+func knownLocked() []string {
+	var ks []string
+	for _, n := range Order {
+		if _, ok := registry[n]; ok {
+			ks = append(ks, n)
+		}
+	}
+	return ks
+}

@@ -1,0 +1,27 @@
+// Package identity says who is calling: the principal a front transport authenticated.
+package identity
+
+import "context"
+
+// Principal is an authenticated caller.
+type Principal struct {
+	ID     string   // stable identifier: key id, JWT subject, certificate name, OS user
+	Groups []string // groups or roles
+	Method string   // how it was authenticated: "none", "apikey", "oidc", "mtls", "os"
+}
+
+// Anonymous is the principal of a listener with auth: none.
+var Anonymous = Principal{ID: "anonymous", Method: "none"}
+
+type ctxKey struct{}
+
+// With returns ctx carrying p.
+func With(ctx context.Context, p Principal) context.Context { return context.WithValue(ctx, ctxKey{}, p) }
+
+// From returns the principal in ctx, or Anonymous.
+func From(ctx context.Context) Principal {
+	if p, ok := ctx.Value(ctxKey{}).(Principal); ok {
+		return p
+	}
+	return Anonymous
+}

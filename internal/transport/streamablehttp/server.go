@@ -1,0 +1,524 @@
+// Package streamablehttp is the gateway's front side over MCP Streamable HTTP: legacy
+// sessions (initialize, Mcp-Session-Id, GET streams, DELETE, Last-Event-ID resumption) and
+// sessionless 2026-07-28 requests (per-request _meta, Mcp-Method/Mcp-Name checks).
+package streamablehttp
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/portcullis-mcp/portcullis/internal/gateway"
+	"github.com/portcullis-mcp/portcullis/internal/identity"
+	"github.com/portcullis-mcp/portcullis/internal/jsonrpc"
+)
+
+// Options configure the front handler.
+type Options struct {
+	// AllowedHosts are extra Host names accepted besides loopback names and the listen host.
+	AllowedHosts []string
+	// AllowedOrigins are extra Origin values (scheme://host[:port]) accepted besides
+	// loopback origins.
+	AllowedOrigins []string
+	// ResumeWindow is how long a call whose client disconnected keeps running, waiting for
+	// the client to resume its stream with Last-Event-ID, before it is cancelled.
+	ResumeWindow time.Duration
+	// Authenticate returns the principal of a request; nil means anonymous.
+	Authenticate func(r *http.Request) (identity.Principal, error)
+	Logger       *slog.Logger
+}
+
+// Handler serves the MCP endpoint.
+type Handler struct {
+	g      *gateway.Gateway
+	opts   Options
+	logger *slog.Logger
+	mu     sync.Mutex
+	states map[string]*sessionState
+}
+
+// New returns the handler for gateway g.
+func New(g *gateway.Gateway, opts Options) *Handler {
+	if opts.ResumeWindow == 0 {
+		opts.ResumeWindow = 10 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Handler{g: g, opts: opts, logger: opts.Logger, states: map[string]*sessionState{}}
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if err := h.checkOrigin(r); err != nil {
+		writeError(w, http.StatusForbidden, nil, jsonrpc.Errorf(jsonrpc.CodeInvalidRequest, "%v", err))
+		return
+	}
+	p := identity.Anonymous
+	if h.opts.Authenticate != nil {
+		var err error
+		p, err = h.opts.Authenticate(r)
+		if err != nil {
+			writeError(w, http.StatusUnauthorized, nil, jsonrpc.Errorf(jsonrpc.CodeInvalidRequest, "%v", err))
+			return
+		}
+	}
+	switch r.Method {
+	case http.MethodPost:
+		h.post(w, r, p)
+	case http.MethodGet:
+		h.get(w, r, p)
+	case http.MethodDelete:
+		h.delete(w, r, p)
+	default:
+		w.Header().Set("Allow", "GET, POST, DELETE")
+		writeError(w, http.StatusMethodNotAllowed, nil, jsonrpc.Errorf(jsonrpc.CodeInvalidRequest, "method %s not allowed", r.Method))
+	}
+}
+
+// checkOrigin rejects requests a web page could make through DNS rebinding: a Host that is
+// not this server, or an Origin that is not allowed.
+func (h *Handler) checkOrigin(r *http.Request) error {
+	host := r.Host
+	if hn, _, err := net.SplitHostPort(host); err == nil {
+		host = hn
+	}
+	host = strings.Trim(host, "[]")
+	if !isLoopbackName(host) && !slices.Contains(h.opts.AllowedHosts, host) {
+		if local, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); !ok || !sameHost(local, host) {
+			return fmt.Errorf("host %q is not allowed (DNS rebinding protection); add it to allowed_hosts", r.Host)
+		}
+	}
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return nil
+	}
+	if slices.Contains(h.opts.AllowedOrigins, origin) {
+		return nil
+	}
+	u, err := url.Parse(origin)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || !isLoopbackName(u.Hostname()) {
+		return fmt.Errorf("origin %q is not allowed (DNS rebinding protection); add it to allowed_origins", origin)
+	}
+	return nil
+}
+
+func isLoopbackName(h string) bool {
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}
+
+func sameHost(a net.Addr, host string) bool {
+	ta, ok := a.(*net.TCPAddr)
+	if !ok {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.Equal(ta.IP) && !ta.IP.IsUnspecified()
+}
+
+func (h *Handler) readMessage(w http.ResponseWriter, r *http.Request) (*jsonrpc.Message, bool) {
+	lim := h.g.Limits()
+	max := lim.MaxBytes
+	if max <= 0 {
+		max = jsonrpc.DefaultMaxBytes
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(max)))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeError(w, http.StatusRequestEntityTooLarge, nil, jsonrpc.Errorf(jsonrpc.CodeInvalidRequest, "message exceeds the limit of %d bytes", max))
+		} else {
+			writeError(w, http.StatusBadRequest, nil, jsonrpc.Errorf(jsonrpc.CodeParseError, "reading the request body: %v", err))
+		}
+		return nil, false
+	}
+	m, err := jsonrpc.Decode(body, lim)
+	if err != nil {
+		var de *jsonrpc.DecodeError
+		errors.As(err, &de)
+		writeError(w, http.StatusBadRequest, de.ID, de.AsError())
+		return nil, false
+	}
+	return m, true
+}
+
+func (h *Handler) post(w http.ResponseWriter, r *http.Request, p identity.Principal) {
+	m, ok := h.readMessage(w, r)
+	if !ok {
+		return
+	}
+	sid := r.Header.Get("Mcp-Session-Id")
+	if sid == "" {
+		if m.Method == "initialize" {
+			if _, modern := gateway.ModernVersion(m); !modern {
+				h.initialize(w, r, p, m)
+				return
+			}
+		}
+		h.modern(w, r, p, m)
+		return
+	}
+	st := h.state(sid)
+	if st == nil {
+		writeError(w, http.StatusNotFound, m.ID, jsonrpc.Errorf(jsonrpc.CodeInvalidRequest, "session not found (it ended or expired); initialize a new one"))
+		return
+	}
+	if !samePrincipal(st.sess.Principal(), p) {
+		h.logger.Warn("session id presented by another principal", "session_owner", st.sess.Principal().ID, "principal", p.ID)
+		writeError(w, http.StatusNotFound, m.ID, jsonrpc.Errorf(jsonrpc.CodeInvalidRequest, "session not found"))
+		return
+	}
+	if v := r.Header.Get("MCP-Protocol-Version"); v != "" && !slices.Contains(gateway.LegacyVersions, v) && !slices.Contains(gateway.ModernVersions, v) {
+		writeError(w, http.StatusBadRequest, m.ID, gateway.UnsupportedVersion(v))
+		return
+	}
+	if m.IsResponse() {
+		st.deliver(m)
+		w.WriteHeader(http.StatusAccepted)
+		return
+	}
+	if m.IsNotification() {
+		st.sess.Handle(context.WithoutCancel(r.Context()), m)
+		w.WriteHeader(http.StatusAccepted)
+		return
+	}
+	h.serveRequest(w, r, st, m, func(ctx context.Context) *jsonrpc.Message { return st.sess.Handle(ctx, m) }, true)
+}
+
+func samePrincipal(a, b identity.Principal) bool { return a.ID == b.ID && a.Method == b.Method }
+
+func (h *Handler) initialize(w http.ResponseWriter, r *http.Request, p identity.Principal, m *jsonrpc.Message) {
+	st := &sessionState{h: h, pending: map[string]chan *jsonrpc.Message{}, streams: map[string]*stream{}}
+	sess, err := h.g.NewSession(p, st)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, m.ID, jsonrpc.Errorf(jsonrpc.CodeUpstreamUnavailable, "%v", err))
+		return
+	}
+	st.sess = sess
+	resp := sess.Handle(r.Context(), m)
+	if resp.Error != nil {
+		sess.Close()
+		writeJSON(w, http.StatusOK, resp)
+		return
+	}
+	h.mu.Lock()
+	h.states[sess.ID()] = st
+	h.mu.Unlock()
+	w.Header().Set("Mcp-Session-Id", sess.ID())
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func (h *Handler) state(sid string) *sessionState {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.states[sid]
+}
+
+func (h *Handler) delete(w http.ResponseWriter, r *http.Request, p identity.Principal) {
+	sid := r.Header.Get("Mcp-Session-Id")
+	st := h.state(sid)
+	if sid == "" || st == nil || !samePrincipal(st.sess.Principal(), p) {
+		writeError(w, http.StatusNotFound, nil, jsonrpc.Errorf(jsonrpc.CodeInvalidRequest, "session not found"))
+		return
+	}
+	h.mu.Lock()
+	delete(h.states, sid)
+	h.mu.Unlock()
+	st.close()
+	go st.sess.Close()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// modern serves a sessionless 2026-07-28 request.
+func (h *Handler) modern(w http.ResponseWriter, r *http.Request, p identity.Principal, m *jsonrpc.Message) {
+	if !m.IsRequest() {
+		if m.IsNotification() {
+			w.WriteHeader(http.StatusAccepted)
+			return
+		}
+		writeError(w, http.StatusBadRequest, m.ID, jsonrpc.Errorf(jsonrpc.CodeInvalidRequest, "responses need a session"))
+		return
+	}
+	if je := gateway.CheckModern(m); je != nil {
+		status := http.StatusBadRequest
+		if je.Code == jsonrpc.CodeMethodNotFound {
+			status = http.StatusNotFound
+		}
+		writeError(w, status, m.ID, je)
+		return
+	}
+	if je := checkHeaders(r, m); je != nil {
+		writeError(w, http.StatusBadRequest, m.ID, je)
+		return
+	}
+	if m.Method == "subscriptions/listen" {
+		h.listen(w, r, p, m)
+		return
+	}
+	st := &sessionState{h: h, pending: map[string]chan *jsonrpc.Message{}, streams: map[string]*stream{}}
+	h.serveRequest(w, r, st, m, func(ctx context.Context) *jsonrpc.Message {
+		return h.g.HandleModern(context.WithValue(ctx, stateKey{}, st), p, ctxClient{}, m)
+	}, false)
+}
+
+// checkHeaders enforces that the headers a 2026-07-28 client mirrors from the body match
+// it: a proxy or balancer that routes on the header must see what the server will read.
+func checkHeaders(r *http.Request, m *jsonrpc.Message) *jsonrpc.Error {
+	body, _ := gateway.ModernVersion(m)
+	if v := strings.TrimSpace(r.Header.Get("MCP-Protocol-Version")); v == "" {
+		return jsonrpc.Errorf(jsonrpc.CodeHeaderMismatch, "Header mismatch: MCP-Protocol-Version header is required")
+	} else if v != body {
+		return jsonrpc.Errorf(jsonrpc.CodeHeaderMismatch, "Header mismatch: MCP-Protocol-Version header %q does not match body value %q", v, body)
+	}
+	method := strings.TrimSpace(r.Header.Get("Mcp-Method"))
+	if method == "" {
+		return jsonrpc.Errorf(jsonrpc.CodeHeaderMismatch, "Header mismatch: Mcp-Method header is required")
+	}
+	if method != m.Method {
+		return jsonrpc.Errorf(jsonrpc.CodeHeaderMismatch, "Header mismatch: Mcp-Method header value %q does not match body value %q", method, m.Method)
+	}
+	var key string
+	switch m.Method {
+	case "tools/call", "prompts/get":
+		key = "name"
+	case "resources/read":
+		key = "uri"
+	default:
+		return nil
+	}
+	want, ok := jsonrpc.LookupString(m.Params, key)
+	if !ok {
+		return jsonrpc.Errorf(jsonrpc.CodeInvalidParams, "%s needs a string %q", m.Method, key)
+	}
+	raw, present := r.Header["Mcp-Name"]
+	if !present || len(raw) == 0 {
+		return jsonrpc.Errorf(jsonrpc.CodeHeaderMismatch, "Header mismatch: Mcp-Name header is required for %s", m.Method)
+	}
+	if len(raw) > 1 {
+		return jsonrpc.Errorf(jsonrpc.CodeHeaderMismatch, "Header mismatch: more than one Mcp-Name header")
+	}
+	got, err := decodeHeaderValue(strings.TrimSpace(raw[0]))
+	if err != nil {
+		return jsonrpc.Errorf(jsonrpc.CodeHeaderMismatch, "Header mismatch: Mcp-Name header: %v", err)
+	}
+	if got != want {
+		return jsonrpc.Errorf(jsonrpc.CodeHeaderMismatch, "Header mismatch: Mcp-Name header value %q does not match body value %q", got, want)
+	}
+	return nil
+}
+
+// decodeHeaderValue undoes the =?base64?...?= sentinel encoding of header values.
+func decodeHeaderValue(v string) (string, error) {
+	if strings.HasPrefix(v, "=?base64?") && strings.HasSuffix(v, "?=") && len(v) >= len("=?base64??=") {
+		b, err := base64.StdEncoding.DecodeString(v[len("=?base64?") : len(v)-2])
+		if err != nil {
+			return "", fmt.Errorf("invalid base64: %v", err)
+		}
+		return string(b), nil
+	}
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; (c < 0x20 && c != '\t') || c > 0x7e {
+			return "", errors.New("invalid character")
+		}
+	}
+	return v, nil
+}
+
+// serveRequest runs handle and writes its response: JSON when the client does not take
+// event streams, otherwise an SSE stream that also carries the messages sent during the
+// call (progress, logging, server-to-client requests).
+func (h *Handler) serveRequest(w http.ResponseWriter, r *http.Request, st *sessionState, m *jsonrpc.Message, handle func(context.Context) *jsonrpc.Message, legacy bool) {
+	accept := r.Header.Get("Accept")
+	if !strings.Contains(accept, "text/event-stream") {
+		resp := handle(r.Context())
+		writeJSON(w, statusFor(resp, legacy), resp)
+		return
+	}
+	str := st.newStream()
+	ctx := withStream(r.Context(), str)
+	if legacy {
+		// A legacy client may disconnect and resume with Last-Event-ID: the call goes on
+		// for a while, and is cancelled only if nobody resumes.
+		ctx = context.WithoutCancel(ctx)
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		go func() {
+			select {
+			case <-r.Context().Done():
+			case <-str.finished:
+				return
+			}
+			select {
+			case <-str.finished:
+			case <-str.resumed:
+			case <-time.After(h.opts.ResumeWindow):
+				cancel()
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		resp := handle(ctx)
+		if resp != nil {
+			str.send(resp)
+		}
+		str.finish()
+	}()
+	if !legacy || st.sess == nil {
+		// Modern: a plain JSON reply when nothing came before the response.
+		select {
+		case <-done:
+			if ev, only := str.onlyEvent(); only {
+				writeJSON(w, statusFor(ev, legacy), ev)
+				return
+			}
+		case <-str.firstEvent:
+		case <-r.Context().Done():
+			<-done
+			return
+		}
+	}
+	str.pipe(w, r.Context())
+}
+
+func statusFor(resp *jsonrpc.Message, legacy bool) int {
+	if legacy || resp == nil || resp.Error == nil {
+		return http.StatusOK
+	}
+	switch resp.Error.Code {
+	case jsonrpc.CodeMethodNotFound:
+		return http.StatusNotFound
+	case jsonrpc.CodeHeaderMismatch, jsonrpc.CodeUnsupportedProtocolVersion, jsonrpc.CodeMissingRequiredClientCapability:
+		return http.StatusBadRequest
+	}
+	return http.StatusOK
+}
+
+// get opens the standalone stream of a legacy session, or resumes a stream.
+func (h *Handler) get(w http.ResponseWriter, r *http.Request, p identity.Principal) {
+	sid := r.Header.Get("Mcp-Session-Id")
+	if sid == "" {
+		writeError(w, http.StatusMethodNotAllowed, nil, jsonrpc.Errorf(jsonrpc.CodeInvalidRequest, "GET needs a legacy session (Mcp-Session-Id); 2026-07-28 clients use subscriptions/listen"))
+		return
+	}
+	st := h.state(sid)
+	if st == nil || !samePrincipal(st.sess.Principal(), p) {
+		writeError(w, http.StatusNotFound, nil, jsonrpc.Errorf(jsonrpc.CodeInvalidRequest, "session not found"))
+		return
+	}
+	if !strings.Contains(r.Header.Get("Accept"), "text/event-stream") {
+		writeError(w, http.StatusNotAcceptable, nil, jsonrpc.Errorf(jsonrpc.CodeInvalidRequest, "GET must accept text/event-stream"))
+		return
+	}
+	if last := r.Header.Get("Last-Event-ID"); last != "" {
+		str, seq := st.find(last)
+		if str == nil {
+			writeError(w, http.StatusNotFound, nil, jsonrpc.Errorf(jsonrpc.CodeInvalidRequest, "event %q cannot be resumed", last))
+			return
+		}
+		str.resume(seq)
+		str.pipe(w, r.Context())
+		return
+	}
+	str := st.standalone()
+	str.pipe(w, r.Context())
+}
+
+// listen serves subscriptions/listen: an acknowledgement, then the list-change
+// notifications the client opted in to, tagged with the subscription id.
+func (h *Handler) listen(w http.ResponseWriter, r *http.Request, p identity.Principal, m *jsonrpc.Message) {
+	flusher, _ := w.(http.Flusher)
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	subID := string(m.ID)
+	ack := jsonrpc.NewNotification("notifications/subscriptions/acknowledged", map[string]any{
+		"_meta": map[string]any{"io.modelcontextprotocol/subscriptionId": jsonRaw(m.ID)},
+	})
+	var buf bytes.Buffer
+	writeEvent(&buf, "", ack)
+	w.Write(buf.Bytes())
+	if flusher != nil {
+		flusher.Flush()
+	}
+	_ = subID
+	t := time.NewTicker(15 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-t.C:
+			io.WriteString(w, ":\n\n")
+			if flusher != nil {
+				flusher.Flush()
+			}
+		}
+	}
+}
+
+type stateKey struct{}
+
+// ctxClient reaches the client of the request in ctx: the shared session of sessionless
+// clients has no client of its own, each request brings its stream.
+type ctxClient struct{}
+
+func (ctxClient) Notify(ctx context.Context, m *jsonrpc.Message) error {
+	st, ok := ctx.Value(stateKey{}).(*sessionState)
+	if !ok {
+		return errors.New("no client stream for this message")
+	}
+	return st.Notify(ctx, m)
+}
+
+func (ctxClient) Request(ctx context.Context, m *jsonrpc.Message) (*jsonrpc.Message, error) {
+	return nil, errors.New("2026-07-28 clients take no server-to-client requests")
+}
+
+type jsonRaw []byte
+
+func (j jsonRaw) MarshalJSON() ([]byte, error) { return j, nil }
+
+func writeJSON(w http.ResponseWriter, status int, m *jsonrpc.Message) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(m.Marshal())
+}
+
+func writeError(w http.ResponseWriter, status int, id jsonrpc.ID, e *jsonrpc.Error) {
+	writeJSON(w, status, jsonrpc.NewError(id, e))
+}
+
+func writeEvent(buf *bytes.Buffer, id string, m *jsonrpc.Message) {
+	if id != "" {
+		buf.WriteString("id: ")
+		buf.WriteString(id)
+		buf.WriteByte('\n')
+	}
+	buf.WriteString("event: message\ndata: ")
+	buf.Write(m.Marshal())
+	buf.WriteString("\n\n")
+}
+
+var streamSeq atomic.Int64
+
+func nextStreamID() string { return strconv.FormatInt(streamSeq.Add(1), 36) }

@@ -1,0 +1,297 @@
+package streamablehttp
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/portcullis-mcp/portcullis/internal/gateway"
+	"github.com/portcullis-mcp/portcullis/internal/jsonrpc"
+)
+
+// maxEvents bounds the events a stream keeps for resumption.
+const maxEvents = 1024
+
+type event struct {
+	seq int
+	msg *jsonrpc.Message
+}
+
+// stream is one SSE stream: the response stream of a request, or a session's standalone
+// GET stream. Its events are kept (bounded) so a client can resume it with Last-Event-ID.
+type stream struct {
+	id         string
+	mu         sync.Mutex
+	events     []event // the newest maxEvents
+	next       int     // seq of the next event
+	cursor     int     // seq of the next event to write to the client
+	gen        int     // pipe generation: a newer pipe takes the stream over
+	wake       chan struct{}
+	finished   chan struct{}
+	firstEvent chan struct{}
+	resumed    chan struct{}
+	done, first, wasResumed bool
+}
+
+func newStream() *stream {
+	return &stream{id: nextStreamID(), wake: make(chan struct{}, 1), finished: make(chan struct{}),
+		firstEvent: make(chan struct{}), resumed: make(chan struct{})}
+}
+
+func (s *stream) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// send queues m on the stream. It reports false when the stream has finished.
+func (s *stream) send(m *jsonrpc.Message) bool {
+	s.mu.Lock()
+	if s.done {
+		s.mu.Unlock()
+		return false
+	}
+	s.events = append(s.events, event{seq: s.next, msg: m})
+	s.next++
+	if len(s.events) > maxEvents {
+		s.events = s.events[len(s.events)-maxEvents:]
+	}
+	if !s.first {
+		s.first = true
+		close(s.firstEvent)
+	}
+	s.mu.Unlock()
+	s.signal()
+	return true
+}
+
+func (s *stream) finish() {
+	s.mu.Lock()
+	if !s.done {
+		s.done = true
+		close(s.finished)
+	}
+	s.mu.Unlock()
+	s.signal()
+}
+
+// onlyEvent returns the response when the stream finished with exactly one event.
+func (s *stream) onlyEvent() (*jsonrpc.Message, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.done && s.next == 1 && s.cursor == 0 && len(s.events) == 1 {
+		return s.events[0].msg, true
+	}
+	return nil, false
+}
+
+func (s *stream) resume(seq int) {
+	s.mu.Lock()
+	s.cursor = seq + 1
+	if !s.wasResumed {
+		s.wasResumed = true
+		close(s.resumed)
+	}
+	s.mu.Unlock()
+}
+
+// pipe writes the stream's events to w until the stream finishes, the client goes away,
+// or a newer pipe takes over.
+func (s *stream) pipe(w http.ResponseWriter, ctx context.Context) {
+	s.mu.Lock()
+	s.gen++
+	gen := s.gen
+	s.mu.Unlock()
+	s.signal() // wake an older pipe so it sees it was replaced
+	flusher, _ := w.(http.Flusher)
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	var buf bytes.Buffer
+	buf.WriteString("retry: 1000\n\n")
+	for {
+		s.mu.Lock()
+		if s.gen != gen {
+			s.mu.Unlock()
+			return
+		}
+		for _, ev := range s.events {
+			if ev.seq >= s.cursor {
+				writeEvent(&buf, s.id+"_"+strconv.Itoa(ev.seq), ev.msg)
+			}
+		}
+		if s.next > s.cursor {
+			s.cursor = s.next
+		}
+		done := s.done
+		s.mu.Unlock()
+		if buf.Len() > 0 {
+			if _, err := w.Write(buf.Bytes()); err != nil {
+				return
+			}
+			buf.Reset()
+			if flusher != nil {
+				flusher.Flush()
+			}
+		}
+		if done {
+			return
+		}
+		select {
+		case <-s.wake:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// sessionState is the front side of one legacy session (or of one sessionless request):
+// its streams and the server-to-client requests waiting for the client's answer.
+type sessionState struct {
+	h       *Handler
+	sess    *gateway.Session
+	mu      sync.Mutex
+	streams map[string]*stream
+	stand   *stream
+	pending map[string]chan *jsonrpc.Message
+	seq     atomic.Int64
+	closed  bool
+}
+
+func (st *sessionState) newStream() *stream {
+	s := newStream()
+	st.mu.Lock()
+	st.streams[s.id] = s
+	// Keep the number of finished streams kept for resumption bounded.
+	if len(st.streams) > 256 {
+		for id, old := range st.streams {
+			old.mu.Lock()
+			d := old.done
+			old.mu.Unlock()
+			if d && old != s {
+				delete(st.streams, id)
+			}
+		}
+	}
+	st.mu.Unlock()
+	return s
+}
+
+func (st *sessionState) standalone() *stream {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.stand == nil {
+		st.stand = newStream()
+		st.streams[st.stand.id] = st.stand
+	}
+	return st.stand
+}
+
+func (st *sessionState) find(lastEventID string) (*stream, int) {
+	i := strings.LastIndexByte(lastEventID, '_')
+	if i < 0 {
+		return nil, 0
+	}
+	seq, err := strconv.Atoi(lastEventID[i+1:])
+	if err != nil {
+		return nil, 0
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.streams[lastEventID[:i]], seq
+}
+
+func (st *sessionState) close() {
+	st.mu.Lock()
+	st.closed = true
+	for _, s := range st.streams {
+		s.finish()
+	}
+	for id, ch := range st.pending {
+		close(ch)
+		delete(st.pending, id)
+	}
+	st.mu.Unlock()
+}
+
+type streamKey struct{}
+
+func withStream(ctx context.Context, s *stream) context.Context {
+	return context.WithValue(ctx, streamKey{}, s)
+}
+
+// target is where a server-initiated message goes: the response stream of the request it
+// belongs to while that is open, otherwise the standalone stream.
+func (st *sessionState) target(ctx context.Context) *stream {
+	if s, ok := ctx.Value(streamKey{}).(*stream); ok {
+		s.mu.Lock()
+		open := !s.done
+		s.mu.Unlock()
+		if open {
+			return s
+		}
+	}
+	return st.standalone()
+}
+
+// Notify implements gateway.Client.
+func (st *sessionState) Notify(ctx context.Context, m *jsonrpc.Message) error {
+	if !st.target(ctx).send(m) {
+		return fmt.Errorf("client stream closed")
+	}
+	return nil
+}
+
+// Request implements gateway.Client.
+func (st *sessionState) Request(ctx context.Context, m *jsonrpc.Message) (*jsonrpc.Message, error) {
+	id := jsonrpc.ID(strconv.Quote("pc-" + strconv.FormatInt(st.seq.Add(1), 10)))
+	ch := make(chan *jsonrpc.Message, 1)
+	st.mu.Lock()
+	if st.closed {
+		st.mu.Unlock()
+		return nil, fmt.Errorf("session closed")
+	}
+	st.pending[string(id)] = ch
+	st.mu.Unlock()
+	defer func() {
+		st.mu.Lock()
+		delete(st.pending, string(id))
+		st.mu.Unlock()
+	}()
+	out := *m
+	out.ID = id
+	if !st.target(ctx).send(&out) {
+		return nil, fmt.Errorf("client stream closed")
+	}
+	select {
+	case resp, ok := <-ch:
+		if !ok {
+			return nil, fmt.Errorf("session closed")
+		}
+		r := *resp
+		r.ID = m.ID
+		return &r, nil
+	case <-ctx.Done():
+		st.Notify(context.Background(), jsonrpc.NewNotification("notifications/cancelled", map[string]any{"requestId": jsonRaw(id), "reason": "cancelled by the server"}))
+		return nil, ctx.Err()
+	}
+}
+
+// deliver hands a client's response to the request waiting for it.
+func (st *sessionState) deliver(m *jsonrpc.Message) {
+	st.mu.Lock()
+	ch := st.pending[string(m.ID)]
+	delete(st.pending, string(m.ID))
+	st.mu.Unlock()
+	if ch != nil {
+		ch <- m
+	}
+}
