@@ -36,6 +36,9 @@ func buildGateway(cfg *config.Config, logger *slog.Logger, only ...string) (*gat
 		Limits:  lim,
 		Logger:  logger,
 		Version: version(),
+
+		SessionIdleTimeout: cfg.SessionIdleTimeout,
+		MaxSessions:        cfg.MaxSessions,
 	})
 	if err != nil {
 		return nil, locateGuardError(cfg, err)

@@ -29,6 +29,10 @@ type Config struct {
 	// MaxMessageBytes and MaxDepth bound every JSON-RPC message, both directions.
 	MaxMessageBytes int `yaml:"max_message_bytes"`
 	MaxDepth        int `yaml:"max_depth"`
+	// SessionIdleTimeout closes client sessions idle for this long (default 10m).
+	SessionIdleTimeout time.Duration `yaml:"session_idle_timeout"`
+	// MaxSessions bounds the client sessions open at once (default 10000).
+	MaxSessions int `yaml:"max_sessions"`
 	// Servers are the upstream MCP servers.
 	Servers []Server `yaml:"servers"`
 	// Guards enable and parameterize guards, by name.
@@ -203,6 +207,12 @@ func (c *Config) validate() error {
 	}
 	if c.MaxMessageBytes < 0 {
 		errs = append(errs, c.at("must not be negative", "max_message_bytes"))
+	}
+	if c.SessionIdleTimeout < 0 {
+		errs = append(errs, c.at("must not be negative", "session_idle_timeout"))
+	}
+	if c.MaxSessions < 0 {
+		errs = append(errs, c.at("must not be negative", "max_sessions"))
 	}
 	if c.MaxDepth < 0 {
 		errs = append(errs, c.at("must not be negative", "max_depth"))

@@ -35,6 +35,11 @@ type Options struct {
 	Version string
 	// StartTimeout bounds how long a new session waits for its servers' handshakes.
 	StartTimeout time.Duration
+	// SessionIdleTimeout closes a session (and its server sessions) that saw no message
+	// and has no call in flight for this long. Default 10 minutes.
+	SessionIdleTimeout time.Duration
+	// MaxSessions bounds the sessions open at once. Default 10000.
+	MaxSessions int
 }
 
 // Protocol versions the gateway speaks with clients, newest first.
@@ -51,16 +56,17 @@ type chains struct {
 
 // Gateway is the MCP gateway.
 type Gateway struct {
-	opts    Options
-	byName  map[string]*Server
-	prefix  bool
-	logger  *slog.Logger
-	chains  atomic.Pointer[chains]
-	mu      sync.Mutex
+	opts     Options
+	byName   map[string]*Server
+	prefix   bool
+	logger   *slog.Logger
+	chains   atomic.Pointer[chains]
+	mu       sync.Mutex
 	sessions map[string]*Session
 	modern   map[string]*Session // sessionless clients, one pool per principal
 	closed   bool
 	wg       sync.WaitGroup // calls in flight, for draining
+	stop     chan struct{}
 }
 
 // New builds a gateway and its guard chains.
@@ -71,8 +77,14 @@ func New(opts Options) (*Gateway, error) {
 	if opts.StartTimeout == 0 {
 		opts.StartTimeout = 60 * time.Second
 	}
+	if opts.SessionIdleTimeout == 0 {
+		opts.SessionIdleTimeout = 10 * time.Minute
+	}
+	if opts.MaxSessions == 0 {
+		opts.MaxSessions = 10000
+	}
 	g := &Gateway{opts: opts, byName: map[string]*Server{}, logger: opts.Logger,
-		sessions: map[string]*Session{}, modern: map[string]*Session{}}
+		sessions: map[string]*Session{}, modern: map[string]*Session{}, stop: make(chan struct{})}
 	for i := range opts.Servers {
 		s := &opts.Servers[i]
 		if _, dup := g.byName[s.Name]; dup {
@@ -84,7 +96,37 @@ func New(opts Options) (*Gateway, error) {
 	if err := g.SetGuards(opts.Guards); err != nil {
 		return nil, err
 	}
+	go g.reap()
 	return g, nil
+}
+
+// reap closes idle sessions.
+func (g *Gateway) reap() {
+	every := g.opts.SessionIdleTimeout / 4
+	if every > 30*time.Second {
+		every = 30 * time.Second
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-g.stop:
+			return
+		case <-t.C:
+		}
+		g.mu.Lock()
+		var idle []*Session
+		for _, s := range g.sessions {
+			if s.idleFor() > g.opts.SessionIdleTimeout {
+				idle = append(idle, s)
+			}
+		}
+		g.mu.Unlock()
+		for _, s := range idle {
+			g.logger.Info("closing idle session", "session", s.id, "principal", s.principal.ID)
+			s.Close()
+		}
+	}
 }
 
 // SetGuards builds new chains from guard sections and swaps them in; on error the old
@@ -133,6 +175,9 @@ func (g *Gateway) NewSession(p identity.Principal, c Client) (*Session, error) {
 	if g.closed {
 		return nil, errors.New("gateway is shutting down")
 	}
+	if len(g.sessions) >= g.opts.MaxSessions {
+		return nil, fmt.Errorf("too many open sessions (limit %d); try again later", g.opts.MaxSessions)
+	}
 	s := newSession(g, randomID(), p, "legacy", c)
 	g.sessions[s.id] = s
 	return s, nil
@@ -179,6 +224,9 @@ func (g *Gateway) forget(s *Session) {
 // closes every session and its servers.
 func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.mu.Lock()
+	if !g.closed {
+		close(g.stop)
+	}
 	g.closed = true
 	g.mu.Unlock()
 	done := make(chan struct{})

@@ -36,25 +36,33 @@ var removedInModern = []string{"initialize", "ping", "logging/setLevel", "resour
 // cacheable are the methods whose results carry ttlMs and cacheScope in 2026-07-28.
 var cacheable = []string{"tools/list", "prompts/list", "resources/list", "resources/read", "resources/templates/list", "server/discover"}
 
-// CheckModern validates the per-request metadata of a sessionless request. It returns nil
-// when the request may proceed.
+// CheckModern validates the per-request metadata of a sessionless request (CheckMeta),
+// then the version and the method. It returns nil when the request may proceed.
 func CheckModern(m *jsonrpc.Message) *jsonrpc.Error {
-	meta, ok := jsonrpc.Lookup(m.Params, "_meta")
-	if !ok || len(meta) == 0 || meta[0] != '{' {
-		return jsonrpc.Errorf(jsonrpc.CodeInvalidParams, "missing or invalid _meta field %q", MetaProtocolVersion)
+	if je := CheckMeta(m); je != nil {
+		return je
 	}
-	v, ok := jsonrpc.LookupString(meta, MetaProtocolVersion)
-	if !ok {
-		return jsonrpc.Errorf(jsonrpc.CodeInvalidParams, "missing or invalid _meta field %q", MetaProtocolVersion)
-	}
-	if caps, ok := jsonrpc.Lookup(meta, MetaClientCapabilities); !ok || caps[0] != '{' {
-		return jsonrpc.Errorf(jsonrpc.CodeInvalidParams, "missing or invalid _meta field %q", MetaClientCapabilities)
-	}
+	v, _ := ModernVersion(m)
 	if !slices.Contains(ModernVersions, v) {
 		return UnsupportedVersion(v)
 	}
 	if slices.Contains(removedInModern, m.Method) {
 		return jsonrpc.Errorf(jsonrpc.CodeMethodNotFound, "method %q does not exist in protocol version %s", m.Method, v)
+	}
+	return nil
+}
+
+// CheckMeta checks that a sessionless request carries the required _meta fields.
+func CheckMeta(m *jsonrpc.Message) *jsonrpc.Error {
+	meta, ok := jsonrpc.Lookup(m.Params, "_meta")
+	if !ok || len(meta) == 0 || meta[0] != '{' {
+		return jsonrpc.Errorf(jsonrpc.CodeInvalidParams, "missing or invalid _meta field %q", MetaProtocolVersion)
+	}
+	if _, ok := jsonrpc.LookupString(meta, MetaProtocolVersion); !ok {
+		return jsonrpc.Errorf(jsonrpc.CodeInvalidParams, "missing or invalid _meta field %q", MetaProtocolVersion)
+	}
+	if caps, ok := jsonrpc.Lookup(meta, MetaClientCapabilities); !ok || caps[0] != '{' {
+		return jsonrpc.Errorf(jsonrpc.CodeInvalidParams, "missing or invalid _meta field %q", MetaClientCapabilities)
 	}
 	return nil
 }

@@ -27,17 +27,39 @@ type Session struct {
 	started chan struct{}
 	mu      sync.Mutex
 	conns   map[string]*upstream.Conn
-	initRes json.RawMessage // what the client was told at initialize
+	initRes json.RawMessage   // what the client was told at initialize
 	owners  map[string]string // resource URI or template -> server, from listings
 	active  map[string]context.CancelFunc
 	closed  bool
 	lastUse time.Time
+	pinned  bool
+	done    chan struct{}
 }
 
 func newSession(g *Gateway, id string, p identity.Principal, era string, c Client) *Session {
 	return &Session{g: g, id: id, principal: p, era: era, client: c, started: make(chan struct{}),
 		conns: map[string]*upstream.Conn{}, owners: map[string]string{}, active: map[string]context.CancelFunc{},
-		lastUse: time.Now()}
+		lastUse: time.Now(), done: make(chan struct{})}
+}
+
+// Pin exempts the session from idle expiry (a stdio client owns its session for as long as
+// it is connected).
+func (s *Session) Pin() {
+	s.mu.Lock()
+	s.pinned = true
+	s.mu.Unlock()
+}
+
+// Done is closed when the session is closed.
+func (s *Session) Done() <-chan struct{} { return s.done }
+
+func (s *Session) idleFor() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pinned || len(s.active) > 0 || s.closed {
+		return 0
+	}
+	return time.Since(s.lastUse)
 }
 
 // ID is the session id ("" for the shared session of sessionless clients).
@@ -82,6 +104,7 @@ func (s *Session) Close() {
 		return
 	}
 	s.closed = true
+	close(s.done)
 	conns := s.conns
 	for _, c := range s.active {
 		c()

@@ -16,7 +16,9 @@ var Anonymous = Principal{ID: "anonymous", Method: "none"}
 type ctxKey struct{}
 
 // With returns ctx carrying p.
-func With(ctx context.Context, p Principal) context.Context { return context.WithValue(ctx, ctxKey{}, p) }
+func With(ctx context.Context, p Principal) context.Context {
+	return context.WithValue(ctx, ctxKey{}, p)
+}
 
 // From returns the principal in ctx, or Anonymous.
 func From(ctx context.Context) Principal {

@@ -64,9 +64,9 @@ func TestDecodeSizeLimit(t *testing.T) {
 
 func TestDecodeKinds(t *testing.T) {
 	tests := []struct {
-		in                  string
-		req, notif, resp    bool
-		method, id, params  string
+		in                 string
+		req, notif, resp   bool
+		method, id, params string
 	}{
 		{`{"jsonrpc":"2.0","id":"a\"b","method":"tools/call","params":{"name":"x"}}`, true, false, false, "tools/call", `"a\"b"`, `{"name":"x"}`},
 		{` { "method" : "notifications/initialized" , "jsonrpc" : "2.0" } `, false, true, false, "notifications/initialized", "", ""},

@@ -169,7 +169,7 @@ func Set(obj []byte, key string, val []byte) ([]byte, error) {
 	if end < 0 {
 		return nil, ErrNotObject
 	}
-	empty := len(bytes.TrimSpace(obj[bytes.IndexByte(obj, '{')+1 : end])) == 0
+	empty := len(bytes.TrimSpace(obj[bytes.IndexByte(obj, '{')+1:end])) == 0
 	out := make([]byte, 0, len(obj)+len(key)+len(val)+4)
 	out = append(out, bytes.TrimRight(obj[:end], " \t\r\n")...)
 	if !empty {

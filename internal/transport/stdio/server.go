@@ -42,6 +42,7 @@ func Serve(ctx context.Context, g *gateway.Gateway, r io.Reader, w io.Writer, p 
 					mu.Unlock()
 					return jsonrpc.NewError(m.ID, jsonrpc.Errorf(jsonrpc.CodeUpstreamUnavailable, "%v", err))
 				}
+				s.Pin()
 				sess = s
 			}
 		}

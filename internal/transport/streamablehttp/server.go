@@ -220,6 +220,15 @@ func (h *Handler) initialize(w http.ResponseWriter, r *http.Request, p identity.
 	h.mu.Lock()
 	h.states[sess.ID()] = st
 	h.mu.Unlock()
+	go func() {
+		<-sess.Done()
+		h.mu.Lock()
+		if h.states[sess.ID()] == st {
+			delete(h.states, sess.ID())
+		}
+		h.mu.Unlock()
+		st.close()
+	}()
 	w.Header().Set("Mcp-Session-Id", sess.ID())
 	writeJSON(w, http.StatusOK, resp)
 }
@@ -227,7 +236,18 @@ func (h *Handler) initialize(w http.ResponseWriter, r *http.Request, p identity.
 func (h *Handler) state(sid string) *sessionState {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.states[sid]
+	st := h.states[sid]
+	if st == nil {
+		return nil
+	}
+	select {
+	case <-st.sess.Done(): // expired or closed by the gateway
+		delete(h.states, sid)
+		st.close()
+		return nil
+	default:
+	}
+	return st
 }
 
 func (h *Handler) delete(w http.ResponseWriter, r *http.Request, p identity.Principal) {
@@ -255,16 +275,20 @@ func (h *Handler) modern(w http.ResponseWriter, r *http.Request, p identity.Prin
 		writeError(w, http.StatusBadRequest, m.ID, jsonrpc.Errorf(jsonrpc.CodeInvalidRequest, "responses need a session"))
 		return
 	}
+	if je := gateway.CheckMeta(m); je != nil {
+		writeError(w, http.StatusBadRequest, m.ID, je)
+		return
+	}
+	if je := checkHeaders(r, m); je != nil {
+		writeError(w, http.StatusBadRequest, m.ID, je)
+		return
+	}
 	if je := gateway.CheckModern(m); je != nil {
 		status := http.StatusBadRequest
 		if je.Code == jsonrpc.CodeMethodNotFound {
 			status = http.StatusNotFound
 		}
 		writeError(w, status, m.ID, je)
-		return
-	}
-	if je := checkHeaders(r, m); je != nil {
-		writeError(w, http.StatusBadRequest, m.ID, je)
 		return
 	}
 	if m.Method == "subscriptions/listen" {
@@ -376,18 +400,14 @@ func (h *Handler) serveRequest(w http.ResponseWriter, r *http.Request, st *sessi
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		resp := handle(ctx)
-		if resp != nil {
-			str.send(resp)
-		}
-		str.finish()
+		str.complete(handle(ctx), !legacy)
 	}()
-	if !legacy || st.sess == nil {
-		// Modern: a plain JSON reply when nothing came before the response.
+	if !legacy {
+		// Modern: a plain JSON reply (with its HTTP status) when nothing came before it.
 		select {
 		case <-done:
-			if ev, only := str.onlyEvent(); only {
-				writeJSON(w, statusFor(ev, legacy), ev)
+			if resp := str.plainResponse(); resp != nil {
+				writeJSON(w, statusFor(resp, legacy), resp)
 				return
 			}
 		case <-str.firstEvent:

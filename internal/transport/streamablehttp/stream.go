@@ -25,17 +25,18 @@ type event struct {
 // stream is one SSE stream: the response stream of a request, or a session's standalone
 // GET stream. Its events are kept (bounded) so a client can resume it with Last-Event-ID.
 type stream struct {
-	id         string
-	mu         sync.Mutex
-	events     []event // the newest maxEvents
-	next       int     // seq of the next event
-	cursor     int     // seq of the next event to write to the client
-	gen        int     // pipe generation: a newer pipe takes the stream over
-	wake       chan struct{}
-	finished   chan struct{}
-	firstEvent chan struct{}
-	resumed    chan struct{}
+	id                      string
+	mu                      sync.Mutex
+	events                  []event // the newest maxEvents
+	next                    int     // seq of the next event
+	cursor                  int     // seq of the next event to write to the client
+	gen                     int     // pipe generation: a newer pipe takes the stream over
+	wake                    chan struct{}
+	finished                chan struct{}
+	firstEvent              chan struct{}
+	resumed                 chan struct{}
 	done, first, wasResumed bool
+	final                   *jsonrpc.Message
 }
 
 func newStream() *stream {
@@ -81,14 +82,28 @@ func (s *stream) finish() {
 	s.signal()
 }
 
-// onlyEvent returns the response when the stream finished with exactly one event.
-func (s *stream) onlyEvent() (*jsonrpc.Message, bool) {
+// complete ends the stream with the response. When nothing was sent on the stream yet
+// and plain is set, the response is kept aside (final) to be written as plain JSON.
+func (s *stream) complete(resp *jsonrpc.Message, plain bool) {
+	s.mu.Lock()
+	if plain && s.next == 0 && !s.done {
+		s.final = resp
+		s.mu.Unlock()
+		s.finish()
+		return
+	}
+	s.mu.Unlock()
+	if resp != nil {
+		s.send(resp)
+	}
+	s.finish()
+}
+
+// plainResponse returns the response kept aside by complete.
+func (s *stream) plainResponse() *jsonrpc.Message {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.done && s.next == 1 && s.cursor == 0 && len(s.events) == 1 {
-		return s.events[0].msg, true
-	}
-	return nil, false
+	return s.final
 }
 
 func (s *stream) resume(seq int) {

@@ -1,0 +1,798 @@
+package upstream
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/portcullis-mcp/portcullis/internal/jsonrpc"
+)
+
+type testKey struct{}
+
+// readMsg decodes the body of a POST the transport sent.
+func readMsg(t *testing.T, r *http.Request) *jsonrpc.Message {
+	t.Helper()
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		t.Errorf("reading body: %v", err)
+		return &jsonrpc.Message{}
+	}
+	m, err := jsonrpc.Decode(b, jsonrpc.Limits{})
+	if err != nil {
+		t.Errorf("transport sent an invalid message %s: %v", b, err)
+		return &jsonrpc.Message{}
+	}
+	return m
+}
+
+func writeSSE(w http.ResponseWriter, s string) {
+	io.WriteString(w, s)
+	w.(http.Flusher).Flush()
+}
+
+func sseMessage(m *jsonrpc.Message) string {
+	return "event: message\ndata: " + string(m.Marshal()) + "\n\n"
+}
+
+func startSSE(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.WriteHeader(http.StatusOK)
+	w.(http.Flusher).Flush()
+}
+
+func newTransport(t *testing.T, url string, in Incoming) *StreamableHTTP {
+	t.Helper()
+	tr, err := NewStreamableHTTP(url, HTTPOptions{Name: "fake", Header: http.Header{"Authorization": {"Bearer k"}}}, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tr.Close() })
+	return tr
+}
+
+func request(id, method, params string) *jsonrpc.Message {
+	m := &jsonrpc.Message{ID: jsonrpc.ID(id), Method: method}
+	if params != "" {
+		m.Params = json.RawMessage(params)
+	}
+	return m
+}
+
+func TestStreamableReplies(t *testing.T) {
+	tests := []struct {
+		name    string
+		handler func(w http.ResponseWriter, id jsonrpc.ID)
+		want    string // result, or error substring after "error: "
+	}{
+		{"json", func(w http.ResponseWriter, id jsonrpc.ID) {
+			w.Header().Set("Content-Type", "application/json; charset=utf-8")
+			w.Write(jsonrpc.NewResult(id, json.RawMessage(`{"ok":true}`)).Marshal())
+		}, `{"ok":true}`},
+		{"sse", func(w http.ResponseWriter, id jsonrpc.ID) {
+			startSSE(w)
+			writeSSE(w, ": comment\r\nid: 1\r\ndata:\r\n\r\n")
+			writeSSE(w, "event: message\r\ndata: {\"jsonrpc\":\"2.0\",\r\ndata: \"id\":"+string(id)+",\"result\":{\"ok\":1}}\r\n\r\n")
+		}, `{"ok":1}`},
+		{"sse without event type", func(w http.ResponseWriter, id jsonrpc.ID) {
+			startSSE(w)
+			writeSSE(w, "data: "+string(jsonrpc.NewResult(id, json.RawMessage(`[]`)).Marshal())+"\r\r")
+		}, `[]`},
+		{"json-rpc error on 400", func(w http.ResponseWriter, id jsonrpc.ID) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusBadRequest)
+			w.Write(jsonrpc.NewError(id, jsonrpc.Errorf(jsonrpc.CodeUnsupportedProtocolVersion, "unsupported")).Marshal())
+		}, `jsonrpc error -32022: unsupported`},
+		{"500", func(w http.ResponseWriter, id jsonrpc.ID) {
+			http.Error(w, strings.Repeat("x", 2000), http.StatusInternalServerError)
+		}, `error: server "fake": POST answered HTTP 500 Internal Server Error: "xxxx`},
+		{"invalid json", func(w http.ResponseWriter, id jsonrpc.ID) {
+			w.Header().Set("Content-Type", "application/json")
+			io.WriteString(w, `{"jsonrpc":"2.0","id":`+string(id)+`,"result":{"a":1,"a":2}}`)
+		}, `error: server "fake": server sent an invalid message: parse error: duplicate key`},
+		{"response to another id", func(w http.ResponseWriter, id jsonrpc.ID) {
+			w.Header().Set("Content-Type", "application/json")
+			w.Write(jsonrpc.NewResult(jsonrpc.ID(`"other"`), nil).Marshal())
+		}, `error: server "fake": server sent an invalid message: the JSON answer to request 1 is response "other"`},
+		{"202 to a request", func(w http.ResponseWriter, id jsonrpc.ID) {
+			w.WriteHeader(http.StatusAccepted)
+		}, `error: server unavailable: server "fake": POST of a request answered HTTP 202`},
+		{"stream ends without response", func(w http.ResponseWriter, id jsonrpc.ID) {
+			startSSE(w)
+			writeSSE(w, "data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\"}\n\n")
+		}, `error: server unavailable: server "fake": the event stream ended without the response`},
+		{"text/html", func(w http.ResponseWriter, id jsonrpc.ID) {
+			w.Header().Set("Content-Type", "text/html")
+			io.WriteString(w, "<html>")
+		}, `error: server unavailable: server "fake": POST answered with content type "text/html"`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.Method != http.MethodPost {
+					http.Error(w, "no", http.StatusMethodNotAllowed)
+					return
+				}
+				for k, want := range map[string]string{
+					"Content-Type":  "application/json",
+					"Accept":        "application/json, text/event-stream",
+					"Authorization": "Bearer k",
+					"Mcp-Method":    "tools/call",
+					"Mcp-Name":      "=?base64?IGVjaG8=?=",
+				} {
+					if got := r.Header.Get(k); got != want {
+						t.Errorf("header %s = %q, want %q", k, got, want)
+					}
+				}
+				m := readMsg(t, r)
+				if string(m.ID) != "1" {
+					t.Errorf("wire id %s, want 1", m.ID)
+				}
+				tc.handler(w, m.ID)
+			}))
+			defer srv.Close()
+			tr := newTransport(t, srv.URL, nil)
+			resp, err := tr.Call(context.Background(), request(`"caller-7"`, "tools/call", `{"name":" echo"}`))
+			if errPart, ok := strings.CutPrefix(tc.want, "error: "); ok {
+				if err == nil {
+					t.Fatalf("got %s, want an error", resp.Marshal())
+				}
+				if !strings.Contains(err.Error(), errPart) {
+					t.Fatalf("error %q, want %q", err, errPart)
+				}
+				if strings.Contains(err.Error(), strings.Repeat("x", 513)) {
+					t.Errorf("error body not truncated: %d bytes", len(err.Error()))
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(resp.ID) != `"caller-7"` {
+				t.Errorf("id %s, want the caller's", resp.ID)
+			}
+			got := string(resp.Result)
+			if resp.Error != nil {
+				got = resp.Error.Error()
+			}
+			if got != tc.want {
+				t.Errorf("got %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestStreamableErrorsWrapUnavailable(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "down", http.StatusBadGateway)
+	}))
+	defer srv.Close()
+	tr := newTransport(t, srv.URL, nil)
+	_, err := tr.Call(context.Background(), request("1", "ping", ""))
+	var se *StatusError
+	if !errors.Is(err, ErrUnavailable) || !errors.As(err, &se) || se.StatusCode != 502 {
+		t.Fatalf("error %v: want a StatusError 502 wrapping ErrUnavailable", err)
+	}
+
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := l.Addr().String()
+	l.Close()
+	tr = newTransport(t, "http://"+addr+"/mcp?key=secret", nil)
+	_, err = tr.Call(context.Background(), request("1", "ping", ""))
+	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), `server "fake"`) || strings.Contains(err.Error(), "secret") {
+		t.Fatalf("error %v: want ErrUnavailable naming the server, without the URL's query", err)
+	}
+	if err := tr.Notify(context.Background(), jsonrpc.NewNotification("notifications/initialized", nil)); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Notify: %v", err)
+	}
+}
+
+func TestStreamableProgressReachesHandlerWithCallContext(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m := readMsg(t, r)
+		startSSE(w)
+		for i := range 3 {
+			writeSSE(w, sseMessage(jsonrpc.NewNotification("notifications/progress", map[string]any{"progressToken": "p", "progress": i})))
+		}
+		writeSSE(w, sseMessage(jsonrpc.NewResult(m.ID, json.RawMessage(`{"content":[]}`))))
+	}))
+	defer srv.Close()
+	var mu sync.Mutex
+	var got []string
+	tr := newTransport(t, srv.URL, func(ctx context.Context, m *jsonrpc.Message) *jsonrpc.Message {
+		mu.Lock()
+		defer mu.Unlock()
+		got = append(got, fmt.Sprintf("%s %s %v", m.Method, m.Params, ctx.Value(testKey{})))
+		return nil
+	})
+	ctx := context.WithValue(context.Background(), testKey{}, "call-ctx")
+	if _, err := tr.Call(ctx, request("9", "tools/call", `{"name":"slow","_meta":{"progressToken":"p"}}`)); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		`notifications/progress {"progress":0,"progressToken":"p"} call-ctx`,
+		`notifications/progress {"progress":1,"progressToken":"p"} call-ctx`,
+		`notifications/progress {"progress":2,"progressToken":"p"} call-ctx`,
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("handler saw\n%q\nwant\n%q", got, want)
+	}
+}
+
+func TestStreamableServerRequestAnsweredByPost(t *testing.T) {
+	answered := make(chan *jsonrpc.Message, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m := readMsg(t, r)
+		if m.IsResponse() {
+			answered <- m
+			w.WriteHeader(http.StatusAccepted)
+			return
+		}
+		startSSE(w)
+		writeSSE(w, sseMessage(jsonrpc.NewRequest(jsonrpc.ID(`"s-1"`), "sampling/createMessage", map[string]any{"maxTokens": 5})))
+		select {
+		case a := <-answered:
+			// The stream goes on while the request is handled, and the answer comes back.
+			writeSSE(w, sseMessage(jsonrpc.NewResult(m.ID, map[string]any{"sampled": json.RawMessage(a.Result)})))
+		case <-time.After(5 * time.Second):
+			t.Error("no answer to the server request")
+		}
+	}))
+	defer srv.Close()
+	tr := newTransport(t, srv.URL, func(ctx context.Context, m *jsonrpc.Message) *jsonrpc.Message {
+		if m.Method != "sampling/createMessage" || ctx.Value(testKey{}) != "v" {
+			return jsonrpc.NewError(m.ID, jsonrpc.Errorf(-1, "unexpected %s / %v", m.Method, ctx.Value(testKey{})))
+		}
+		return jsonrpc.NewResult(jsonrpc.ID("999"), json.RawMessage(`{"text":"hi"}`))
+	})
+	resp, err := tr.Call(context.WithValue(context.Background(), testKey{}, "v"), request("1", "tools/call", `{"name":"s"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(resp.Result); got != `{"sampled":{"text":"hi"}}` {
+		t.Errorf("result %s", got)
+	}
+}
+
+func TestStreamableSessionLifecycle(t *testing.T) {
+	var mu sync.Mutex
+	var log []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		entry := fmt.Sprintf("%s sid=%q pv=%q", r.Method, r.Header.Get("Mcp-Session-Id"), r.Header.Get("Mcp-Protocol-Version"))
+		mu.Unlock()
+		switch r.Method {
+		case http.MethodPost:
+			m := readMsg(t, r)
+			entry += " " + m.Method
+			switch {
+			case m.Method == "initialize":
+				w.Header().Set("Mcp-Session-Id", "sess-1")
+				w.Header().Set("Content-Type", "application/json")
+				w.Write(jsonrpc.NewResult(m.ID, json.RawMessage(`{"protocolVersion":"2025-11-25"}`)).Marshal())
+			case m.IsNotification():
+				w.WriteHeader(http.StatusAccepted)
+			case r.Header.Get("Mcp-Session-Id") != "sess-1":
+				http.Error(w, "no session", http.StatusBadRequest)
+			default:
+				w.Header().Set("Content-Type", "application/json")
+				w.Write(jsonrpc.NewResult(m.ID, nil).Marshal())
+			}
+		case http.MethodGet:
+			http.Error(w, "no GET stream", http.StatusMethodNotAllowed)
+		case http.MethodDelete:
+			w.WriteHeader(http.StatusNoContent)
+		}
+		mu.Lock()
+		log = append(log, entry)
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	tr := newTransport(t, srv.URL, nil)
+	ctx := context.Background()
+	if _, err := tr.Call(ctx, request("0", "initialize", `{}`)); err != nil {
+		t.Fatal(err)
+	}
+	if tr.SessionID() != "sess-1" {
+		t.Fatalf("session %q", tr.SessionID())
+	}
+	tr.SetSession("", "2025-11-25")
+	if err := tr.Notify(ctx, jsonrpc.NewNotification("notifications/initialized", nil)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.Call(ctx, request("1", "tools/list", "")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // the GET, answered 405
+	if err := tr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-tr.Done():
+	default:
+		t.Fatal("Done open after Close")
+	}
+	if err := tr.Err(); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("Err = %v", err)
+	}
+	if _, err := tr.Call(ctx, request("2", "ping", "")); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("Call after Close: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := []string{
+		`POST sid="" pv="" initialize`,
+		`POST sid="sess-1" pv="2025-11-25" notifications/initialized`,
+		`GET sid="sess-1" pv="2025-11-25"`,
+		`POST sid="sess-1" pv="2025-11-25" tools/list`,
+		`DELETE sid="sess-1" pv="2025-11-25"`,
+	}
+	// The GET runs concurrently with tools/list.
+	if len(log) == 5 && strings.HasPrefix(log[2], "POST") {
+		log[2], log[3] = log[3], log[2]
+	}
+	if strings.Join(log, "\n") != strings.Join(want, "\n") {
+		t.Errorf("requests:\n%s\nwant:\n%s", strings.Join(log, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestStreamableSessionExpired(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m := readMsg(t, r)
+		if m.Method == "initialize" {
+			w.Header().Set("Mcp-Session-Id", "gone-soon")
+			w.Header().Set("Content-Type", "application/json")
+			w.Write(jsonrpc.NewResult(m.ID, nil).Marshal())
+			return
+		}
+		http.Error(w, "session not found", http.StatusNotFound)
+	}))
+	defer srv.Close()
+	tr := newTransport(t, srv.URL, nil)
+	if _, err := tr.Call(context.Background(), request("0", "initialize", `{}`)); err != nil {
+		t.Fatal(err)
+	}
+	_, err := tr.Call(context.Background(), request("1", "tools/list", ""))
+	if !errors.Is(err, ErrSessionExpired) || !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "session expired") {
+		t.Fatalf("error %v, want session expired", err)
+	}
+	if strings.Contains(err.Error(), "gone-soon") {
+		t.Errorf("error %q shows the session id", err)
+	}
+	select {
+	case <-tr.Done():
+	case <-time.After(time.Second):
+		t.Fatal("Done not closed after the session was lost")
+	}
+	if !errors.Is(tr.Err(), ErrSessionExpired) {
+		t.Errorf("Err = %v", tr.Err())
+	}
+}
+
+func TestStreamableCancelSendsNotification(t *testing.T) {
+	cancelled := make(chan *jsonrpc.Message, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m := readMsg(t, r)
+		if m.Method == "notifications/cancelled" {
+			cancelled <- m
+			w.WriteHeader(http.StatusAccepted)
+			return
+		}
+		startSSE(w)
+		<-r.Context().Done() // the client aborts the request
+	}))
+	defer srv.Close()
+	tr := newTransport(t, srv.URL, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	_, err := tr.Call(ctx, request(`"x"`, "tools/call", `{"name":"hang"}`))
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("error %v, want the ctx's", err)
+	}
+	select {
+	case m := <-cancelled:
+		if got := string(m.Params); got != `{"requestId":1,"reason":"context deadline exceeded"}` {
+			t.Errorf("params %s", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no notifications/cancelled")
+	}
+}
+
+func TestStreamableOversize(t *testing.T) {
+	big := strings.Repeat("a", 2000)
+	tests := []struct {
+		name    string
+		handler http.HandlerFunc
+	}{
+		{"json body", func(w http.ResponseWriter, r *http.Request) {
+			m := readMsg(t, r)
+			w.Header().Set("Content-Type", "application/json")
+			w.Write(jsonrpc.NewResult(m.ID, map[string]string{"big": big}).Marshal())
+		}},
+		{"sse event", func(w http.ResponseWriter, r *http.Request) {
+			m := readMsg(t, r)
+			startSSE(w)
+			writeSSE(w, sseMessage(jsonrpc.NewResult(m.ID, map[string]string{"big": big})))
+		}},
+		{"sse event in many lines", func(w http.ResponseWriter, r *http.Request) {
+			readMsg(t, r)
+			startSSE(w)
+			for range 2000 {
+				writeSSE(w, "data: aaaaaaaaaa\n")
+			}
+		}},
+		{"sse endless line", func(w http.ResponseWriter, r *http.Request) {
+			readMsg(t, r)
+			startSSE(w)
+			for range 1000 {
+				writeSSE(w, "::::::::::")
+			}
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(tc.handler)
+			defer srv.Close()
+			tr, err := NewStreamableHTTP(srv.URL, HTTPOptions{Limits: jsonrpc.Limits{MaxBytes: 1000}}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tr.Close()
+			_, err = tr.Call(context.Background(), request("1", "tools/call", `{}`))
+			if err == nil || !strings.Contains(err.Error(), "exceeds") {
+				t.Fatalf("error %v, want a size error", err)
+			}
+		})
+	}
+}
+
+func TestStreamableResumesAfterEarlyClose(t *testing.T) {
+	var closedAt atomic.Int64
+	var gets atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.Method {
+		case http.MethodPost:
+			readMsg(t, r)
+			startSSE(w)
+			writeSSE(w, "id: stream1_0\ndata:\n\n")
+			writeSSE(w, "id: stream1_1\nevent: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progress\":1}}\n\n")
+			writeSSE(w, "event: close\nretry: 150\ndata:\n\n")
+			closedAt.Store(time.Now().UnixNano())
+		case http.MethodGet:
+			n := gets.Add(1)
+			if got := r.Header.Get("Last-Event-ID"); got != "stream1_1" {
+				t.Errorf("Last-Event-ID %q", got)
+			}
+			if wait := time.Since(time.Unix(0, closedAt.Load())); wait < 140*time.Millisecond {
+				t.Errorf("reconnected after %v, before the 150ms retry", wait)
+			}
+			startSSE(w)
+			if n == 1 {
+				return // closed again without progress: the client tries again
+			}
+			writeSSE(w, "id: stream1_2\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"resumed\":true}}\n\n")
+		}
+	}))
+	defer srv.Close()
+	var progress atomic.Int32
+	tr := newTransport(t, srv.URL, func(ctx context.Context, m *jsonrpc.Message) *jsonrpc.Message {
+		progress.Add(1)
+		return nil
+	})
+	resp, err := tr.Call(context.Background(), request("5", "tools/call", `{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(resp.Result) != `{"resumed":true}` || string(resp.ID) != "5" || progress.Load() != 1 || gets.Load() != 2 {
+		t.Errorf("response %s, %d progress, %d GETs", resp.Marshal(), progress.Load(), gets.Load())
+	}
+}
+
+func TestStreamableResumeGivesUp(t *testing.T) {
+	var gets atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			readMsg(t, r)
+		} else {
+			gets.Add(1)
+		}
+		startSSE(w)
+		writeSSE(w, "id: e1\nretry: 1\ndata:\n\n")
+	}))
+	defer srv.Close()
+	tr := newTransport(t, srv.URL, nil)
+	_, err := tr.Call(context.Background(), request("5", "tools/call", `{}`))
+	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "attempts to resume") {
+		t.Fatalf("error %v", err)
+	}
+	if n := gets.Load(); n != maxResumeAttempts {
+		t.Errorf("%d GETs, want %d", n, maxResumeAttempts)
+	}
+}
+
+func TestStreamableStandaloneStream(t *testing.T) {
+	var gets atomic.Int32
+	deleted := make(chan string, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.Method {
+		case http.MethodPost:
+			m := readMsg(t, r)
+			if m.IsNotification() || m.IsResponse() {
+				w.WriteHeader(http.StatusAccepted)
+				return
+			}
+			w.Header().Set("Mcp-Session-Id", "s9")
+			w.Header().Set("Content-Type", "application/json")
+			w.Write(jsonrpc.NewResult(m.ID, nil).Marshal())
+		case http.MethodGet:
+			if r.Header.Get("Accept") != "text/event-stream" || r.Header.Get("Mcp-Session-Id") != "s9" {
+				t.Errorf("GET headers %v", r.Header)
+			}
+			switch gets.Add(1) {
+			case 1:
+				startSSE(w)
+				writeSSE(w, "id: g1\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n\n")
+				// then the server drops the connection
+			default:
+				if got := r.Header.Get("Last-Event-ID"); got != "g1" {
+					t.Errorf("reconnect with Last-Event-ID %q", got)
+				}
+				startSSE(w)
+				writeSSE(w, "data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/resources/list_changed\"}\n\n")
+				<-r.Context().Done()
+			}
+		case http.MethodDelete:
+			deleted <- r.Header.Get("Mcp-Session-Id")
+			http.Error(w, "not allowed", http.StatusMethodNotAllowed)
+		}
+	}))
+	defer srv.Close()
+	got := make(chan string, 4)
+	tr := newTransport(t, srv.URL, func(ctx context.Context, m *jsonrpc.Message) *jsonrpc.Message {
+		if ctx.Value(testKey{}) != nil {
+			t.Error("standalone stream handler got a call's ctx")
+		}
+		got <- m.Method
+		return nil
+	})
+	ctx := context.WithValue(context.Background(), testKey{}, 1)
+	if _, err := tr.Call(ctx, request("0", "initialize", `{}`)); err != nil {
+		t.Fatal(err)
+	}
+	tr.SetSession("", "2025-06-18")
+	if err := tr.Notify(ctx, jsonrpc.NewNotification("notifications/initialized", nil)); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"notifications/tools/list_changed", "notifications/resources/list_changed"} {
+		select {
+		case m := <-got:
+			if m != want {
+				t.Errorf("got %s, want %s", m, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no %s", want)
+		}
+	}
+	if err := tr.Close(); err != nil {
+		t.Fatalf("Close: %v (a 405 to DELETE is fine)", err)
+	}
+	if sid := <-deleted; sid != "s9" {
+		t.Errorf("DELETE with session %q", sid)
+	}
+}
+
+func TestEventReader(t *testing.T) {
+	tests := []struct {
+		name, in string
+		want     []string // "type|data"
+		lastID   string
+		retry    time.Duration
+	}{
+		{"lf", "data: a\n\ndata: b\n\n", []string{"|a", "|b"}, "", 0},
+		{"crlf and cr", "data: a\r\n\r\nevent: x\rdata: b\r\r", []string{"|a", "x|b"}, "", 0},
+		{"multi-line data", "data: a\ndata:b\ndata:  c\n\n", []string{"|a\nb\n c"}, "", 0},
+		{"comments and unknown fields", ": hi\nfoo: bar\ndata: a\n\n", []string{"|a"}, "", 0},
+		{"id and retry", "id: 7\nretry: 250\n\ndata: a\nid: 8\n\n", []string{"|a"}, "8", 250 * time.Millisecond},
+		{"bad retry ignored", "retry: 1x\ndata: a\n\n", []string{"|a"}, "", 0},
+		{"id with NUL ignored", "id: 1\n\nid: a\x00b\ndata: a\n\n", []string{"|a"}, "1", 0},
+		{"bom", "\xef\xbb\xbfdata: a\n\n", []string{"|a"}, "", 0},
+		{"no space after colon", "data:a\n\n", []string{"|a"}, "", 0},
+		{"empty data dispatched", "data\n\n", []string{"|"}, "", 0},
+		{"unterminated event dropped", "data: a\n\ndata: b\n", []string{"|a"}, "", 0},
+		{"type resets", "event: x\n\ndata: a\n\n", []string{"|a"}, "", 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			er := newEventReader(strings.NewReader(tc.in), 100)
+			var got []string
+			for {
+				name, data, err := er.next()
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, name+"|"+string(data))
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tc.want) || er.lastID != tc.lastID || er.retry != tc.retry {
+				t.Errorf("got %q id %q retry %v, want %q id %q retry %v", got, er.lastID, er.retry, tc.want, tc.lastID, tc.retry)
+			}
+		})
+	}
+}
+
+func TestHeaderValue(t *testing.T) {
+	for in, want := range map[string]string{
+		"us-west1":           "us-west1",
+		"Hello, 世界":          "=?base64?SGVsbG8sIOS4lueVjA==?=",
+		" padded ":           "=?base64?IHBhZGRlZCA=?=",
+		"line1\nline2":       "=?base64?bGluZTEKbGluZTI=?=",
+		"=?base64?literal?=": "=?base64?PT9iYXNlNjQ/bGl0ZXJhbD89?=",
+	} {
+		if got := headerValue(in); got != want {
+			t.Errorf("headerValue(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestStreamableEverythingServer runs the transport against the Go SDK's conformance server.
+func TestStreamableEverythingServer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test")
+	}
+	bin, err := filepath.Abs("../../.e2e/bin/everything-server")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(bin); err != nil {
+		t.Skipf("conformance server not installed: %v", err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	cmd := exec.Command(bin, "-http", addr, "-stateless=false")
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), "listening") {
+				close(ready)
+			}
+		}
+	}()
+	select {
+	case <-ready:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the server did not start")
+	}
+
+	var mu sync.Mutex
+	var seen []string
+	in := func(ctx context.Context, m *jsonrpc.Message) *jsonrpc.Message {
+		mu.Lock()
+		seen = append(seen, fmt.Sprintf("%s ctx=%v", m.Method, ctx.Value(testKey{})))
+		mu.Unlock()
+		switch m.Method {
+		case "sampling/createMessage":
+			return jsonrpc.NewResult(m.ID, json.RawMessage(`{"role":"assistant","content":{"type":"text","text":"forty-two from the gateway"},"model":"fake","stopReason":"endTurn"}`))
+		case "ping":
+			return jsonrpc.NewResult(m.ID, nil)
+		}
+		if m.IsRequest() {
+			return jsonrpc.NewError(m.ID, jsonrpc.Errorf(jsonrpc.CodeMethodNotFound, "no %s", m.Method))
+		}
+		return nil
+	}
+	tr, err := NewStreamableHTTP("http://"+addr+"/mcp", HTTPOptions{Name: "everything"}, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resp, err := tr.Call(ctx, request("0", "initialize", `{"protocolVersion":"2025-11-25","capabilities":{"sampling":{},"elicitation":{}},"clientInfo":{"name":"portcullis-test","version":"0"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ir InitResult
+	if err := json.Unmarshal(resp.Result, &ir); err != nil || ir.ProtocolVersion != "2025-11-25" {
+		t.Fatalf("initialize: %s (%v)", resp.Marshal(), err)
+	}
+	if tr.SessionID() == "" {
+		t.Fatal("no session id captured")
+	}
+	tr.SetSession("", ir.ProtocolVersion)
+	if err := tr.Notify(ctx, jsonrpc.NewNotification("notifications/initialized", nil)); err != nil {
+		t.Fatal(err)
+	}
+	resp, err = tr.Call(ctx, request("1", "tools/list", ""))
+	if err != nil || resp.Error != nil {
+		t.Fatalf("tools/list: %v %v", err, resp)
+	}
+	var list struct {
+		Tools []struct{ Name string }
+	}
+	json.Unmarshal(resp.Result, &list)
+	names := map[string]bool{}
+	for _, tool := range list.Tools {
+		names[tool.Name] = true
+	}
+	for _, n := range []string{"test_sampling", "test_tool_with_progress"} {
+		if !names[n] {
+			t.Fatalf("tools/list lacks %s: %s", n, resp.Result)
+		}
+	}
+
+	cctx := context.WithValue(ctx, testKey{}, "sampling-call")
+	resp, err = tr.Call(cctx, request(`"s"`, "tools/call", `{"name":"test_sampling","arguments":{"prompt":"What is 6*7?"}}`))
+	if err != nil || resp.Error != nil {
+		t.Fatalf("test_sampling: %v %v", err, resp)
+	}
+	if !strings.Contains(string(resp.Result), "forty-two from the gateway") {
+		t.Errorf("test_sampling result %s lacks the sampled text", resp.Result)
+	}
+
+	pctx := context.WithValue(ctx, testKey{}, "progress-call")
+	resp, err = tr.Call(pctx, request(`"p"`, "tools/call", `{"name":"test_tool_with_progress","arguments":{},"_meta":{"progressToken":"tok"}}`))
+	if err != nil || resp.Error != nil {
+		t.Fatalf("test_tool_with_progress: %v %v", err, resp)
+	}
+	if string(resp.ID) != `"p"` {
+		t.Errorf("id %s", resp.ID)
+	}
+
+	// A ping exercises the plain path once more; then Close sends DELETE.
+	if resp, err = tr.Call(ctx, request("2", "ping", "")); err != nil || resp.Error != nil {
+		t.Fatalf("ping: %v %v", err, resp)
+	}
+	mu.Lock()
+	got := strings.Join(seen, "\n")
+	mu.Unlock()
+	if !strings.Contains(got, "sampling/createMessage ctx=sampling-call") {
+		t.Errorf("the sampling request did not reach the handler with the call's ctx:\n%s", got)
+	}
+	if n := strings.Count(got, "notifications/progress ctx=progress-call"); n < 2 {
+		t.Errorf("%d progress notifications with the call's ctx, want several:\n%s", n, got)
+	}
+	if err := tr.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	// The session is gone on the server: a request with its id gets 404.
+	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/mcp", strings.NewReader(`{"jsonrpc":"2.0","id":3,"method":"ping"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Mcp-Session-Id", tr.SessionID())
+	if r, err := http.DefaultClient.Do(req); err == nil {
+		r.Body.Close()
+		if r.StatusCode != http.StatusNotFound {
+			t.Errorf("after DELETE the session answers %d, want 404", r.StatusCode)
+		}
+	}
+}
