@@ -25,7 +25,7 @@ func buildGateway(cfg *config.Config, logger *slog.Logger, only ...string) (*gat
 		if len(only) > 0 && s.Name != only[0] {
 			continue
 		}
-		servers = append(servers, gateway.Server{Name: s.Name, Dial: dialer(s, lim, logger)})
+		servers = append(servers, gateway.Server{Name: s.Name, Dial: dialer(s, lim, logger), StartTimeout: s.StartTimeout})
 	}
 	if len(only) > 0 && len(servers) == 0 {
 		return nil, fmt.Errorf("%s: no server named %q", cfg.File, only[0])

@@ -24,6 +24,8 @@ import (
 type Server struct {
 	Name string
 	Dial upstream.Dial
+	// StartTimeout bounds the server's start and handshake (default Options.StartTimeout).
+	StartTimeout time.Duration
 }
 
 // Options configure a Gateway.

@@ -71,8 +71,7 @@ func (s *Session) Principal() identity.Principal { return s.principal }
 // start opens an MCP session with every server, in parallel.
 func (s *Session) start(ctx context.Context, hello upstream.Hello) {
 	defer close(s.started)
-	ctx, cancel := context.WithTimeout(ctx, s.g.opts.StartTimeout)
-	defer cancel()
+	ctx = context.WithoutCancel(ctx) // a client that hangs up does not abort a server's start
 	var wg sync.WaitGroup
 	for _, srv := range s.g.opts.Servers {
 		c := upstream.NewConn(srv.Name, srv.Dial, hello, s.fromServer(srv.Name), s.g.logger)
@@ -82,6 +81,12 @@ func (s *Session) start(ctx context.Context, hello upstream.Hello) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			timeout := srv.StartTimeout
+			if timeout <= 0 {
+				timeout = s.g.opts.StartTimeout
+			}
+			ctx, cancel := context.WithTimeout(ctx, timeout)
+			defer cancel()
 			if err := c.Start(ctx); err != nil {
 				s.g.logger.Warn("server unavailable for new session", "upstream", srv.Name, "session", s.id, "err", err)
 			}

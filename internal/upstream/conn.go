@@ -117,7 +117,7 @@ func (c *Conn) connect(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	hctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	hctx, cancel := context.WithTimeout(ctx, 120*time.Second) // ctx usually has a shorter deadline
 	defer cancel()
 	params := map[string]any{
 		"protocolVersion": c.hello.ProtocolVersion,
