@@ -76,9 +76,14 @@ type Refusal struct {
 	Message  string
 	Incident string
 	Data     map[string]any // extra fields for the error data (for example retryAfterMs)
+
+	detail string // for the log only (Error), never sent to the client
 }
 
 func (r *Refusal) Error() string {
+	if r.detail != "" {
+		return fmt.Sprintf("guard/%s: %s (incident %s): %s", r.Guard, r.Message, r.Incident, r.detail)
+	}
 	return fmt.Sprintf("guard/%s: %s (incident %s)", r.Guard, r.Message, r.Incident)
 }
 
@@ -108,15 +113,16 @@ func ErrorFor(err error) (*jsonrpc.Error, string) {
 		WithData(map[string]any{"incident": id}), id
 }
 
-// Safe wraps h so that a panic becomes a refusal: security checks fail closed.
+// Safe wraps h so that a panic becomes a refusal: security checks fail closed. The client
+// gets the guard and an incident id; the panic and its stack are only in the error's text,
+// which is what the log records.
 func Safe(name string, h Handler) Handler {
 	return HandlerFunc(func(ctx context.Context, c *Call) (resp *jsonrpc.Message, err error) {
 		defer func() {
 			if p := recover(); p != nil {
 				resp = nil
 				r := Deny(name, jsonrpc.CodeGatewayError, "guard %s failed; the message was refused", name)
-				r.Data = map[string]any{"panic": fmt.Sprint(p)}
-				_ = debug.Stack
+				r.detail = fmt.Sprintf("panic: %v\n%s", p, debug.Stack())
 				err = r
 			}
 		}()
