@@ -17,6 +17,7 @@ import (
 	"github.com/portcullis-mcp/portcullis/internal/guard"
 	"github.com/portcullis-mcp/portcullis/internal/identity"
 	"github.com/portcullis-mcp/portcullis/internal/jsonrpc"
+	"github.com/portcullis-mcp/portcullis/internal/mcp"
 	"github.com/portcullis-mcp/portcullis/internal/upstream"
 )
 
@@ -46,8 +47,8 @@ type Options struct {
 
 // Protocol versions the gateway speaks with clients, newest first.
 var (
-	LegacyVersions = []string{"2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"}
-	ModernVersions = []string{"2026-07-28"}
+	LegacyVersions = mcp.LegacyVersions
+	ModernVersions = mcp.ModernVersions
 )
 
 // Chains are the inbound and outbound guard chains; a reload swaps them whole.

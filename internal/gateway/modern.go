@@ -7,14 +7,15 @@ import (
 
 	"github.com/portcullis-mcp/portcullis/internal/identity"
 	"github.com/portcullis-mcp/portcullis/internal/jsonrpc"
+	"github.com/portcullis-mcp/portcullis/internal/mcp"
 )
 
 // Keys of per-request metadata in the 2026-07-28 protocol.
 const (
-	MetaProtocolVersion    = "io.modelcontextprotocol/protocolVersion"
-	MetaClientCapabilities = "io.modelcontextprotocol/clientCapabilities"
-	MetaClientInfo         = "io.modelcontextprotocol/clientInfo"
-	MetaServerInfo         = "io.modelcontextprotocol/serverInfo"
+	MetaProtocolVersion    = mcp.MetaProtocolVersion
+	MetaClientCapabilities = mcp.MetaClientCapabilities
+	MetaClientInfo         = mcp.MetaClientInfo
+	MetaServerInfo         = mcp.MetaServerInfo
 )
 
 // ModernVersion returns the protocol version a request declares in params._meta.

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/portcullis-mcp/portcullis/internal/jsonrpc"
+	"github.com/portcullis-mcp/portcullis/internal/mcp"
 )
 
 // Dial opens a new transport to a server.
@@ -56,6 +58,7 @@ type Conn struct {
 	ready    chan struct{} // closed when t is usable or the conn is closed
 	readyErr error
 	closed   bool
+	modern   bool
 	failures int
 	inflight map[uint64]context.Context
 	seq      uint64
@@ -125,6 +128,22 @@ func (c *Conn) connect(ctx context.Context) error {
 		"clientInfo":      rawOr(c.hello.ClientInfo, `{"name":"portcullis","version":"dev"}`),
 	}
 	resp, err := t.Call(hctx, jsonrpc.NewRequest(jsonrpc.IntID(0), "initialize", params))
+	if err == nil && resp.Error != nil {
+		// A server that only speaks 2026-07-28 refuses initialize: ask it server/discover.
+		if ir, derr := c.discover(hctx, t); derr == nil {
+			c.mu.Lock()
+			if c.closed {
+				c.mu.Unlock()
+				t.Close()
+				return fmt.Errorf("%w: server %q: connection closed", ErrUnavailable, c.Name)
+			}
+			c.t, c.init, c.modern = t, ir, true
+			c.readyErr = nil
+			c.mu.Unlock()
+			go c.watch(t, time.Now())
+			return nil
+		}
+	}
 	if err != nil {
 		t.Close()
 		return fmt.Errorf("%w: server %q: initialize: %v", ErrUnavailable, c.Name, err)
@@ -154,6 +173,82 @@ func (c *Conn) connect(ctx context.Context) error {
 	c.mu.Unlock()
 	go c.watch(t, time.Now())
 	return nil
+}
+
+// discover asks a server for its versions and capabilities the 2026-07-28 way.
+func (c *Conn) discover(ctx context.Context, t Transport) (*InitResult, error) {
+	params, _ := jsonrpc.Set([]byte(`{}`), "_meta", c.modernMeta())
+	resp, err := t.Call(ctx, &jsonrpc.Message{ID: jsonrpc.IntID(0), Method: "server/discover", Params: params})
+	if err != nil {
+		return nil, err
+	}
+	if resp.Error != nil {
+		return nil, resp.Error
+	}
+	var dr struct {
+		SupportedVersions []string                   `json:"supportedVersions"`
+		Capabilities      json.RawMessage            `json:"capabilities"`
+		Instructions      string                     `json:"instructions"`
+		Meta              map[string]json.RawMessage `json:"_meta"`
+	}
+	if err := json.Unmarshal(resp.Result, &dr); err != nil {
+		return nil, err
+	}
+	if !slices.Contains(dr.SupportedVersions, mcp.Modern) {
+		return nil, fmt.Errorf("server %q supports none of our versions: %v", c.Name, dr.SupportedVersions)
+	}
+	t.SetSession("", mcp.Modern)
+	return &InitResult{ProtocolVersion: mcp.Modern, Capabilities: rawOr(dr.Capabilities, "{}"),
+		ServerInfo: dr.Meta[mcp.MetaServerInfo], Instructions: dr.Instructions}, nil
+}
+
+// modernMeta is the per-request metadata the gateway sends a 2026-07-28 server on behalf of
+// a client that did not send its own (a legacy client). It declares no client capabilities:
+// the gateway does not turn input_required results into legacy server-to-client requests.
+func (c *Conn) modernMeta() json.RawMessage {
+	meta, _ := json.Marshal(map[string]json.RawMessage{
+		mcp.MetaProtocolVersion:    json.RawMessage(`"` + mcp.Modern + `"`),
+		mcp.MetaClientCapabilities: json.RawMessage(`{}`),
+		mcp.MetaClientInfo:         rawOr(c.hello.ClientInfo, `{"name":"portcullis","version":"dev"}`),
+	})
+	return meta
+}
+
+// Modern reports whether the server speaks 2026-07-28 (no handshake, per-request _meta).
+func (c *Conn) Modern() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.modern
+}
+
+// withMeta adds the per-request metadata a modern server needs when the request lacks it.
+func (c *Conn) withMeta(req *jsonrpc.Message) *jsonrpc.Message {
+	params := req.Params
+	if len(params) == 0 {
+		params = []byte(`{}`)
+	}
+	if _, ok := jsonrpc.LookupPath(params, "_meta", mcp.MetaProtocolVersion); ok {
+		return req
+	}
+	meta, ok := jsonrpc.Lookup(params, "_meta")
+	if !ok || len(meta) == 0 || meta[0] != '{' {
+		meta = c.modernMeta()
+	} else {
+		var extra map[string]json.RawMessage
+		json.Unmarshal(c.modernMeta(), &extra)
+		for k, v := range extra {
+			if _, has := jsonrpc.Lookup(meta, k); !has {
+				meta, _ = jsonrpc.Set(meta, k, v)
+			}
+		}
+	}
+	np, err := jsonrpc.Set(params, "_meta", meta)
+	if err != nil {
+		return req
+	}
+	out := *req
+	out.Params = np
+	return &out
 }
 
 // watch restarts the server when its transport dies.
@@ -259,6 +354,9 @@ func (c *Conn) Call(ctx context.Context, req *jsonrpc.Message) (*jsonrpc.Message
 		delete(c.inflight, key)
 		c.mu.Unlock()
 	}()
+	if c.Modern() {
+		req = c.withMeta(req)
+	}
 	resp, err := t.Call(cctx, req)
 	if err != nil {
 		if errors.Is(err, ErrUnavailable) {
