@@ -376,13 +376,14 @@ func (h *Handler) serveRequest(w http.ResponseWriter, r *http.Request, st *sessi
 	}
 	str := st.newStream()
 	ctx := withStream(r.Context(), str)
+	cancel := context.CancelFunc(func() {})
 	if legacy {
 		// A legacy client may disconnect and resume with Last-Event-ID: the call goes on
-		// for a while, and is cancelled only if nobody resumes.
+		// for a while, and is cancelled only if nobody resumes. (It must outlive this
+		// handler, which returns when the client disconnects: the call goroutine below
+		// releases ctx when the call ends.)
 		ctx = context.WithoutCancel(ctx)
-		var cancel context.CancelFunc
 		ctx, cancel = context.WithCancel(ctx)
-		defer cancel()
 		go func() {
 			select {
 			case <-r.Context().Done():
@@ -400,21 +401,23 @@ func (h *Handler) serveRequest(w http.ResponseWriter, r *http.Request, st *sessi
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		defer cancel()
 		str.complete(handle(ctx), !legacy)
 	}()
-	if !legacy {
-		// Modern: a plain JSON reply (with its HTTP status) when nothing came before it.
-		select {
-		case <-done:
-			if resp := str.plainResponse(); resp != nil {
-				writeJSON(w, statusFor(resp, legacy), resp)
-				return
-			}
-		case <-str.firstEvent:
-		case <-r.Context().Done():
-			<-done
+	// Nothing is written before there is something to say: a call that completes without
+	// messages before its response is answered in a single write.
+	select {
+	case <-done:
+		if resp := str.plainResponse(); resp != nil { // modern: plain JSON with its status
+			writeJSON(w, statusFor(resp, legacy), resp)
 			return
 		}
+	case <-str.firstEvent:
+	case <-r.Context().Done():
+		if !legacy {
+			<-done
+		}
+		return
 	}
 	str.pipe(w, r.Context())
 }

@@ -153,7 +153,9 @@ func (s *stream) pipe(w http.ResponseWriter, ctx context.Context) {
 				return
 			}
 			buf.Reset()
-			if flusher != nil {
+			// The last write is not flushed: returning from the handler sends it, in one
+			// write with the headers when the whole stream was ready at once.
+			if !done && flusher != nil {
 				flusher.Flush()
 			}
 		}
