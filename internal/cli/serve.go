@@ -70,7 +70,8 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "portcullis: listen: %v\n", err)
 		return 1
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: nil}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv.RegisterOnShutdown(front.Shutdown)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	if *pprofAddr != "" {
@@ -108,7 +109,11 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	logger.Info("shutting down: draining calls in flight", "drain_s", drain.Seconds())
 	sctx, cancel := context.WithTimeout(context.Background(), *drain)
 	defer cancel()
-	go srv.Shutdown(sctx)
+	// First the HTTP server: no new requests, long-lived streams end, and every call in
+	// flight finishes and writes its response. Then the servers' sessions are closed.
+	if err := srv.Shutdown(sctx); err != nil {
+		logger.Warn("calls still in flight when the drain time ran out", "err", err)
+	}
 	if err := g.Shutdown(sctx); err != nil {
 		logger.Warn("shutdown", "err", err)
 	}

@@ -48,6 +48,26 @@ type Handler struct {
 	logger *slog.Logger
 	mu     sync.Mutex
 	states map[string]*sessionState
+	// closing is closed by Shutdown: long-lived streams end so the server can drain.
+	closing   chan struct{}
+	closeOnce sync.Once
+}
+
+// Shutdown ends the long-lived streams (GET streams and subscriptions), so that an
+// http.Server's Shutdown only waits for calls in flight. Register it with
+// http.Server.RegisterOnShutdown.
+func (h *Handler) Shutdown() {
+	h.closeOnce.Do(func() { close(h.closing) })
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, st := range h.states {
+		st.mu.Lock()
+		stand := st.stand
+		st.mu.Unlock()
+		if stand != nil {
+			stand.finish()
+		}
+	}
 }
 
 // New returns the handler for gateway g.
@@ -58,7 +78,7 @@ func New(g *gateway.Gateway, opts Options) *Handler {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Handler{g: g, opts: opts, logger: opts.Logger, states: map[string]*sessionState{}}
+	return &Handler{g: g, opts: opts, logger: opts.Logger, states: map[string]*sessionState{}, closing: make(chan struct{})}
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -489,6 +509,8 @@ func (h *Handler) listen(w http.ResponseWriter, r *http.Request, p identity.Prin
 	for {
 		select {
 		case <-r.Context().Done():
+			return
+		case <-h.closing:
 			return
 		case <-t.C:
 			io.WriteString(w, ":\n\n")
