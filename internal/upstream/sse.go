@@ -37,7 +37,7 @@ type eventReader struct {
 	lastID   string
 	retry    time.Duration
 	hasRetry bool
-	events   int // events dispatched since the last reset
+	events   int // events with data (not blank) since the last reset
 }
 
 func newEventReader(r io.Reader, maxBytes int) *eventReader {
@@ -94,7 +94,9 @@ func (er *eventReader) next() (string, []byte, error) {
 				name = ""
 				continue
 			}
-			er.events++
+			if len(bytes.TrimSpace(data)) > 0 {
+				er.events++
+			}
 			return name, data[:len(data)-1], nil
 		}
 		if line[0] == ':' {
@@ -123,7 +125,7 @@ func (er *eventReader) next() (string, []byte, error) {
 				er.lastID = string(value)
 			}
 		case "retry":
-			if n, err := strconv.ParseUint(string(value), 10, 32); err == nil && len(value) > 0 && value[0] != '+' {
+			if n, err := strconv.ParseUint(string(value), 10, 32); err == nil {
 				er.retry, er.hasRetry = time.Duration(n)*time.Millisecond, true
 			}
 		}
@@ -220,7 +222,7 @@ func NewSSE(ctx context.Context, endpoint string, opts HTTPOptions, in Incoming)
 		resp.Body.Close()
 		return fail(fmt.Errorf("GET answered with content type %q, want text/event-stream", ct))
 	}
-	er := newEventReader(resp.Body, maxBytes(opts.Limits))
+	er := newEventReader(resp.Body, limitBytes(opts.Limits))
 	for t.postURL == nil {
 		name, data, err := er.next()
 		if err != nil {
@@ -233,7 +235,11 @@ func NewSSE(ctx context.Context, endpoint string, opts HTTPOptions, in Incoming)
 		if name != "endpoint" {
 			continue // messages before the endpoint are not expected; skip them
 		}
-		p, err := u.Parse(strings.TrimSpace(string(data)))
+		base := u
+		if resp.Request != nil && resp.Request.URL != nil {
+			base = resp.Request.URL // after redirects
+		}
+		p, err := base.Parse(strings.TrimSpace(string(data)))
 		if err != nil {
 			resp.Body.Close()
 			return fail(fmt.Errorf("invalid endpoint event %q: %v", truncateString(string(data), 200), err))

@@ -77,8 +77,9 @@ func (e *StatusError) Unwrap() error {
 
 type headerKey struct{}
 
-// WithHeader returns a ctx whose Call and Notify add h to the HTTP request (for example the
-// Mcp-Param-* headers a 2026-07-28 tools/call needs). The transport's own headers win.
+// WithHeader returns a ctx whose Call and Notify add the Mcp-Param-* headers of h to the
+// HTTP request, as a 2026-07-28 tools/call of a tool with x-mcp-header parameters needs
+// (the transport does not read tool schemas). Other headers in h are ignored.
 func WithHeader(ctx context.Context, h http.Header) context.Context {
 	return context.WithValue(ctx, headerKey{}, h)
 }
@@ -263,7 +264,7 @@ func (t *StreamableHTTP) Call(ctx context.Context, req *jsonrpc.Message) (*jsonr
 		return nil, err
 	}
 	if !req.IsRequest() {
-		return nil, fmt.Errorf("upstream: Call needs a request, got %s", describe(req))
+		return nil, fmt.Errorf("upstream: Call needs a request, got %s", describeMsg(req))
 	}
 	wire := jsonrpc.IntID(t.nextID.Add(1))
 	out := *req
@@ -313,7 +314,7 @@ func (t *StreamableHTTP) call(ctx context.Context, out *jsonrpc.Message) (*jsonr
 	}
 	switch ct := mediaType(resp.Header); ct {
 	case "application/json":
-		body, err := readLimited(resp.Body, maxBytes(t.limits))
+		body, err := readLimited(resp.Body, limitBytes(t.limits))
 		if err != nil {
 			return nil, t.readError(err)
 		}
@@ -322,7 +323,7 @@ func (t *StreamableHTTP) call(ctx context.Context, out *jsonrpc.Message) (*jsonr
 			return nil, fmt.Errorf("server %q: %w: %w", t.name, ErrInvalidMessage, err)
 		}
 		if !m.IsResponse() || (!bytes.Equal(m.ID, out.ID) && !(m.Error != nil && string(m.ID) == "null")) {
-			return nil, fmt.Errorf("server %q: %w: the JSON answer to request %s is %s", t.name, ErrInvalidMessage, out.ID, describe(m))
+			return nil, fmt.Errorf("server %q: %w: the JSON answer to request %s is %s", t.name, ErrInvalidMessage, out.ID, describeMsg(m))
 		}
 		return m, nil
 	case "text/event-stream":
@@ -335,7 +336,7 @@ func (t *StreamableHTTP) call(ctx context.Context, out *jsonrpc.Message) (*jsonr
 // callStream reads a request's SSE stream until the response with id want, resuming with
 // GET and Last-Event-ID when the server closes it early after an event id.
 func (t *StreamableHTTP) callStream(ctx context.Context, resp *http.Response, want jsonrpc.ID) (*jsonrpc.Message, error) {
-	er := newEventReader(resp.Body, maxBytes(t.limits))
+	er := newEventReader(resp.Body, limitBytes(t.limits))
 	body := resp.Body
 	progressID, attempts := "", 0
 	for {
@@ -351,9 +352,12 @@ func (t *StreamableHTTP) callStream(ctx context.Context, resp *http.Response, wa
 			return nil, t.readError(err)
 		}
 		if er.lastID == "" {
-			return nil, fmt.Errorf("%w: server %q: the event stream ended without the response (%v)", ErrUnavailable, t.name, err)
+			if errors.Is(err, io.EOF) {
+				return nil, fmt.Errorf("%w: server %q: the event stream ended without the response", ErrUnavailable, t.name)
+			}
+			return nil, fmt.Errorf("%w: server %q: the event stream broke before the response: %w", ErrUnavailable, t.name, err)
 		}
-		if er.lastID != progressID || er.events > 0 {
+		if er.lastID != progressID {
 			progressID, attempts = er.lastID, 0
 		}
 		attempts++
@@ -365,9 +369,9 @@ func (t *StreamableHTTP) callStream(ctx context.Context, resp *http.Response, wa
 			delay = er.retry
 		}
 		if attempts > 1 {
-			delay = max(delay, backoff(attempts-1))
+			delay = max(delay, httpBackoff(attempts-1))
 		}
-		if err := sleep(ctx, min(delay, maxRetryDelay)); err != nil {
+		if err := sleepCtx(ctx, min(delay, maxRetryDelay)); err != nil {
 			return nil, err
 		}
 		r, sentSession, err := t.get(ctx, er.lastID)
@@ -477,7 +481,7 @@ func (t *StreamableHTTP) reply(r *jsonrpc.Message) {
 	if err != nil {
 		return
 	}
-	drain(resp)
+	drainBody(resp)
 }
 
 // sendCancel tells the server that request wire was abandoned, best effort.
@@ -497,7 +501,7 @@ func (t *StreamableHTTP) sendCancel(wire jsonrpc.ID, cause error) {
 		defer cancel()
 		resp, _, err := t.post(ctx, n)
 		if err == nil {
-			drain(resp)
+			drainBody(resp)
 		}
 	}()
 }
@@ -508,7 +512,7 @@ func (t *StreamableHTTP) Notify(ctx context.Context, n *jsonrpc.Message) error {
 		return err
 	}
 	if !n.IsNotification() {
-		return fmt.Errorf("upstream: Notify needs a notification, got %s", describe(n))
+		return fmt.Errorf("upstream: Notify needs a notification, got %s", describeMsg(n))
 	}
 	resp, sentSession, err := t.post(ctx, n)
 	if err != nil {
@@ -517,7 +521,7 @@ func (t *StreamableHTTP) Notify(ctx context.Context, n *jsonrpc.Message) error {
 		}
 		return err
 	}
-	defer drain(resp)
+	defer drainBody(resp)
 	if resp.StatusCode/100 != 2 {
 		return t.statusError(resp, sentSession)
 	}
@@ -537,7 +541,11 @@ func (t *StreamableHTTP) post(ctx context.Context, m *jsonrpc.Message) (*http.Re
 		return nil, false, err
 	}
 	if h, ok := ctx.Value(headerKey{}).(http.Header); ok {
-		copyHeader(req.Header, h)
+		for k, v := range h {
+			if k = http.CanonicalHeaderKey(k); strings.HasPrefix(k, "Mcp-Param-") {
+				req.Header[k] = append([]string(nil), v...)
+			}
+		}
 	}
 	sent := t.setHeaders(req, m)
 	req.Header.Set("Content-Type", "application/json")
@@ -632,7 +640,7 @@ func (t *StreamableHTTP) callStatus(resp *http.Response, sentSession bool, want 
 	if mediaType(resp.Header) != "application/json" {
 		return nil, t.statusError(resp, sentSession)
 	}
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, min(statusBodyReadable, int64(maxBytes(t.limits)))))
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, min(statusBodyReadable, int64(limitBytes(t.limits)))))
 	if m, err := jsonrpc.Decode(body, t.limits); err == nil && m.Error != nil && bytes.Equal(m.ID, want) {
 		return m, nil
 	}
@@ -669,15 +677,15 @@ func (t *StreamableHTTP) maybeStartGet() {
 // (and Last-Event-ID), and stops when the server offers no stream (405) or keeps failing.
 func (t *StreamableHTTP) listen() {
 	ctx := t.ctx
-	er := newEventReader(http.NoBody, maxBytes(t.limits))
+	er := newEventReader(http.NoBody, limitBytes(t.limits))
 	failures := 0
 	for ctx.Err() == nil {
 		if failures > 0 {
-			delay := backoff(failures)
+			delay := httpBackoff(failures)
 			if er.hasRetry {
 				delay = max(delay, er.retry)
 			}
-			if sleep(ctx, min(delay, maxRetryDelay)) != nil {
+			if sleepCtx(ctx, min(delay, maxRetryDelay)) != nil {
 				return
 			}
 		}
@@ -691,18 +699,18 @@ func (t *StreamableHTTP) listen() {
 		}
 		switch {
 		case resp.StatusCode == http.StatusMethodNotAllowed:
-			drain(resp)
+			drainBody(resp)
 			return // the server offers no GET stream
 		case resp.StatusCode/100 != 2:
 			t.statusError(resp, sentSession)
-			drain(resp)
+			drainBody(resp)
 			failures++
 			if failures > maxListenFailures || resp.StatusCode == http.StatusNotFound && sentSession {
 				return
 			}
 			continue
 		case mediaType(resp.Header) != "text/event-stream":
-			drain(resp)
+			drainBody(resp)
 			return
 		}
 		opened := time.Now()
@@ -714,9 +722,9 @@ func (t *StreamableHTTP) listen() {
 			failures = 0
 			delay := 100 * time.Millisecond
 			if er.hasRetry {
-				delay = er.retry
+				delay = max(er.retry, 10*time.Millisecond)
 			}
-			if sleep(ctx, min(delay, maxRetryDelay)) != nil {
+			if sleepCtx(ctx, min(delay, maxRetryDelay)) != nil {
 				return
 			}
 			continue
@@ -732,14 +740,14 @@ func (t *StreamableHTTP) listen() {
 // nothing; the stream is then given up (calls go on working).
 const maxListenFailures = 8
 
-// backoff is 100ms·2^(n-1) with jitter, capped at maxRetryDelay.
-func backoff(n int) time.Duration {
+// httpBackoff is 100ms·2^(n-1) with jitter, capped at maxRetryDelay.
+func httpBackoff(n int) time.Duration {
 	d := 100 * time.Millisecond << min(n-1, 10)
 	d = min(d, maxRetryDelay)
 	return d/2 + rand.N(d/2+1)
 }
 
-func sleep(ctx context.Context, d time.Duration) error {
+func sleepCtx(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
 		return ctx.Err()
 	}
@@ -769,7 +777,7 @@ func serverName(name string, u *url.URL) string {
 	return u.Host
 }
 
-func maxBytes(l jsonrpc.Limits) int {
+func limitBytes(l jsonrpc.Limits) int {
 	if l.MaxBytes <= 0 {
 		return jsonrpc.DefaultMaxBytes
 	}
@@ -803,7 +811,7 @@ func readLimited(r io.Reader, max int) ([]byte, error) {
 	return b, nil
 }
 
-func drain(resp *http.Response) {
+func drainBody(resp *http.Response) {
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
 }
@@ -886,7 +894,7 @@ func unquoteJSON(raw []byte) (string, error) {
 	return v, err
 }
 
-func describe(m *jsonrpc.Message) string {
+func describeMsg(m *jsonrpc.Message) string {
 	switch {
 	case m.IsRequest():
 		return fmt.Sprintf("request %s %q", m.ID, m.Method)

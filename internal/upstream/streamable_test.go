@@ -1,7 +1,6 @@
 package upstream
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -22,10 +21,10 @@ import (
 	"github.com/portcullis-mcp/portcullis/internal/jsonrpc"
 )
 
-type testKey struct{}
+type httpTestKey struct{}
 
-// readMsg decodes the body of a POST the transport sent.
-func readMsg(t *testing.T, r *http.Request) *jsonrpc.Message {
+// postedMsg decodes the body of a POST the transport sent.
+func postedMsg(t *testing.T, r *http.Request) *jsonrpc.Message {
 	t.Helper()
 	b, err := io.ReadAll(r.Body)
 	if err != nil {
@@ -40,22 +39,22 @@ func readMsg(t *testing.T, r *http.Request) *jsonrpc.Message {
 	return m
 }
 
-func writeSSE(w http.ResponseWriter, s string) {
+func sseSend(w http.ResponseWriter, s string) {
 	io.WriteString(w, s)
 	w.(http.Flusher).Flush()
 }
 
-func sseMessage(m *jsonrpc.Message) string {
+func sseEvent(m *jsonrpc.Message) string {
 	return "event: message\ndata: " + string(m.Marshal()) + "\n\n"
 }
 
-func startSSE(w http.ResponseWriter) {
+func sseBegin(w http.ResponseWriter) {
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.WriteHeader(http.StatusOK)
 	w.(http.Flusher).Flush()
 }
 
-func newTransport(t *testing.T, url string, in Incoming) *StreamableHTTP {
+func newHTTPTransport(t *testing.T, url string, in Incoming) *StreamableHTTP {
 	t.Helper()
 	tr, err := NewStreamableHTTP(url, HTTPOptions{Name: "fake", Header: http.Header{"Authorization": {"Bearer k"}}}, in)
 	if err != nil {
@@ -65,7 +64,7 @@ func newTransport(t *testing.T, url string, in Incoming) *StreamableHTTP {
 	return tr
 }
 
-func request(id, method, params string) *jsonrpc.Message {
+func mkRequest(id, method, params string) *jsonrpc.Message {
 	m := &jsonrpc.Message{ID: jsonrpc.ID(id), Method: method}
 	if params != "" {
 		m.Params = json.RawMessage(params)
@@ -84,13 +83,13 @@ func TestStreamableReplies(t *testing.T) {
 			w.Write(jsonrpc.NewResult(id, json.RawMessage(`{"ok":true}`)).Marshal())
 		}, `{"ok":true}`},
 		{"sse", func(w http.ResponseWriter, id jsonrpc.ID) {
-			startSSE(w)
-			writeSSE(w, ": comment\r\nid: 1\r\ndata:\r\n\r\n")
-			writeSSE(w, "event: message\r\ndata: {\"jsonrpc\":\"2.0\",\r\ndata: \"id\":"+string(id)+",\"result\":{\"ok\":1}}\r\n\r\n")
+			sseBegin(w)
+			sseSend(w, ": comment\r\nid: 1\r\ndata:\r\n\r\n")
+			sseSend(w, "event: message\r\ndata: {\"jsonrpc\":\"2.0\",\r\ndata: \"id\":"+string(id)+",\"result\":{\"ok\":1}}\r\n\r\n")
 		}, `{"ok":1}`},
 		{"sse without event type", func(w http.ResponseWriter, id jsonrpc.ID) {
-			startSSE(w)
-			writeSSE(w, "data: "+string(jsonrpc.NewResult(id, json.RawMessage(`[]`)).Marshal())+"\r\r")
+			sseBegin(w)
+			sseSend(w, "data: "+string(jsonrpc.NewResult(id, json.RawMessage(`[]`)).Marshal())+"\r\r")
 		}, `[]`},
 		{"json-rpc error on 400", func(w http.ResponseWriter, id jsonrpc.ID) {
 			w.Header().Set("Content-Type", "application/json")
@@ -103,7 +102,7 @@ func TestStreamableReplies(t *testing.T) {
 		{"invalid json", func(w http.ResponseWriter, id jsonrpc.ID) {
 			w.Header().Set("Content-Type", "application/json")
 			io.WriteString(w, `{"jsonrpc":"2.0","id":`+string(id)+`,"result":{"a":1,"a":2}}`)
-		}, `error: server "fake": server sent an invalid message: parse error: duplicate key`},
+		}, `error: server "fake": server sent an invalid message: parse error: duplicate object key`},
 		{"response to another id", func(w http.ResponseWriter, id jsonrpc.ID) {
 			w.Header().Set("Content-Type", "application/json")
 			w.Write(jsonrpc.NewResult(jsonrpc.ID(`"other"`), nil).Marshal())
@@ -112,8 +111,8 @@ func TestStreamableReplies(t *testing.T) {
 			w.WriteHeader(http.StatusAccepted)
 		}, `error: server unavailable: server "fake": POST of a request answered HTTP 202`},
 		{"stream ends without response", func(w http.ResponseWriter, id jsonrpc.ID) {
-			startSSE(w)
-			writeSSE(w, "data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\"}\n\n")
+			sseBegin(w)
+			sseSend(w, "data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\"}\n\n")
 		}, `error: server unavailable: server "fake": the event stream ended without the response`},
 		{"text/html", func(w http.ResponseWriter, id jsonrpc.ID) {
 			w.Header().Set("Content-Type", "text/html")
@@ -128,25 +127,28 @@ func TestStreamableReplies(t *testing.T) {
 					return
 				}
 				for k, want := range map[string]string{
-					"Content-Type":  "application/json",
-					"Accept":        "application/json, text/event-stream",
-					"Authorization": "Bearer k",
-					"Mcp-Method":    "tools/call",
-					"Mcp-Name":      "=?base64?IGVjaG8=?=",
+					"Content-Type":     "application/json",
+					"Accept":           "application/json, text/event-stream",
+					"Authorization":    "Bearer k",
+					"Mcp-Method":       "tools/call",
+					"Mcp-Name":         "=?base64?IGVjaG8=?=",
+					"Mcp-Param-Region": "eu",
+					"Mcp-Session-Id":   "",
 				} {
 					if got := r.Header.Get(k); got != want {
 						t.Errorf("header %s = %q, want %q", k, got, want)
 					}
 				}
-				m := readMsg(t, r)
+				m := postedMsg(t, r)
 				if string(m.ID) != "1" {
 					t.Errorf("wire id %s, want 1", m.ID)
 				}
 				tc.handler(w, m.ID)
 			}))
 			defer srv.Close()
-			tr := newTransport(t, srv.URL, nil)
-			resp, err := tr.Call(context.Background(), request(`"caller-7"`, "tools/call", `{"name":" echo"}`))
+			tr := newHTTPTransport(t, srv.URL, nil)
+			ctx := WithHeader(context.Background(), http.Header{"Mcp-Param-Region": {"eu"}, "Mcp-Session-Id": {"forged"}})
+			resp, err := tr.Call(ctx, mkRequest(`"caller-7"`, "tools/call", `{"name":" echo"}`))
 			if errPart, ok := strings.CutPrefix(tc.want, "error: "); ok {
 				if err == nil {
 					t.Fatalf("got %s, want an error", resp.Marshal())
@@ -181,8 +183,8 @@ func TestStreamableErrorsWrapUnavailable(t *testing.T) {
 		http.Error(w, "down", http.StatusBadGateway)
 	}))
 	defer srv.Close()
-	tr := newTransport(t, srv.URL, nil)
-	_, err := tr.Call(context.Background(), request("1", "ping", ""))
+	tr := newHTTPTransport(t, srv.URL, nil)
+	_, err := tr.Call(context.Background(), mkRequest("1", "ping", ""))
 	var se *StatusError
 	if !errors.Is(err, ErrUnavailable) || !errors.As(err, &se) || se.StatusCode != 502 {
 		t.Fatalf("error %v: want a StatusError 502 wrapping ErrUnavailable", err)
@@ -191,8 +193,8 @@ func TestStreamableErrorsWrapUnavailable(t *testing.T) {
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
 	addr := l.Addr().String()
 	l.Close()
-	tr = newTransport(t, "http://"+addr+"/mcp?key=secret", nil)
-	_, err = tr.Call(context.Background(), request("1", "ping", ""))
+	tr = newHTTPTransport(t, "http://"+addr+"/mcp?key=secret", nil)
+	_, err = tr.Call(context.Background(), mkRequest("1", "ping", ""))
 	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), `server "fake"`) || strings.Contains(err.Error(), "secret") {
 		t.Fatalf("error %v: want ErrUnavailable naming the server, without the URL's query", err)
 	}
@@ -203,24 +205,24 @@ func TestStreamableErrorsWrapUnavailable(t *testing.T) {
 
 func TestStreamableProgressReachesHandlerWithCallContext(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		m := readMsg(t, r)
-		startSSE(w)
+		m := postedMsg(t, r)
+		sseBegin(w)
 		for i := range 3 {
-			writeSSE(w, sseMessage(jsonrpc.NewNotification("notifications/progress", map[string]any{"progressToken": "p", "progress": i})))
+			sseSend(w, sseEvent(jsonrpc.NewNotification("notifications/progress", map[string]any{"progressToken": "p", "progress": i})))
 		}
-		writeSSE(w, sseMessage(jsonrpc.NewResult(m.ID, json.RawMessage(`{"content":[]}`))))
+		sseSend(w, sseEvent(jsonrpc.NewResult(m.ID, json.RawMessage(`{"content":[]}`))))
 	}))
 	defer srv.Close()
 	var mu sync.Mutex
 	var got []string
-	tr := newTransport(t, srv.URL, func(ctx context.Context, m *jsonrpc.Message) *jsonrpc.Message {
+	tr := newHTTPTransport(t, srv.URL, func(ctx context.Context, m *jsonrpc.Message) *jsonrpc.Message {
 		mu.Lock()
 		defer mu.Unlock()
-		got = append(got, fmt.Sprintf("%s %s %v", m.Method, m.Params, ctx.Value(testKey{})))
+		got = append(got, fmt.Sprintf("%s %s %v", m.Method, m.Params, ctx.Value(httpTestKey{})))
 		return nil
 	})
-	ctx := context.WithValue(context.Background(), testKey{}, "call-ctx")
-	if _, err := tr.Call(ctx, request("9", "tools/call", `{"name":"slow","_meta":{"progressToken":"p"}}`)); err != nil {
+	ctx := context.WithValue(context.Background(), httpTestKey{}, "call-ctx")
+	if _, err := tr.Call(ctx, mkRequest("9", "tools/call", `{"name":"slow","_meta":{"progressToken":"p"}}`)); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{
@@ -236,30 +238,30 @@ func TestStreamableProgressReachesHandlerWithCallContext(t *testing.T) {
 func TestStreamableServerRequestAnsweredByPost(t *testing.T) {
 	answered := make(chan *jsonrpc.Message, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		m := readMsg(t, r)
+		m := postedMsg(t, r)
 		if m.IsResponse() {
 			answered <- m
 			w.WriteHeader(http.StatusAccepted)
 			return
 		}
-		startSSE(w)
-		writeSSE(w, sseMessage(jsonrpc.NewRequest(jsonrpc.ID(`"s-1"`), "sampling/createMessage", map[string]any{"maxTokens": 5})))
+		sseBegin(w)
+		sseSend(w, sseEvent(jsonrpc.NewRequest(jsonrpc.ID(`"s-1"`), "sampling/createMessage", map[string]any{"maxTokens": 5})))
 		select {
 		case a := <-answered:
 			// The stream goes on while the request is handled, and the answer comes back.
-			writeSSE(w, sseMessage(jsonrpc.NewResult(m.ID, map[string]any{"sampled": json.RawMessage(a.Result)})))
+			sseSend(w, sseEvent(jsonrpc.NewResult(m.ID, map[string]any{"sampled": json.RawMessage(a.Result)})))
 		case <-time.After(5 * time.Second):
 			t.Error("no answer to the server request")
 		}
 	}))
 	defer srv.Close()
-	tr := newTransport(t, srv.URL, func(ctx context.Context, m *jsonrpc.Message) *jsonrpc.Message {
-		if m.Method != "sampling/createMessage" || ctx.Value(testKey{}) != "v" {
-			return jsonrpc.NewError(m.ID, jsonrpc.Errorf(-1, "unexpected %s / %v", m.Method, ctx.Value(testKey{})))
+	tr := newHTTPTransport(t, srv.URL, func(ctx context.Context, m *jsonrpc.Message) *jsonrpc.Message {
+		if m.Method != "sampling/createMessage" || ctx.Value(httpTestKey{}) != "v" {
+			return jsonrpc.NewError(m.ID, jsonrpc.Errorf(-1, "unexpected %s / %v", m.Method, ctx.Value(httpTestKey{})))
 		}
 		return jsonrpc.NewResult(jsonrpc.ID("999"), json.RawMessage(`{"text":"hi"}`))
 	})
-	resp, err := tr.Call(context.WithValue(context.Background(), testKey{}, "v"), request("1", "tools/call", `{"name":"s"}`))
+	resp, err := tr.Call(context.WithValue(context.Background(), httpTestKey{}, "v"), mkRequest("1", "tools/call", `{"name":"s"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -277,7 +279,7 @@ func TestStreamableSessionLifecycle(t *testing.T) {
 		mu.Unlock()
 		switch r.Method {
 		case http.MethodPost:
-			m := readMsg(t, r)
+			m := postedMsg(t, r)
 			entry += " " + m.Method
 			switch {
 			case m.Method == "initialize":
@@ -302,9 +304,9 @@ func TestStreamableSessionLifecycle(t *testing.T) {
 		mu.Unlock()
 	}))
 	defer srv.Close()
-	tr := newTransport(t, srv.URL, nil)
+	tr := newHTTPTransport(t, srv.URL, nil)
 	ctx := context.Background()
-	if _, err := tr.Call(ctx, request("0", "initialize", `{}`)); err != nil {
+	if _, err := tr.Call(ctx, mkRequest("0", "initialize", `{}`)); err != nil {
 		t.Fatal(err)
 	}
 	if tr.SessionID() != "sess-1" {
@@ -314,7 +316,7 @@ func TestStreamableSessionLifecycle(t *testing.T) {
 	if err := tr.Notify(ctx, jsonrpc.NewNotification("notifications/initialized", nil)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tr.Call(ctx, request("1", "tools/list", "")); err != nil {
+	if _, err := tr.Call(ctx, mkRequest("1", "tools/list", "")); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(50 * time.Millisecond) // the GET, answered 405
@@ -329,7 +331,7 @@ func TestStreamableSessionLifecycle(t *testing.T) {
 	if err := tr.Err(); !errors.Is(err, ErrUnavailable) {
 		t.Errorf("Err = %v", err)
 	}
-	if _, err := tr.Call(ctx, request("2", "ping", "")); !errors.Is(err, ErrUnavailable) {
+	if _, err := tr.Call(ctx, mkRequest("2", "ping", "")); !errors.Is(err, ErrUnavailable) {
 		t.Errorf("Call after Close: %v", err)
 	}
 	mu.Lock()
@@ -352,7 +354,7 @@ func TestStreamableSessionLifecycle(t *testing.T) {
 
 func TestStreamableSessionExpired(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		m := readMsg(t, r)
+		m := postedMsg(t, r)
 		if m.Method == "initialize" {
 			w.Header().Set("Mcp-Session-Id", "gone-soon")
 			w.Header().Set("Content-Type", "application/json")
@@ -362,11 +364,11 @@ func TestStreamableSessionExpired(t *testing.T) {
 		http.Error(w, "session not found", http.StatusNotFound)
 	}))
 	defer srv.Close()
-	tr := newTransport(t, srv.URL, nil)
-	if _, err := tr.Call(context.Background(), request("0", "initialize", `{}`)); err != nil {
+	tr := newHTTPTransport(t, srv.URL, nil)
+	if _, err := tr.Call(context.Background(), mkRequest("0", "initialize", `{}`)); err != nil {
 		t.Fatal(err)
 	}
-	_, err := tr.Call(context.Background(), request("1", "tools/list", ""))
+	_, err := tr.Call(context.Background(), mkRequest("1", "tools/list", ""))
 	if !errors.Is(err, ErrSessionExpired) || !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "session expired") {
 		t.Fatalf("error %v, want session expired", err)
 	}
@@ -386,20 +388,20 @@ func TestStreamableSessionExpired(t *testing.T) {
 func TestStreamableCancelSendsNotification(t *testing.T) {
 	cancelled := make(chan *jsonrpc.Message, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		m := readMsg(t, r)
+		m := postedMsg(t, r)
 		if m.Method == "notifications/cancelled" {
 			cancelled <- m
 			w.WriteHeader(http.StatusAccepted)
 			return
 		}
-		startSSE(w)
+		sseBegin(w)
 		<-r.Context().Done() // the client aborts the request
 	}))
 	defer srv.Close()
-	tr := newTransport(t, srv.URL, nil)
+	tr := newHTTPTransport(t, srv.URL, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	_, err := tr.Call(ctx, request(`"x"`, "tools/call", `{"name":"hang"}`))
+	_, err := tr.Call(ctx, mkRequest(`"x"`, "tools/call", `{"name":"hang"}`))
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("error %v, want the ctx's", err)
 	}
@@ -420,27 +422,27 @@ func TestStreamableOversize(t *testing.T) {
 		handler http.HandlerFunc
 	}{
 		{"json body", func(w http.ResponseWriter, r *http.Request) {
-			m := readMsg(t, r)
+			m := postedMsg(t, r)
 			w.Header().Set("Content-Type", "application/json")
 			w.Write(jsonrpc.NewResult(m.ID, map[string]string{"big": big}).Marshal())
 		}},
 		{"sse event", func(w http.ResponseWriter, r *http.Request) {
-			m := readMsg(t, r)
-			startSSE(w)
-			writeSSE(w, sseMessage(jsonrpc.NewResult(m.ID, map[string]string{"big": big})))
+			m := postedMsg(t, r)
+			sseBegin(w)
+			sseSend(w, sseEvent(jsonrpc.NewResult(m.ID, map[string]string{"big": big})))
 		}},
 		{"sse event in many lines", func(w http.ResponseWriter, r *http.Request) {
-			readMsg(t, r)
-			startSSE(w)
+			postedMsg(t, r)
+			sseBegin(w)
 			for range 2000 {
-				writeSSE(w, "data: aaaaaaaaaa\n")
+				sseSend(w, "data: aaaaaaaaaa\n")
 			}
 		}},
 		{"sse endless line", func(w http.ResponseWriter, r *http.Request) {
-			readMsg(t, r)
-			startSSE(w)
+			postedMsg(t, r)
+			sseBegin(w)
 			for range 1000 {
-				writeSSE(w, "::::::::::")
+				sseSend(w, "::::::::::")
 			}
 		}},
 	}
@@ -453,7 +455,7 @@ func TestStreamableOversize(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer tr.Close()
-			_, err = tr.Call(context.Background(), request("1", "tools/call", `{}`))
+			_, err = tr.Call(context.Background(), mkRequest("1", "tools/call", `{}`))
 			if err == nil || !strings.Contains(err.Error(), "exceeds") {
 				t.Fatalf("error %v, want a size error", err)
 			}
@@ -467,11 +469,11 @@ func TestStreamableResumesAfterEarlyClose(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.Method {
 		case http.MethodPost:
-			readMsg(t, r)
-			startSSE(w)
-			writeSSE(w, "id: stream1_0\ndata:\n\n")
-			writeSSE(w, "id: stream1_1\nevent: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progress\":1}}\n\n")
-			writeSSE(w, "event: close\nretry: 150\ndata:\n\n")
+			postedMsg(t, r)
+			sseBegin(w)
+			sseSend(w, "id: stream1_0\ndata:\n\n")
+			sseSend(w, "id: stream1_1\nevent: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progress\":1}}\n\n")
+			sseSend(w, "event: close\nretry: 150\ndata:\n\n")
 			closedAt.Store(time.Now().UnixNano())
 		case http.MethodGet:
 			n := gets.Add(1)
@@ -481,20 +483,20 @@ func TestStreamableResumesAfterEarlyClose(t *testing.T) {
 			if wait := time.Since(time.Unix(0, closedAt.Load())); wait < 140*time.Millisecond {
 				t.Errorf("reconnected after %v, before the 150ms retry", wait)
 			}
-			startSSE(w)
+			sseBegin(w)
 			if n == 1 {
 				return // closed again without progress: the client tries again
 			}
-			writeSSE(w, "id: stream1_2\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"resumed\":true}}\n\n")
+			sseSend(w, "id: stream1_2\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"resumed\":true}}\n\n")
 		}
 	}))
 	defer srv.Close()
 	var progress atomic.Int32
-	tr := newTransport(t, srv.URL, func(ctx context.Context, m *jsonrpc.Message) *jsonrpc.Message {
+	tr := newHTTPTransport(t, srv.URL, func(ctx context.Context, m *jsonrpc.Message) *jsonrpc.Message {
 		progress.Add(1)
 		return nil
 	})
-	resp, err := tr.Call(context.Background(), request("5", "tools/call", `{}`))
+	resp, err := tr.Call(context.Background(), mkRequest("5", "tools/call", `{}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -507,16 +509,16 @@ func TestStreamableResumeGivesUp(t *testing.T) {
 	var gets atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPost {
-			readMsg(t, r)
+			postedMsg(t, r)
 		} else {
 			gets.Add(1)
 		}
-		startSSE(w)
-		writeSSE(w, "id: e1\nretry: 1\ndata:\n\n")
+		sseBegin(w)
+		sseSend(w, "id: e1\nretry: 1\ndata:\n\n")
 	}))
 	defer srv.Close()
-	tr := newTransport(t, srv.URL, nil)
-	_, err := tr.Call(context.Background(), request("5", "tools/call", `{}`))
+	tr := newHTTPTransport(t, srv.URL, nil)
+	_, err := tr.Call(context.Background(), mkRequest("5", "tools/call", `{}`))
 	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "attempts to resume") {
 		t.Fatalf("error %v", err)
 	}
@@ -531,7 +533,7 @@ func TestStreamableStandaloneStream(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.Method {
 		case http.MethodPost:
-			m := readMsg(t, r)
+			m := postedMsg(t, r)
 			if m.IsNotification() || m.IsResponse() {
 				w.WriteHeader(http.StatusAccepted)
 				return
@@ -545,15 +547,15 @@ func TestStreamableStandaloneStream(t *testing.T) {
 			}
 			switch gets.Add(1) {
 			case 1:
-				startSSE(w)
-				writeSSE(w, "id: g1\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n\n")
+				sseBegin(w)
+				sseSend(w, "id: g1\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n\n")
 				// then the server drops the connection
 			default:
 				if got := r.Header.Get("Last-Event-ID"); got != "g1" {
 					t.Errorf("reconnect with Last-Event-ID %q", got)
 				}
-				startSSE(w)
-				writeSSE(w, "data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/resources/list_changed\"}\n\n")
+				sseBegin(w)
+				sseSend(w, "data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/resources/list_changed\"}\n\n")
 				<-r.Context().Done()
 			}
 		case http.MethodDelete:
@@ -563,15 +565,15 @@ func TestStreamableStandaloneStream(t *testing.T) {
 	}))
 	defer srv.Close()
 	got := make(chan string, 4)
-	tr := newTransport(t, srv.URL, func(ctx context.Context, m *jsonrpc.Message) *jsonrpc.Message {
-		if ctx.Value(testKey{}) != nil {
+	tr := newHTTPTransport(t, srv.URL, func(ctx context.Context, m *jsonrpc.Message) *jsonrpc.Message {
+		if ctx.Value(httpTestKey{}) != nil {
 			t.Error("standalone stream handler got a call's ctx")
 		}
 		got <- m.Method
 		return nil
 	})
-	ctx := context.WithValue(context.Background(), testKey{}, 1)
-	if _, err := tr.Call(ctx, request("0", "initialize", `{}`)); err != nil {
+	ctx := context.WithValue(context.Background(), httpTestKey{}, 1)
+	if _, err := tr.Call(ctx, mkRequest("0", "initialize", `{}`)); err != nil {
 		t.Fatal(err)
 	}
 	tr.SetSession("", "2025-06-18")
@@ -670,7 +672,6 @@ func TestStreamableEverythingServer(t *testing.T) {
 	addr := l.Addr().String()
 	l.Close()
 	cmd := exec.Command(bin, "-http", addr, "-stateless=false")
-	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -678,26 +679,23 @@ func TestStreamableEverythingServer(t *testing.T) {
 		cmd.Process.Kill()
 		cmd.Wait()
 	})
-	ready := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			if strings.Contains(sc.Text(), "listening") {
-				close(ready)
-			}
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			break
 		}
-	}()
-	select {
-	case <-ready:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the server did not start")
+		if time.Now().After(deadline) {
+			t.Fatalf("the server did not start: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 
 	var mu sync.Mutex
 	var seen []string
 	in := func(ctx context.Context, m *jsonrpc.Message) *jsonrpc.Message {
 		mu.Lock()
-		seen = append(seen, fmt.Sprintf("%s ctx=%v", m.Method, ctx.Value(testKey{})))
+		seen = append(seen, fmt.Sprintf("%s ctx=%v", m.Method, ctx.Value(httpTestKey{})))
 		mu.Unlock()
 		switch m.Method {
 		case "sampling/createMessage":
@@ -717,7 +715,7 @@ func TestStreamableEverythingServer(t *testing.T) {
 	defer tr.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	resp, err := tr.Call(ctx, request("0", "initialize", `{"protocolVersion":"2025-11-25","capabilities":{"sampling":{},"elicitation":{}},"clientInfo":{"name":"portcullis-test","version":"0"}}`))
+	resp, err := tr.Call(ctx, mkRequest("0", "initialize", `{"protocolVersion":"2025-11-25","capabilities":{"sampling":{},"elicitation":{}},"clientInfo":{"name":"portcullis-test","version":"0"}}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -732,7 +730,7 @@ func TestStreamableEverythingServer(t *testing.T) {
 	if err := tr.Notify(ctx, jsonrpc.NewNotification("notifications/initialized", nil)); err != nil {
 		t.Fatal(err)
 	}
-	resp, err = tr.Call(ctx, request("1", "tools/list", ""))
+	resp, err = tr.Call(ctx, mkRequest("1", "tools/list", ""))
 	if err != nil || resp.Error != nil {
 		t.Fatalf("tools/list: %v %v", err, resp)
 	}
@@ -750,8 +748,8 @@ func TestStreamableEverythingServer(t *testing.T) {
 		}
 	}
 
-	cctx := context.WithValue(ctx, testKey{}, "sampling-call")
-	resp, err = tr.Call(cctx, request(`"s"`, "tools/call", `{"name":"test_sampling","arguments":{"prompt":"What is 6*7?"}}`))
+	cctx := context.WithValue(ctx, httpTestKey{}, "sampling-call")
+	resp, err = tr.Call(cctx, mkRequest(`"s"`, "tools/call", `{"name":"test_sampling","arguments":{"prompt":"What is 6*7?"}}`))
 	if err != nil || resp.Error != nil {
 		t.Fatalf("test_sampling: %v %v", err, resp)
 	}
@@ -759,8 +757,8 @@ func TestStreamableEverythingServer(t *testing.T) {
 		t.Errorf("test_sampling result %s lacks the sampled text", resp.Result)
 	}
 
-	pctx := context.WithValue(ctx, testKey{}, "progress-call")
-	resp, err = tr.Call(pctx, request(`"p"`, "tools/call", `{"name":"test_tool_with_progress","arguments":{},"_meta":{"progressToken":"tok"}}`))
+	pctx := context.WithValue(ctx, httpTestKey{}, "progress-call")
+	resp, err = tr.Call(pctx, mkRequest(`"p"`, "tools/call", `{"name":"test_tool_with_progress","arguments":{},"_meta":{"progressToken":"tok"}}`))
 	if err != nil || resp.Error != nil {
 		t.Fatalf("test_tool_with_progress: %v %v", err, resp)
 	}
@@ -768,13 +766,31 @@ func TestStreamableEverythingServer(t *testing.T) {
 		t.Errorf("id %s", resp.ID)
 	}
 
+	// A change to the tool list is announced on the standalone GET stream, with a
+	// background ctx.
+	if resp, err = tr.Call(ctx, mkRequest("3", "tools/call", `{"name":"test_trigger_tool_change","arguments":{}}`)); err != nil || resp.Error != nil {
+		t.Fatalf("test_trigger_tool_change: %v %v", err, resp)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		mu.Lock()
+		got := strings.Join(seen, "\n")
+		mu.Unlock()
+		if strings.Contains(got, "notifications/tools/list_changed ctx=<nil>") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no notifications/tools/list_changed on the GET stream:\n%s", got)
+		}
+	}
+
 	// A ping exercises the plain path once more; then Close sends DELETE.
-	if resp, err = tr.Call(ctx, request("2", "ping", "")); err != nil || resp.Error != nil {
+	if resp, err = tr.Call(ctx, mkRequest("2", "ping", "")); err != nil || resp.Error != nil {
 		t.Fatalf("ping: %v %v", err, resp)
 	}
 	mu.Lock()
 	got := strings.Join(seen, "\n")
 	mu.Unlock()
+	t.Logf("handler saw:\n%s", got)
 	if !strings.Contains(got, "sampling/createMessage ctx=sampling-call") {
 		t.Errorf("the sampling request did not reach the handler with the call's ctx:\n%s", got)
 	}
