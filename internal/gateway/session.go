@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -501,7 +502,8 @@ func upstreamError(server string, err error) error {
 		return je
 	}
 	msg := err.Error()
-	if !strings.Contains(msg, server) {
+	// Quoted, as upstream errors name servers: a short name is often a substring of a word.
+	if !strings.Contains(msg, strconv.Quote(server)) {
 		msg = fmt.Sprintf("server %q: %s", server, msg)
 	}
 	return jsonrpc.Errorf(jsonrpc.CodeUpstreamUnavailable, "%s", msg)
@@ -574,14 +576,17 @@ func (s *Session) mergeList(ctx context.Context, m *jsonrpc.Message, cap, field,
 				if err != nil {
 					continue
 				}
-			} else {
-				owners[name] = p.server
 			}
 			if prev, dup := seen[visible]; dup {
 				s.g.logger.Warn("name collision between servers; second left out", "name", visible, "kept", prev, "dropped", p.server, "method", m.Method)
 				continue
 			}
 			seen[visible] = p.server
+			if key != "name" {
+				// Only the listed item's server owns it: a dropped duplicate must not
+				// take reads of the URI the client was shown.
+				owners[name] = p.server
+			}
 			if n > 0 {
 				out = append(out, ',')
 			}

@@ -25,7 +25,8 @@ func (c peerClient) Request(ctx context.Context, m *jsonrpc.Message) (*jsonrpc.M
 // Serve runs one client session over r and w until r ends or ctx is cancelled; then the
 // session and its servers are closed (calls in flight are cancelled).
 func Serve(ctx context.Context, g *gateway.Gateway, r io.Reader, w io.Writer, p identity.Principal) error {
-	stream := rpc.NewLineStream(r, w, nil, g.Limits())
+	closer, _ := r.(io.Closer)
+	stream := rpc.NewLineStream(r, w, closer, g.Limits())
 	var (
 		mu   sync.Mutex
 		sess *gateway.Session
@@ -59,16 +60,18 @@ func Serve(ctx context.Context, g *gateway.Gateway, r io.Reader, w io.Writer, p 
 		return g.HandleModern(ctx, p, peerClient{peer}, m)
 	}
 	peer = rpc.NewPeer(stream, handler)
-	done := make(chan struct{})
-	go func() {
-		select {
-		case <-ctx.Done():
-			peer.Close()
-		case <-done:
-		}
-	}()
-	err := peer.Run(ctx)
-	close(done)
+	runErr := make(chan error, 1)
+	go func() { runErr <- peer.Run(ctx) }()
+	var err error
+	select {
+	case err = <-runErr:
+	case <-ctx.Done():
+		// Run is blocked reading r, which only the client can end (closing the stream
+		// closes r only when r is a Closer): do not wait for it, or a cancelled Serve
+		// would hang until the client closes its end.
+		peer.Close()
+		err = rpc.ErrClosed
+	}
 	mu.Lock()
 	s := sess
 	mu.Unlock()
