@@ -341,10 +341,14 @@ func (t *StreamableHTTP) callStream(ctx context.Context, resp *http.Response, wa
 	progressID, attempts := "", 0
 	for {
 		m, err := t.consume(ctx, er, want)
-		body.Close()
 		if m != nil {
+			// Read the stream to its end so the connection goes back to the pool (a
+			// server closes it after the response); a server that keeps it open has it
+			// closed after a while.
+			go drain(body)
 			return m, nil
 		}
+		body.Close()
 		if ctx.Err() != nil {
 			return nil, context.Cause(ctx)
 		}
@@ -903,4 +907,12 @@ func describeMsg(m *jsonrpc.Message) string {
 	default:
 		return fmt.Sprintf("response %s", m.ID)
 	}
+}
+
+// drain reads what is left of an answered stream, bounded in size and time, then closes it.
+func drain(body io.ReadCloser) {
+	t := time.AfterFunc(5*time.Second, func() { body.Close() })
+	io.Copy(io.Discard, io.LimitReader(body, 256<<10))
+	t.Stop()
+	body.Close()
 }

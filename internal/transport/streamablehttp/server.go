@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -51,6 +52,7 @@ type Handler struct {
 	// closing is closed by Shutdown: long-lived streams end so the server can drain.
 	closing   chan struct{}
 	closeOnce sync.Once
+	listeners map[*listener]struct{}
 }
 
 // Shutdown ends the long-lived streams (GET streams and subscriptions), so that an
@@ -317,7 +319,7 @@ func (h *Handler) modern(w http.ResponseWriter, r *http.Request, p identity.Prin
 	}
 	st := &sessionState{h: h, pending: map[string]chan *jsonrpc.Message{}, streams: map[string]*stream{}}
 	h.serveRequest(w, r, st, m, func(ctx context.Context) *jsonrpc.Message {
-		return h.g.HandleModern(context.WithValue(ctx, stateKey{}, st), p, ctxClient{}, m)
+		return h.g.HandleModern(context.WithValue(ctx, stateKey{}, st), p, ctxClient{h}, m)
 	}, false)
 }
 
@@ -485,25 +487,85 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request, p identity.Princip
 	str.pipe(w, r.Context())
 }
 
-// listen serves subscriptions/listen: an acknowledgement, then the list-change
-// notifications the client opted in to, tagged with the subscription id.
+// listener is one open subscriptions/listen stream.
+type listener struct {
+	principal identity.Principal
+	subID     jsonrpc.ID
+	tools     bool
+	prompts   bool
+	resources bool
+	uris      map[string]bool
+	ch        chan *jsonrpc.Message
+}
+
+func (l *listener) wants(m *jsonrpc.Message) bool {
+	switch m.Method {
+	case "notifications/tools/list_changed":
+		return l.tools
+	case "notifications/prompts/list_changed":
+		return l.prompts
+	case "notifications/resources/list_changed":
+		return l.resources
+	case "notifications/resources/updated":
+		uri, _ := jsonrpc.LookupString(m.Params, "uri")
+		return l.uris[uri]
+	}
+	return false
+}
+
+// listen serves subscriptions/listen: an acknowledgement, then the change notifications the
+// client opted in to, each tagged with the subscription id.
 func (h *Handler) listen(w http.ResponseWriter, r *http.Request, p identity.Principal, m *jsonrpc.Message) {
+	var req struct {
+		Notifications struct {
+			ToolsListChanged      bool     `json:"toolsListChanged"`
+			PromptsListChanged    bool     `json:"promptsListChanged"`
+			ResourcesListChanged  bool     `json:"resourcesListChanged"`
+			ResourceSubscriptions []string `json:"resourceSubscriptions"`
+		} `json:"notifications"`
+	}
+	if err := json.Unmarshal(m.Params, &req); err != nil {
+		writeError(w, http.StatusBadRequest, m.ID, jsonrpc.Errorf(jsonrpc.CodeInvalidParams, "subscriptions/listen: %v", err))
+		return
+	}
+	n := req.Notifications
+	l := &listener{principal: p, subID: m.ID, tools: n.ToolsListChanged, prompts: n.PromptsListChanged,
+		resources: n.ResourcesListChanged, uris: map[string]bool{}, ch: make(chan *jsonrpc.Message, 64)}
+	for _, u := range n.ResourceSubscriptions {
+		l.uris[u] = true
+	}
+	h.mu.Lock()
+	if h.listeners == nil {
+		h.listeners = map[*listener]struct{}{}
+	}
+	h.listeners[l] = struct{}{}
+	h.mu.Unlock()
+	defer func() {
+		h.mu.Lock()
+		delete(h.listeners, l)
+		h.mu.Unlock()
+	}()
 	flusher, _ := w.(http.Flusher)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.Header().Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
-	subID := string(m.ID)
-	ack := jsonrpc.NewNotification("notifications/subscriptions/acknowledged", map[string]any{
-		"_meta": map[string]any{"io.modelcontextprotocol/subscriptionId": jsonRaw(m.ID)},
-	})
+	ackParams := map[string]any{"_meta": map[string]any{metaSubscriptionID: jsonRaw(m.ID)}, "notifications": n}
 	var buf bytes.Buffer
-	writeEvent(&buf, "", ack)
-	w.Write(buf.Bytes())
-	if flusher != nil {
-		flusher.Flush()
+	send := func(msg *jsonrpc.Message) bool {
+		buf.Reset()
+		writeEvent(&buf, "", msg)
+		if _, err := w.Write(buf.Bytes()); err != nil {
+			return false
+		}
+		if flusher != nil {
+			flusher.Flush()
+		}
+		return true
 	}
-	_ = subID
+	if !send(jsonrpc.NewNotification("notifications/subscriptions/acknowledged", ackParams)) {
+		return
+	}
 	t := time.NewTicker(15 * time.Second)
 	defer t.Stop()
 	for {
@@ -511,7 +573,14 @@ func (h *Handler) listen(w http.ResponseWriter, r *http.Request, p identity.Prin
 		case <-r.Context().Done():
 			return
 		case <-h.closing:
+			// A graceful end: the listen request's response, then the stream closes.
+			res, _ := json.Marshal(map[string]any{"resultType": "complete", "_meta": map[string]any{metaSubscriptionID: jsonRaw(m.ID)}})
+			send(jsonrpc.NewResult(m.ID, json.RawMessage(res)))
 			return
+		case msg := <-l.ch:
+			if !send(msg) {
+				return
+			}
 		case <-t.C:
 			io.WriteString(w, ":\n\n")
 			if flusher != nil {
@@ -521,16 +590,46 @@ func (h *Handler) listen(w http.ResponseWriter, r *http.Request, p identity.Prin
 	}
 }
 
+const metaSubscriptionID = "io.modelcontextprotocol/subscriptionId"
+
+// broadcast sends a change notification to the listen streams of principal p that want it.
+func (h *Handler) broadcast(p identity.Principal, m *jsonrpc.Message) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for l := range h.listeners {
+		if !samePrincipal(l.principal, p) || !l.wants(m) {
+			continue
+		}
+		params := m.Params
+		if len(params) == 0 {
+			params = json.RawMessage(`{}`)
+		}
+		meta, ok := jsonrpc.Lookup(params, "_meta")
+		if !ok || len(meta) == 0 || meta[0] != '{' {
+			meta = json.RawMessage(`{}`)
+		}
+		meta, _ = jsonrpc.Set(meta, metaSubscriptionID, json.RawMessage(l.subID))
+		params, _ = jsonrpc.Set(params, "_meta", meta)
+		select {
+		case l.ch <- &jsonrpc.Message{Method: m.Method, Params: params}:
+		default:
+			h.logger.Warn("subscription stream is not keeping up; notification dropped", "method", m.Method)
+		}
+	}
+}
+
 type stateKey struct{}
 
 // ctxClient reaches the client of the request in ctx: the shared session of sessionless
-// clients has no client of its own, each request brings its stream.
-type ctxClient struct{}
+// clients has no client of its own, each request brings its stream. Change notifications
+// outside any request go to the principal's subscriptions/listen streams.
+type ctxClient struct{ h *Handler }
 
-func (ctxClient) Notify(ctx context.Context, m *jsonrpc.Message) error {
+func (c ctxClient) Notify(ctx context.Context, m *jsonrpc.Message) error {
 	st, ok := ctx.Value(stateKey{}).(*sessionState)
-	if !ok {
-		return errors.New("no client stream for this message")
+	if !ok || strings.HasSuffix(m.Method, "/list_changed") || m.Method == "notifications/resources/updated" {
+		c.h.broadcast(identity.From(ctx), m)
+		return nil
 	}
 	return st.Notify(ctx, m)
 }
