@@ -107,7 +107,7 @@ var lineRE = regexp.MustCompile(`line (\d+): (.*)`)
 func Parse(file string, data []byte) (*Config, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, yamlError(file, err)
+		return nil, yamlError(file, nil, "", err)
 	}
 	if len(root.Content) == 0 {
 		return nil, &Error{File: file, Msg: "the file is empty"}
@@ -116,7 +116,7 @@ func Parse(file string, data []byte) (*Config, error) {
 	dec.KnownFields(true)
 	c := &Config{File: file, root: root.Content[0]}
 	if err := dec.Decode(c); err != nil {
-		return nil, yamlError(file, err)
+		return nil, yamlError(file, c.root, "", err)
 	}
 	if err := c.validate(); err != nil {
 		return nil, err
@@ -124,29 +124,113 @@ func Parse(file string, data []byte) (*Config, error) {
 	return c, nil
 }
 
-func yamlError(file string, err error) error {
+// yamlError converts an error of the YAML decoder. root, when not nil, is the node that was
+// decoded, at field path prefix: the field of an error is found from its line.
+func yamlError(file string, root *yaml.Node, prefix string, err error) error {
+	var ix lineIndex
+	if root != nil {
+		ix = lineIndex{}
+		ix.add(root, prefix)
+	}
 	var te *yaml.TypeError
 	if errors.As(err, &te) && len(te.Errors) > 0 {
 		var errs []error
 		for _, e := range te.Errors {
-			errs = append(errs, lineError(file, e))
+			errs = append(errs, lineError(file, ix, e))
 		}
 		return errors.Join(errs...)
 	}
-	return lineError(file, strings.TrimPrefix(err.Error(), "yaml: "))
+	return lineError(file, ix, strings.TrimPrefix(err.Error(), "yaml: "))
 }
 
-func lineError(file, msg string) error {
+var (
+	unknownFieldRE = regexp.MustCompile(`field (\S+) not found in type config\.(\w+)`)
+	unmarshalRE    = regexp.MustCompile("^cannot unmarshal !!(\\w+)(?: `(?s:(.*))`)? into ")
+)
+
+func lineError(file string, ix lineIndex, msg string) error {
 	if m := lineRE.FindStringSubmatch(msg); m != nil {
 		var line int
 		fmt.Sscanf(m[1], "%d", &line)
 		field := ""
-		if f := regexp.MustCompile(`field (\S+) not found in type config\.(\w+)`).FindStringSubmatch(m[2]); f != nil {
-			return &Error{File: file, Line: line, Field: f[1], Msg: fmt.Sprintf("unknown field in %s (check the spelling)", strings.ToLower(f[2]))}
+		// A type error names the kind of the node, and a scalar's value (its first 7 bytes
+		// and "..." when longer than 10); look for that node first.
+		if u := unmarshalRE.FindStringSubmatch(m[2]); u != nil {
+			want := func(n *yaml.Node) bool { return n.Kind == yaml.ScalarNode && scalarIs(n.Value, u[2]) }
+			switch u[1] {
+			case "seq":
+				want = func(n *yaml.Node) bool { return n.Kind == yaml.SequenceNode }
+			case "map":
+				want = func(n *yaml.Node) bool { return n.Kind == yaml.MappingNode }
+			}
+			field = ix.field(line, want)
+		}
+		if field == "" {
+			field = ix.field(line, nil)
+		}
+		if f := unknownFieldRE.FindStringSubmatch(m[2]); f != nil {
+			if field != f[1] && !strings.HasSuffix(field, "."+f[1]) {
+				field = f[1]
+			}
+			return &Error{File: file, Line: line, Field: field, Msg: fmt.Sprintf("unknown field in %s (check the spelling)", strings.ToLower(f[2]))}
 		}
 		return &Error{File: file, Line: line, Field: field, Msg: m[2]}
 	}
 	return &Error{File: file, Msg: msg}
+}
+
+func scalarIs(value, quoted string) bool {
+	if short, ok := strings.CutSuffix(quoted, "..."); ok && len(value) > 10 {
+		return strings.HasPrefix(value, short)
+	}
+	return value == quoted
+}
+
+// A lineIndex lists, by line, the fields (as in Error.Field) of the nodes and mapping keys
+// starting on that line, innermost first.
+type lineIndex map[int][]place
+
+type place struct {
+	field string
+	node  *yaml.Node
+	key   bool // node is the field's key, not its value
+}
+
+func (ix lineIndex) add(n *yaml.Node, path string) {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			ix.add(c, path)
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			p := k.Value
+			if path != "" {
+				p = path + "." + k.Value
+			}
+			ix.add(v, p)
+			ix[v.Line] = append(ix[v.Line], place{p, v, false})
+			ix[k.Line] = append(ix[k.Line], place{p, k, true})
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			p := fmt.Sprintf("%s[%d]", path, i)
+			ix.add(c, p)
+			ix[c.Line] = append(ix[c.Line], place{p, c, false})
+		}
+	}
+}
+
+// field returns the field of the innermost node on line that want accepts, or "". With
+// want nil, any node or mapping key will do.
+func (ix lineIndex) field(line int, want func(*yaml.Node) bool) string {
+	for _, p := range ix[line] {
+		if want == nil || (!p.key && want(p.node)) {
+			return p.field
+		}
+	}
+	return ""
 }
 
 // at returns an error located at the node reached by path (mapping keys and sequence
@@ -319,7 +403,7 @@ func (s *Section) Decode(v any) error {
 		}
 	}
 	if err := s.node.Decode(v); err != nil {
-		return yamlError(s.c.File, err)
+		return yamlError(s.c.File, s.node, "guards."+s.name, err)
 	}
 	return nil
 }

@@ -1,0 +1,379 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+var update = flag.Bool("update", false, "rewrite the expectations of testdata/config/*.txt")
+
+// The guard sections the golden files may use, decoded as the guards would. The config
+// package must not import the guards, so these mirror their configurations.
+type limitsSection struct {
+	CallTimeout             time.Duration `yaml:"call_timeout"`
+	MaxConcurrentPerSession int           `yaml:"max_concurrent_per_session"`
+	MaxParamsBytes          int           `yaml:"max_params_bytes"`
+	MaxResultBytes          int           `yaml:"max_result_bytes"`
+}
+
+var guardSections = map[string]func() any{
+	"limits": func() any { return &limitsSection{} },
+}
+
+const separator = "----\n"
+
+// golden is one testdata/config/NAME.txt: YAML, a line "----", then "OK" or the lines
+// of the expected error, each a substring of the error's text. The YAML is parsed as file
+// NAME.yaml.
+type golden struct {
+	path string
+	file string // the name the YAML is parsed as
+	yaml []byte
+	want []string // nil: OK
+}
+
+func readGoldens(t testing.TB) []golden {
+	t.Helper()
+	paths, err := filepath.Glob(filepath.Join("testdata", "config", "*.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(paths) == 0 {
+		t.Fatal("no golden files in testdata/config")
+	}
+	var gs []golden
+	for _, p := range paths {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		yaml, want, ok := bytes.Cut(data, []byte("\n"+separator))
+		if !ok {
+			t.Fatalf("%s: no %q line", p, strings.TrimSpace(separator))
+		}
+		g := golden{path: p, file: strings.TrimSuffix(filepath.Base(p), ".txt") + ".yaml", yaml: append(yaml, '\n')}
+		if s := strings.TrimSpace(string(want)); s != "OK" {
+			g.want = strings.Split(s, "\n")
+		}
+		gs = append(gs, g)
+	}
+	return gs
+}
+
+// load parses g's YAML and decodes its guard sections.
+func (g golden) load() (*Config, error) {
+	c, err := Parse(g.file, g.yaml)
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	for name, s := range c.GuardSections() {
+		if mk, ok := guardSections[name]; ok {
+			errs = append(errs, s.Decode(mk()))
+		}
+	}
+	return c, errors.Join(errs...)
+}
+
+// Variables the golden files use in ${VAR} expansions.
+func setGoldenEnv(t *testing.T) {
+	t.Setenv("PORTCULLIS_TEST_TOKEN", "s3cret")
+	t.Setenv("PORTCULLIS_TEST_HOME", "/home/test")
+}
+
+func TestGolden(t *testing.T) {
+	setGoldenEnv(t)
+	for _, g := range readGoldens(t) {
+		t.Run(strings.TrimSuffix(g.file, ".yaml"), func(t *testing.T) {
+			_, err := g.load()
+			if *update {
+				got := "OK"
+				if err != nil {
+					got = err.Error()
+				}
+				data := append(bytes.TrimSuffix(g.yaml, []byte("\n")), "\n"+separator+got+"\n"...)
+				if err := os.WriteFile(g.path, data, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if g.want == nil {
+				if err != nil {
+					t.Fatalf("Parse(%s) failed:\n%v", g.file, err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("Parse(%s) succeeded, want an error containing %q", g.file, g.want)
+			}
+			for _, w := range g.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("Parse(%s) error:\n%v\nwant it to contain %q", g.file, err, w)
+				}
+			}
+		})
+	}
+}
+
+// TestErrorsNameFileLineField checks that each error of the golden files names the file,
+// the line and the field. Syntax errors (files named syntax-*) have no field, and an empty
+// file has no line either.
+func TestErrorsNameFileLineField(t *testing.T) {
+	setGoldenEnv(t)
+	for _, g := range readGoldens(t) {
+		if g.want == nil {
+			continue
+		}
+		t.Run(strings.TrimSuffix(g.file, ".yaml"), func(t *testing.T) {
+			_, err := g.load()
+			if err == nil {
+				t.Fatal("no error")
+			}
+			pattern := `^` + regexp.QuoteMeta(g.file) + `:\d+(:\d+)?: [a-z_]+(\[\d+\])?(\.[a-z_]+(\[\d+\])?)*: \S`
+			switch {
+			case strings.HasPrefix(g.file, "syntax-"):
+				pattern = `^` + regexp.QuoteMeta(g.file) + `:\d+: \S`
+			case g.file == "empty.yaml":
+				pattern = `^` + regexp.QuoteMeta(g.file) + `: \S`
+			}
+			re := regexp.MustCompile(pattern)
+			for _, e := range leaves(err) {
+				var ce *Error
+				if !errors.As(e, &ce) {
+					t.Errorf("error %q is a %T, want a *config.Error", e, e)
+				}
+				if !re.MatchString(e.Error()) {
+					t.Errorf("error %q does not name the file, the line and the field (%s)", e, pattern)
+				}
+			}
+		})
+	}
+}
+
+// leaves returns the errors joined in err.
+func leaves(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, leaves(e)...)
+		}
+		return out
+	}
+	return []error{err}
+}
+
+func TestMinimal(t *testing.T) {
+	const minimal = `listen: 127.0.0.1:8931
+auth: none
+servers:
+  - name: everything
+    url: http://127.0.0.1:3903/mcp
+  - name: memory
+    command: npx
+    args: ["-y", "@modelcontextprotocol/server-memory"]
+`
+	c, err := Parse("portcullis.yaml", []byte(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Server{
+		{Name: "everything", URL: "http://127.0.0.1:3903/mcp"},
+		{Name: "memory", Command: "npx", Args: []string{"-y", "@modelcontextprotocol/server-memory"}},
+	}
+	if !reflect.DeepEqual(c.Servers, want) {
+		t.Errorf("servers = %+v, want %+v", c.Servers, want)
+	}
+	if c.Listen != "127.0.0.1:8931" || c.Auth != "none" || c.File != "portcullis.yaml" {
+		t.Errorf("config = %+v", c)
+	}
+	if len(c.GuardSections()) != 0 {
+		t.Errorf("guard sections = %v, want none", c.GuardSections())
+	}
+}
+
+func TestEnvExpansion(t *testing.T) {
+	t.Setenv("PORTCULLIS_TEST_TOKEN", "s3cret")
+	t.Setenv("PORTCULLIS_TEST_HOME", "/home/test")
+	os.Unsetenv("PORTCULLIS_TEST_UNSET")
+	const yaml = `auth: none
+servers:
+  - name: remote
+    url: https://mcp.example.com/mcp?key=${PORTCULLIS_TEST_TOKEN}
+    headers:
+      Authorization: Bearer ${PORTCULLIS_TEST_TOKEN}
+      X-Plain: $PORTCULLIS_TEST_TOKEN
+      X-Unset: "<${PORTCULLIS_TEST_UNSET}>"
+      X-Literal: no variables here
+  - name: local
+    command: ${PORTCULLIS_TEST_HOME}/bin/server
+    args: ["--token", "${PORTCULLIS_TEST_TOKEN}"]
+    cwd: ${PORTCULLIS_TEST_HOME}
+    env:
+      TOKEN: ${PORTCULLIS_TEST_TOKEN}
+      PATH_LIKE: ${PORTCULLIS_TEST_HOME}/bin:/usr/bin
+`
+	c, err := Parse("env.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name      string
+		got, want any
+	}{
+		{"header with braces", c.Servers[0].Headers["Authorization"], "Bearer s3cret"},
+		{"header without braces", c.Servers[0].Headers["X-Plain"], "s3cret"},
+		{"unset variable", c.Servers[0].Headers["X-Unset"], "<>"},
+		{"no variables", c.Servers[0].Headers["X-Literal"], "no variables here"},
+		{"env", c.Servers[1].Env["TOKEN"], "s3cret"},
+		{"env in a path", c.Servers[1].Env["PATH_LIKE"], "/home/test/bin:/usr/bin"},
+		// Only env and headers are expanded; the rest is taken as written.
+		{"url", c.Servers[0].URL, "https://mcp.example.com/mcp?key=${PORTCULLIS_TEST_TOKEN}"},
+		{"command", c.Servers[1].Command, "${PORTCULLIS_TEST_HOME}/bin/server"},
+		{"args", c.Servers[1].Args, []string{"--token", "${PORTCULLIS_TEST_TOKEN}"}},
+		{"cwd", c.Servers[1].Dir, "${PORTCULLIS_TEST_HOME}"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if !reflect.DeepEqual(tt.got, tt.want) {
+				t.Errorf("got %q, want %q", tt.got, tt.want)
+			}
+		})
+	}
+}
+
+func TestGuardSections(t *testing.T) {
+	const yaml = `auth: none
+servers:
+  - name: a
+    url: http://127.0.0.1:1/mcp
+guards:
+  limits:
+    call_timeout: 5s
+    max_concurrent_per_session: 4
+  audit:
+  authz: {}
+`
+	c, err := Parse("guards.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sections := c.GuardSections()
+	if len(sections) != 3 {
+		t.Fatalf("sections = %v, want limits, audit and authz", sections)
+	}
+	var l limitsSection
+	if err := sections["limits"].Decode(&l); err != nil {
+		t.Fatal(err)
+	}
+	if want := (limitsSection{CallTimeout: 5 * time.Second, MaxConcurrentPerSession: 4}); l != want {
+		t.Errorf("limits = %+v, want %+v", l, want)
+	}
+	// An empty section enables a guard with its defaults: it decodes to nothing.
+	for _, name := range []string{"audit", "authz"} {
+		l := limitsSection{MaxParamsBytes: 7}
+		if err := sections[name].Decode(&l); err != nil || l.MaxParamsBytes != 7 {
+			t.Errorf("%s: Decode = %v, %+v; want no change", name, err, l)
+		}
+	}
+
+	tests := []struct {
+		name, field, format string
+		want                string
+	}{
+		{"present field", "max_concurrent_per_session", "must be at most %d", "guards.yaml:8:5: guards.limits.max_concurrent_per_session: must be at most 2"},
+		{"absent field", "max_params_bytes", "must be set%s", "guards.yaml:7:5: guards.limits.max_params_bytes: must be set"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var arg any = 2
+			if tt.name == "absent field" {
+				arg = ""
+			}
+			if got := sections["limits"].Errorf(tt.field, tt.format, arg).Error(); got != tt.want {
+				t.Errorf("Errorf = %q, want %q", got, tt.want)
+			}
+		})
+	}
+
+	if got, want := c.GuardError("limits", errors.New("call_timeout too long")).Error(), "guards.yaml:6:3: guards.limits: call_timeout too long"; got != want {
+		t.Errorf("GuardError = %q, want %q", got, want)
+	}
+	located := &Error{File: "guards.yaml", Line: 9, Field: "x", Msg: "y"}
+	if got := c.GuardError("limits", located); got != located {
+		t.Errorf("GuardError relocated an error that had a place: %v", got)
+	}
+}
+
+func TestLoad(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "portcullis.yaml")
+	if err := os.WriteFile(path, []byte("auth: none\nservers:\n  - name: a\n    command: x\n    bogus: 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(path)
+	if err == nil || !strings.HasPrefix(err.Error(), path+":5: servers[0].bogus: ") {
+		t.Errorf("Load error = %v, want it located in %s", err, path)
+	}
+	if _, err := Load(filepath.Join(dir, "missing.yaml")); err == nil || !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Load of a missing file = %v, want a not-exist error", err)
+	}
+}
+
+// FuzzParse checks that Parse and the decoding of guard sections never panic, and that every
+// error they return is a *Error naming the file.
+func FuzzParse(f *testing.F) {
+	for _, g := range readGoldens(f) {
+		f.Add(g.yaml)
+	}
+	f.Add([]byte("a: &x [*x]\n"))
+	f.Add([]byte("guards: {limits: [1, 2]}\nservers: [{name: a, url: 'http://x'}]\nauth: none\n"))
+	f.Add([]byte("---\n---\n"))
+	f.Add([]byte("servers:\n  - 1\n  - [2]\n  - {x: 3}\nauth: [none]\nmax_depth: {a: b}\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		const file = "fuzz.yaml"
+		c, err := Parse(file, data)
+		if err != nil {
+			if c != nil {
+				t.Fatalf("Parse returned a config with error %v", err)
+			}
+			checkErrors(t, file, err)
+			return
+		}
+		for name, s := range c.GuardSections() {
+			var l limitsSection
+			if err := s.Decode(&l); err != nil {
+				checkErrors(t, file, err)
+			}
+			_ = s.Errorf("call_timeout", "x")
+			_ = c.GuardError(name, errors.New("x"))
+		}
+	})
+}
+
+func checkErrors(t *testing.T, file string, err error) {
+	t.Helper()
+	for _, e := range leaves(err) {
+		var ce *Error
+		if !errors.As(e, &ce) || ce.File != file {
+			t.Fatalf("error %q (%T) is not a *config.Error naming %s", e, e, file)
+		}
+	}
+}
+
+// BenchmarkParseErrors measures a file with many errors, each located by its line.
+func BenchmarkParseErrors(b *testing.B) {
+	data := []byte("auth: none\nservers:\n" + strings.Repeat("  - 1\n", 10000))
+	for b.Loop() {
+		if _, err := Parse("many.yaml", data); err == nil {
+			b.Fatal("no error")
+		}
+	}
+}
