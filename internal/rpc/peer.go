@@ -111,6 +111,14 @@ func (p *Peer) Call(ctx context.Context, req *jsonrpc.Message) (*jsonrpc.Message
 		_ = p.Write(cancel)
 		return nil, context.Cause(ctx)
 	case <-p.done:
+		// A response read before the stream ended is still this call's answer.
+		select {
+		case resp := <-ch:
+			r := *resp
+			r.ID = req.ID
+			return &r, nil
+		default:
+		}
 		return nil, fmt.Errorf("%w: %v", ErrClosed, p.err)
 	}
 }
