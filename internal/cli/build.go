@@ -14,6 +14,7 @@ import (
 	"github.com/portcullis-mcp/portcullis/internal/upstream"
 
 	// Guards register themselves.
+	_ "github.com/portcullis-mcp/portcullis/internal/guards/authz"
 	_ "github.com/portcullis-mcp/portcullis/internal/guards/limits"
 )
 
@@ -83,13 +84,9 @@ func dialer(s config.Server, lim jsonrpc.Limits, logger *slog.Logger) upstream.D
 	}
 }
 
-var sharedTransport = &http.Transport{
-	Proxy:               nil, // upstream traffic never goes through an ambient proxy
-	MaxIdleConns:        1024,
-	MaxIdleConnsPerHost: 256,
-	IdleConnTimeout:     90 * time.Second,
-	ForceAttemptHTTP2:   true,
-}
+// sharedTransport carries every request to HTTP servers. It never uses an ambient proxy
+// and runs each exchange in the calling goroutine (see upstream.H1Transport).
+var sharedTransport = &upstream.H1Transport{MaxIdlePerHost: 256, DialTimeout: 10 * time.Second}
 
 func httpOptions(s config.Server, lim jsonrpc.Limits) upstream.HTTPOptions {
 	h := http.Header{}

@@ -305,7 +305,12 @@ func (t *StreamableHTTP) call(ctx context.Context, out *jsonrpc.Message) (*jsonr
 	if err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
+	streamed := false // callStream owns the body and closes it
+	defer func() {
+		if !streamed {
+			resp.Body.Close()
+		}
+	}()
 	if resp.StatusCode/100 != 2 {
 		return t.callStatus(resp, sentSession, out.ID)
 	}
@@ -327,6 +332,7 @@ func (t *StreamableHTTP) call(ctx context.Context, out *jsonrpc.Message) (*jsonr
 		}
 		return m, nil
 	case "text/event-stream":
+		streamed = true
 		return t.callStream(ctx, resp, out.ID)
 	default:
 		return nil, fmt.Errorf("%w: server %q: POST answered with content type %q", ErrUnavailable, t.name, ct)
@@ -345,6 +351,9 @@ func (t *StreamableHTTP) callStream(ctx context.Context, resp *http.Response, wa
 			// Read the stream to its end so the connection goes back to the pool (a
 			// server closes it after the response); a server that keeps it open has it
 			// closed after a while.
+			if d, ok := body.(interface{ Detach() }); ok {
+				d.Detach()
+			}
 			go drain(body)
 			return m, nil
 		}

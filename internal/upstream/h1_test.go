@@ -1,0 +1,96 @@
+package upstream
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestH1TransportReusesAndRetries(t *testing.T) {
+	var conns atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if r.URL.Path == "/sse" {
+			w.Header().Set("Content-Type", "text/event-stream")
+			w.WriteHeader(200)
+			fmt.Fprintf(w, "data: one\n\n")
+			w.(http.Flusher).Flush()
+			fmt.Fprintf(w, "data: two\n\n")
+			return
+		}
+		fmt.Fprintf(w, "echo:%s", body)
+	}))
+	srv.Config.ConnState = func(c net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	tr := &H1Transport{}
+	client := &http.Client{Transport: tr}
+	post := func(body string) string {
+		t.Helper()
+		resp, err := client.Post(srv.URL+"/x", "text/plain", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return string(b)
+	}
+	for i := range 5 {
+		if got := post(fmt.Sprint(i)); got != fmt.Sprintf("echo:%d", i) {
+			t.Fatalf("got %q", got)
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Errorf("%d connections for 5 sequential requests, want 1 (keep-alive)", n)
+	}
+	// Chunked SSE bodies stream and the connection is reused after them.
+	resp, err := client.Get(srv.URL + "/sse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "data: one\n\ndata: two\n\n" {
+		t.Errorf("sse body %q", b)
+	}
+	// The server drops idle connections: the next request goes through on a new one.
+	srv.CloseClientConnections()
+	time.Sleep(10 * time.Millisecond)
+	if got := post("after"); got != "echo:after" {
+		t.Fatalf("after idle close: %q", got)
+	}
+}
+
+func TestH1TransportCancel(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "POST", srv.URL, strings.NewReader("x"))
+	errc := make(chan error, 1)
+	go func() {
+		_, err := (&H1Transport{}).RoundTrip(req)
+		errc <- err
+	}()
+	cancel()
+	if err := <-errc; err == nil || !strings.Contains(err.Error(), "canceled") {
+		t.Fatalf("err = %v, want cancellation", err)
+	}
+}
