@@ -398,50 +398,29 @@ func (h *Handler) serveRequest(w http.ResponseWriter, r *http.Request, st *sessi
 	}
 	str := st.newStream()
 	ctx := withStream(r.Context(), str)
-	cancel := context.CancelFunc(func() {})
 	if legacy {
 		// A legacy client may disconnect and resume with Last-Event-ID: the call goes on
-		// for a while, and is cancelled only if nobody resumes. (It must outlive this
-		// handler, which returns when the client disconnects: the call goroutine below
-		// releases ctx when the call ends.)
-		ctx = context.WithoutCancel(ctx)
-		ctx, cancel = context.WithCancel(ctx)
-		go func() {
-			select {
-			case <-r.Context().Done():
-			case <-str.finished:
-				return
-			}
-			select {
-			case <-str.finished:
-			case <-str.resumed:
-			case <-time.After(h.opts.ResumeWindow):
-				cancel()
-			}
-		}()
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
+		// for a while, and is cancelled only if nobody resumes in time.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(context.WithoutCancel(ctx))
 		defer cancel()
-		str.complete(handle(ctx), !legacy)
-	}()
-	// Nothing is written before there is something to say: a call that completes without
-	// messages before its response is answered in a single write.
-	select {
-	case <-done:
-		if resp := str.plainResponse(); resp != nil { // modern: plain JSON with its status
-			writeJSON(w, statusFor(resp, legacy), resp)
-			return
-		}
-	case <-str.firstEvent:
-	case <-r.Context().Done():
-		if !legacy {
-			<-done
-		}
-		return
+		stop := context.AfterFunc(r.Context(), func() {
+			time.AfterFunc(h.opts.ResumeWindow, func() {
+				if !str.wasResumedOrDone() {
+					cancel()
+				}
+			})
+		})
+		defer stop()
 	}
-	str.pipe(w, r.Context())
+	// The call runs here. Messages sent during it (progress, server requests) are written
+	// to the client as they come; nothing is written before there is something to say, so
+	// a call that completes at once is answered in a single write.
+	str.attach(w, !legacy)
+	resp := handle(ctx)
+	if plain := str.finishLive(resp, !legacy); plain != nil {
+		writeJSON(w, statusFor(plain, legacy), plain)
+	}
 }
 
 func statusFor(resp *jsonrpc.Message, legacy bool) int {

@@ -37,6 +37,84 @@ type stream struct {
 	resumed                 chan struct{}
 	done, first, wasResumed bool
 	final                   *jsonrpc.Message
+
+	// live is the response writer of the request this stream answers, while its handler
+	// runs: events are written to it at once. Nil otherwise, or once the client is gone.
+	live      http.ResponseWriter
+	liveBuf   bytes.Buffer
+	wroteHead bool
+	plainOK   bool // a response with nothing before it may be written as plain JSON
+}
+
+// attach makes w the live writer of the stream.
+func (s *stream) attach(w http.ResponseWriter, plainOK bool) {
+	s.mu.Lock()
+	s.live, s.plainOK = w, plainOK
+	s.mu.Unlock()
+}
+
+// writeLiveLocked writes the events not yet written to the live writer. flush sends them
+// now; otherwise they go out when the handler returns.
+func (s *stream) writeLiveLocked(flush bool) {
+	if s.live == nil || s.gen != 0 {
+		return
+	}
+	b := &s.liveBuf
+	b.Reset()
+	if !s.wroteHead {
+		h := s.live.Header()
+		h.Set("Content-Type", "text/event-stream")
+		h.Set("Cache-Control", "no-cache")
+		h.Set("X-Accel-Buffering", "no")
+		s.live.WriteHeader(http.StatusOK)
+		s.wroteHead = true
+		b.WriteString("retry: 1000\n\n")
+	}
+	for _, ev := range s.events {
+		if ev.seq >= s.cursor {
+			writeEvent(b, s.id+"_"+strconv.Itoa(ev.seq), ev.msg)
+		}
+	}
+	s.cursor = s.next
+	if _, err := s.live.Write(b.Bytes()); err != nil {
+		s.live = nil // the client is gone; events stay for a resumption
+		return
+	}
+	if flush {
+		if err := http.NewResponseController(s.live).Flush(); err != nil {
+			s.live = nil
+		}
+	}
+}
+
+// finishLive ends a live stream with the response. It returns the response when it is to
+// be written as plain JSON instead (nothing was sent before it and plain is allowed).
+func (s *stream) finishLive(resp *jsonrpc.Message, plain bool) *jsonrpc.Message {
+	s.mu.Lock()
+	defer func() {
+		s.live = nil
+		s.mu.Unlock()
+		s.finish()
+	}()
+	if plain && s.next == 0 && s.live != nil {
+		s.final = resp
+		return resp
+	}
+	if resp != nil && !s.done {
+		s.events = append(s.events, event{seq: s.next, msg: resp})
+		s.next++
+		if len(s.events) > maxEvents {
+			s.events = s.events[len(s.events)-maxEvents:]
+		}
+	}
+	s.writeLiveLocked(false)
+	return nil
+}
+
+func (s *stream) wasResumedOrDone() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.wasResumed || s.done
 }
 
 func newStream() *stream {
@@ -67,6 +145,7 @@ func (s *stream) send(m *jsonrpc.Message) bool {
 		s.first = true
 		close(s.firstEvent)
 	}
+	s.writeLiveLocked(true)
 	s.mu.Unlock()
 	s.signal()
 	return true
