@@ -17,6 +17,10 @@ import (
 // maxEvents bounds the events a stream keeps for resumption.
 const maxEvents = 1024
 
+// keepDelivered is how many streams a session keeps for resumption after the client
+// received them whole (a stream the client did not receive whole is kept longer).
+const keepDelivered = 8
+
 type event struct {
 	seq int
 	msg *jsonrpc.Message
@@ -44,6 +48,8 @@ type stream struct {
 	liveBuf   bytes.Buffer
 	wroteHead bool
 	plainOK   bool // a response with nothing before it may be written as plain JSON
+	// onDelivered forgets the stream once the client has received all of it.
+	onDelivered func()
 }
 
 // attach makes w the live writer of the stream.
@@ -91,13 +97,18 @@ func (s *stream) writeLiveLocked(flush bool) {
 // be written as plain JSON instead (nothing was sent before it and plain is allowed).
 func (s *stream) finishLive(resp *jsonrpc.Message, plain bool) *jsonrpc.Message {
 	s.mu.Lock()
+	gone := false
 	defer func() {
 		s.live = nil
 		s.mu.Unlock()
 		s.finish()
+		if gone && s.onDelivered != nil {
+			s.onDelivered() // after s.mu: the session's lock is taken before a stream's
+		}
 	}()
 	if plain && s.next == 0 && s.live != nil {
 		s.final = resp
+		gone = true
 		return resp
 	}
 	if resp != nil && !s.done {
@@ -108,8 +119,13 @@ func (s *stream) finishLive(resp *jsonrpc.Message, plain bool) *jsonrpc.Message 
 		}
 	}
 	s.writeLiveLocked(false)
+	if s.live != nil && s.cursor == s.next {
+		gone = true
+	}
 	return nil
 }
+
+
 
 func (s *stream) wasResumedOrDone() bool {
 	s.mu.Lock()
@@ -258,12 +274,24 @@ type sessionState struct {
 	streams map[string]*stream
 	stand   *stream
 	pending map[string]chan *jsonrpc.Message
+	// delivered lists, oldest first, the streams received whole that are still kept.
+	delivered []string
 	seq     atomic.Int64
 	closed  bool
 }
 
 func (st *sessionState) newStream() *stream {
 	s := newStream()
+	s.onDelivered = func() {
+		// Only the last few streams the client received whole stay resumable.
+		st.mu.Lock()
+		st.delivered = append(st.delivered, s.id)
+		if len(st.delivered) > keepDelivered {
+			delete(st.streams, st.delivered[0])
+			st.delivered = st.delivered[1:]
+		}
+		st.mu.Unlock()
+	}
 	st.mu.Lock()
 	st.streams[s.id] = s
 	// Keep the number of finished streams kept for resumption bounded.
