@@ -379,3 +379,32 @@ func FuzzLookup(f *testing.F) {
 		}
 	})
 }
+
+func TestConcurrentDecide(t *testing.T) {
+	p := loadTestPolicy(t, "testdata/policy.yaml")
+	inputs := []struct {
+		in   Input
+		want Effect
+	}{
+		{Input{Principal: alice, Server: "filesystem", Tool: "read_file", Method: "tools/call", Args: []byte(`{"path":"/workspace/a"}`)}, Allow},
+		{Input{Principal: bob, Server: "payments", Tool: "pay", Method: "tools/call", Args: []byte(`{"amount":5}`)}, Deny},
+		{Input{Principal: bob, Server: "payments", Tool: "pay", Method: "tools/call", Args: []byte(`{"amount":500,"currency":"USD"}`)}, Approve},
+	}
+	done := make(chan struct{})
+	for g := 0; g < 8; g++ {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := 0; i < 300; i++ {
+				tc := inputs[(g+i)%len(inputs)]
+				if d := p.Decide(&tc.in); d.Effect != tc.want {
+					t.Errorf("got %s, want %s", d.Effect, tc.want)
+					return
+				}
+				p.Visible(&tc.in)
+			}
+		}()
+	}
+	for g := 0; g < 8; g++ {
+		<-done
+	}
+}

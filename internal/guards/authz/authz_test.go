@@ -400,4 +400,3 @@ func BenchmarkToolsCall(b *testing.B) {
 		}
 	}
 }
-
