@@ -128,7 +128,16 @@ func (s *Session) Close() {
 // Handle processes one message from the client and returns the response to send (nil for
 // notifications). It never returns a Go error: every failure is a JSON-RPC error response.
 func (s *Session) Handle(ctx context.Context, m *jsonrpc.Message) *jsonrpc.Message {
+	s.g.mu.Lock()
+	if s.g.closed {
+		s.g.mu.Unlock()
+		if m.IsRequest() {
+			return jsonrpc.NewError(m.ID, jsonrpc.Errorf(jsonrpc.CodeUpstreamUnavailable, "the gateway is shutting down; retry on another instance"))
+		}
+		return nil
+	}
 	s.g.wg.Add(1)
+	s.g.mu.Unlock()
 	defer s.g.wg.Done()
 	s.mu.Lock()
 	s.lastUse = time.Now()

@@ -251,6 +251,36 @@ func (c *Conn) withMeta(req *jsonrpc.Message) *jsonrpc.Message {
 	return &out
 }
 
+// withoutModernMeta removes the per-request protocol metadata of a 2026-07-28 client from a
+// request forwarded into a session negotiated with initialize: the session already says
+// which version and capabilities apply, and servers that know both eras read those keys as
+// a version claim that contradicts the session.
+func withoutModernMeta(req *jsonrpc.Message) *jsonrpc.Message {
+	meta, ok := jsonrpc.Lookup(req.Params, "_meta")
+	if !ok || len(meta) == 0 || meta[0] != '{' {
+		return req
+	}
+	if _, ok := jsonrpc.Lookup(meta, mcp.MetaProtocolVersion); !ok {
+		return req
+	}
+	for _, k := range []string{mcp.MetaProtocolVersion, mcp.MetaClientCapabilities, mcp.MetaClientInfo, mcp.MetaLogLevel} {
+		meta, _ = jsonrpc.Delete(meta, k)
+	}
+	var params []byte
+	var err error
+	if string(meta) == "{}" {
+		params, err = jsonrpc.Delete(req.Params, "_meta")
+	} else {
+		params, err = jsonrpc.Set(req.Params, "_meta", meta)
+	}
+	if err != nil {
+		return req
+	}
+	out := *req
+	out.Params = params
+	return &out
+}
+
 // watch restarts the server when its transport dies.
 func (c *Conn) watch(t Transport, started time.Time) {
 	<-t.Done()
@@ -356,6 +386,8 @@ func (c *Conn) Call(ctx context.Context, req *jsonrpc.Message) (*jsonrpc.Message
 	}()
 	if c.Modern() {
 		req = c.withMeta(req)
+	} else {
+		req = withoutModernMeta(req)
 	}
 	resp, err := t.Call(cctx, req)
 	if err != nil {

@@ -608,8 +608,10 @@ func (t *StreamableHTTP) setHeaders(req *http.Request, m *jsonrpc.Message) bool 
 	}
 	sid, version := t.session()
 	if m != nil && m.Method != "" {
-		// A 2026-07-28 request names its version in _meta; the header must match it.
-		if v, ok := jsonrpc.LookupPath(m.Params, "_meta", "io.modelcontextprotocol/protocolVersion"); ok {
+		// A 2026-07-28 request names its version in _meta; the header must match it. A
+		// session negotiated with initialize keeps its version (a request forwarded into it
+		// from a 2026-07-28 client still carries that client's _meta).
+		if v, ok := jsonrpc.LookupPath(m.Params, "_meta", "io.modelcontextprotocol/protocolVersion"); ok && version == "" {
 			if s, err := unquoteJSON(v); err == nil && s != "" {
 				version = s
 			}
