@@ -32,7 +32,8 @@ func ModernVersion(m *jsonrpc.Message) (string, bool) {
 }
 
 // removedInModern are methods 2026-07-28 removed; a modern request for them is unknown.
-var removedInModern = []string{"initialize", "ping", "logging/setLevel", "resources/subscribe", "resources/unsubscribe", "notifications/initialized", "notifications/roots/list_changed"}
+var removedInModern = []string{"initialize", "ping", "logging/setLevel", "resources/subscribe", "resources/unsubscribe",
+	"notifications/initialized", "notifications/roots/list_changed", "tasks/list", "tasks/result"}
 
 // cacheable are the methods whose results carry ttlMs and cacheScope in 2026-07-28.
 var cacheable = []string{"tools/list", "prompts/list", "resources/list", "resources/read", "resources/templates/list", "server/discover"}

@@ -510,12 +510,27 @@ func upstreamError(server string, err error) error {
 	if errors.As(err, &je) {
 		return je
 	}
+	var se *upstream.StatusError
+	if errors.As(err, &se) && !se.SessionExpired && methodNotHandled(se) {
+		return jsonrpc.Errorf(jsonrpc.CodeMethodNotFound, "method not found: server %q does not handle it", server)
+	}
 	msg := err.Error()
 	// Quoted, as upstream errors name servers: a short name is often a substring of a word.
 	if !strings.Contains(msg, strconv.Quote(server)) {
 		msg = fmt.Sprintf("server %q: %s", server, msg)
 	}
 	return jsonrpc.Errorf(jsonrpc.CodeUpstreamUnavailable, "%s", msg)
+}
+
+// methodNotHandled reports whether an HTTP server's refusal of a request says the method
+// is unknown to it (some servers answer 400 or 404 with a plain-text reason rather than a
+// JSON-RPC error).
+func methodNotHandled(se *upstream.StatusError) bool {
+	if se.StatusCode != 400 && se.StatusCode != 404 {
+		return false
+	}
+	b := strings.ToLower(se.Body)
+	return strings.Contains(b, "not handled") || strings.Contains(b, "method not found") || strings.Contains(b, "unsupported method") || strings.Contains(b, "unknown method") || (strings.Contains(b, "unsupported") && strings.Contains(b, "rpc"))
 }
 
 // maxPages bounds how many pages the gateway reads from one server when it merges lists.
