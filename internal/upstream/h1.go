@@ -227,6 +227,19 @@ func (b *h1body) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// DrainNow reads what is left of the body, waiting at most d for the server to end it,
+// and closes it: the connection goes back to the pool when the end was reached. It
+// reports whether it was. (A server ends an answered stream at once, and the end is
+// usually in the same read as the answer, so this seldom waits.)
+func (b *h1body) DrainNow(d time.Duration) bool {
+	b.c.SetReadDeadline(time.Now().Add(d))
+	io.Copy(io.Discard, io.LimitReader(b, 256<<10))
+	b.c.SetReadDeadline(time.Time{})
+	eof := b.eof
+	b.Close()
+	return eof
+}
+
 // Detach stops the request's context from closing the connection, for a reader that goes
 // on reading the body after the request is over (it must bound its reading itself).
 func (b *h1body) Detach() { b.detached = b.stop() }

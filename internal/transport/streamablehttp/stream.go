@@ -36,9 +36,6 @@ type stream struct {
 	cursor                  int     // seq of the next event to write to the client
 	gen                     int     // pipe generation: a newer pipe takes the stream over
 	wake                    chan struct{}
-	finished                chan struct{}
-	firstEvent              chan struct{}
-	resumed                 chan struct{}
 	done, first, wasResumed bool
 	final                   *jsonrpc.Message
 
@@ -125,8 +122,6 @@ func (s *stream) finishLive(resp *jsonrpc.Message, plain bool) *jsonrpc.Message 
 	return nil
 }
 
-
-
 func (s *stream) wasResumedOrDone() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -134,8 +129,7 @@ func (s *stream) wasResumedOrDone() bool {
 }
 
 func newStream() *stream {
-	return &stream{id: nextStreamID(), wake: make(chan struct{}, 1), finished: make(chan struct{}),
-		firstEvent: make(chan struct{}), resumed: make(chan struct{})}
+	return &stream{id: nextStreamID(), wake: make(chan struct{}, 1)}
 }
 
 func (s *stream) signal() {
@@ -157,10 +151,7 @@ func (s *stream) send(m *jsonrpc.Message) bool {
 	if len(s.events) > maxEvents {
 		s.events = s.events[len(s.events)-maxEvents:]
 	}
-	if !s.first {
-		s.first = true
-		close(s.firstEvent)
-	}
+	s.first = true
 	s.writeLiveLocked(true)
 	s.mu.Unlock()
 	s.signal()
@@ -171,7 +162,6 @@ func (s *stream) finish() {
 	s.mu.Lock()
 	if !s.done {
 		s.done = true
-		close(s.finished)
 	}
 	s.mu.Unlock()
 	s.signal()
@@ -206,7 +196,6 @@ func (s *stream) resume(seq int) {
 	s.cursor = seq + 1
 	if !s.wasResumed {
 		s.wasResumed = true
-		close(s.resumed)
 	}
 	s.mu.Unlock()
 }
@@ -276,8 +265,8 @@ type sessionState struct {
 	pending map[string]chan *jsonrpc.Message
 	// delivered lists, oldest first, the streams received whole that are still kept.
 	delivered []string
-	seq     atomic.Int64
-	closed  bool
+	seq       atomic.Int64
+	closed    bool
 }
 
 func (st *sessionState) newStream() *stream {
