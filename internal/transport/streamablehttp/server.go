@@ -53,6 +53,7 @@ type Handler struct {
 	closing   chan struct{}
 	closeOnce sync.Once
 	listeners map[*listener]struct{}
+	params    paramIndex
 }
 
 // Shutdown ends the long-lived streams (GET streams and subscriptions), so that an
@@ -317,9 +318,19 @@ func (h *Handler) modern(w http.ResponseWriter, r *http.Request, p identity.Prin
 		h.listen(w, r, p, m)
 		return
 	}
+	if m.Method == "tools/call" {
+		if je := h.checkParams(r.Context(), r, p, m); je != nil {
+			writeError(w, http.StatusBadRequest, m.ID, je)
+			return
+		}
+	}
 	st := &sessionState{h: h, pending: map[string]chan *jsonrpc.Message{}, streams: map[string]*stream{}}
 	h.serveRequest(w, r, st, m, func(ctx context.Context) *jsonrpc.Message {
-		return h.g.HandleModern(context.WithValue(ctx, stateKey{}, st), p, ctxClient{h}, m)
+		resp := h.g.HandleModern(context.WithValue(ctx, stateKey{}, st), p, ctxClient{h}, m)
+		if m.Method == "tools/list" && resp != nil && resp.Error == nil {
+			h.params.learn(p, resp.Result)
+		}
+		return resp
 	}, false)
 }
 
