@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/portcullis-mcp/portcullis/internal/gateway"
 	"github.com/portcullis-mcp/portcullis/internal/jsonrpc"
@@ -16,6 +17,10 @@ import (
 
 // maxEvents bounds the events a stream keeps for resumption.
 const maxEvents = 1024
+
+// writeTimeout bounds one write to a client: a client that does not read its stream is
+// cut off rather than holding the gateway's memory and goroutines.
+const writeTimeout = 30 * time.Second
 
 // keepDelivered is how many streams a session keeps for resumption after the client
 // received them whole (a stream the client did not receive whole is kept longer).
@@ -79,12 +84,14 @@ func (s *stream) writeLiveLocked(flush bool) {
 		}
 	}
 	s.cursor = s.next
+	rc := http.NewResponseController(s.live)
+	rc.SetWriteDeadline(time.Now().Add(writeTimeout))
 	if _, err := s.live.Write(b.Bytes()); err != nil {
 		s.live = nil // the client is gone; events stay for a resumption
 		return
 	}
 	if flush {
-		if err := http.NewResponseController(s.live).Flush(); err != nil {
+		if err := rc.Flush(); err != nil {
 			s.live = nil
 		}
 	}
@@ -233,6 +240,7 @@ func (s *stream) pipe(w http.ResponseWriter, ctx context.Context) {
 		done := s.done
 		s.mu.Unlock()
 		if buf.Len() > 0 {
+			http.NewResponseController(w).SetWriteDeadline(time.Now().Add(writeTimeout))
 			if _, err := w.Write(buf.Bytes()); err != nil {
 				return
 			}
