@@ -15,6 +15,7 @@ import (
 
 	// Guards register themselves.
 	_ "github.com/portcullis-mcp/portcullis/internal/guards/authz"
+	_ "github.com/portcullis-mcp/portcullis/internal/guards/detectargs"
 	_ "github.com/portcullis-mcp/portcullis/internal/guards/limits"
 )
 

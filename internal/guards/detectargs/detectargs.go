@@ -1,0 +1,298 @@
+// Package detectargs is the guard that inspects the arguments of tools/call (and
+// prompts/get) before they reach the server: path traversal, SSRF, command injection,
+// secrets and canary tokens leaving in arguments (seed risks 3, 4, 5, 7). A call with a
+// finding at or above the block severity (default high) is refused with the findings in the
+// error data; findings below it are logged. What each parameter is (a path, a URL, a
+// command) comes from the tool's listing as it passed through the gateway, or from the
+// parameter's name when the tool was never listed.
+package detectargs
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/portcullis-mcp/portcullis/internal/detect"
+	"github.com/portcullis-mcp/portcullis/internal/detect/cmdinj"
+	"github.com/portcullis-mcp/portcullis/internal/detect/pathtrav"
+	"github.com/portcullis-mcp/portcullis/internal/detect/ssrf"
+	"github.com/portcullis-mcp/portcullis/internal/detect/toolinfo"
+	"github.com/portcullis-mcp/portcullis/internal/guard"
+	"github.com/portcullis-mcp/portcullis/internal/jsonrpc"
+)
+
+// Name is the guard's name in configuration and refusals.
+const Name = "detect-args"
+
+// Config is the guard's configuration section.
+type Config struct {
+	Roots           []string        `yaml:"roots"`            // allowed roots for path arguments; none: no root restriction
+	ResolveSymlinks bool            `yaml:"resolve_symlinks"` // follow symlinks of local paths
+	AllowHosts      []string        `yaml:"allow_hosts"`      // hosts SSRF checks never flag ("x.example", ".example" for subdomains)
+	AllowCIDRs      []string        `yaml:"allow_cidrs"`      // address ranges SSRF checks never flag
+	AllowPrivate    bool            `yaml:"allow_private"`    // private ranges allowed (loopback and metadata never)
+	Resolve         bool            `yaml:"resolve"`          // resolve host names (a DNS lookup per URL argument)
+	ResolveTimeout  time.Duration   `yaml:"resolve_timeout"`  // default 500ms
+	CommandTools    []string        `yaml:"command_tools"`    // "server/tool" globs of tools that run commands (besides those detected)
+	Block           detect.Severity `yaml:"block"`            // refuse at or above (default high)
+	Disable         []string        `yaml:"disable"`          // detectors off: pathtrav, ssrf, cmdinj, secrets, canary
+}
+
+// Extra scans every string argument; canary and secret detectors plug in here.
+type Extra func(value, pointer string) []detect.Finding
+
+// Options are what New needs besides the configuration.
+type Options struct {
+	Catalog *toolinfo.Catalog // tools as listed; nil: a catalog of its own
+	Extras  []Extra
+	Logger  *slog.Logger
+}
+
+// shared keeps listings across reloads.
+var shared = toolinfo.NewCatalog()
+
+// Extras registered by other detector packages (canary); appended at setup.
+var registeredExtras []func(Config) Extra
+
+// RegisterExtra adds an argument scanner built at setup (called from init functions).
+func RegisterExtra(f func(Config) Extra) { registeredExtras = append(registeredExtras, f) }
+
+func init() {
+	guard.Register(Name, true, func(cfg guard.Config, env guard.Env) (guard.Middleware, error) {
+		c := Config{Block: detect.High}
+		if cfg != nil {
+			if err := cfg.Decode(&c); err != nil {
+				return nil, err
+			}
+		}
+		o := Options{Catalog: shared, Logger: env.Logger}
+		for _, f := range registeredExtras {
+			if e := f(c); e != nil {
+				o.Extras = append(o.Extras, e)
+			}
+		}
+		return New(c, o)
+	})
+}
+
+// Guard is the configured guard.
+type Guard struct {
+	c       Config
+	paths   *pathtrav.Checker
+	urls    *ssrf.Checker
+	catalog *toolinfo.Catalog
+	extras  []Extra
+	off     map[string]bool
+	log     *slog.Logger
+}
+
+// Compile checks a configuration and builds the checks.
+func Compile(c Config, o Options) (*Guard, error) {
+	var prefixes []netip.Prefix
+	for _, s := range c.AllowCIDRs {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("allow_cidrs: %w", err)
+		}
+		prefixes = append(prefixes, p)
+	}
+	for _, r := range c.Roots {
+		if !strings.HasPrefix(r, "/") && !strings.HasPrefix(r, "~") && !(len(r) > 2 && r[1] == ':') {
+			return nil, fmt.Errorf("roots: %q is not an absolute path", r)
+		}
+	}
+	for _, g := range c.CommandTools {
+		if _, err := path.Match(g, ""); err != nil {
+			return nil, fmt.Errorf("command_tools: bad pattern %q", g)
+		}
+	}
+	off := map[string]bool{}
+	for _, d := range c.Disable {
+		switch d {
+		case "pathtrav", "ssrf", "cmdinj", "secrets", "canary":
+			off[d] = true
+		default:
+			return nil, fmt.Errorf("disable: unknown detector %q (pathtrav, ssrf, cmdinj, secrets, canary)", d)
+		}
+	}
+	if c.ResolveTimeout < 0 {
+		return nil, fmt.Errorf("resolve_timeout must not be negative")
+	}
+	if o.Catalog == nil {
+		o.Catalog = toolinfo.NewCatalog()
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Guard{
+		c:       c,
+		paths:   pathtrav.New(pathtrav.Options{Roots: c.Roots, ResolveSymlinks: c.ResolveSymlinks}),
+		urls:    ssrf.New(ssrf.Options{AllowHosts: c.AllowHosts, AllowPrefixes: prefixes, AllowPrivate: c.AllowPrivate, Resolve: c.Resolve, Timeout: c.ResolveTimeout}),
+		catalog: o.Catalog,
+		extras:  o.Extras,
+		off:     off,
+		log:     o.Logger.With("guard", Name),
+	}, nil
+}
+
+// New returns the guard as a middleware.
+func New(c Config, o Options) (guard.Middleware, error) {
+	g, err := Compile(c, o)
+	if err != nil {
+		return nil, err
+	}
+	return func(next guard.Handler) guard.Handler { return &handler{g: g, next: next} }, nil
+}
+
+type handler struct {
+	g    *Guard
+	next guard.Handler
+}
+
+func (h *handler) Handle(ctx context.Context, c *guard.Call) (*jsonrpc.Message, error) {
+	m := c.Msg
+	if c.Direction != guard.Inbound || !m.IsRequest() {
+		return h.next.Handle(ctx, c)
+	}
+	switch m.Method {
+	case "tools/list":
+		resp, err := h.next.Handle(ctx, c)
+		if err == nil && resp != nil && resp.Error == nil {
+			h.g.Record(c.Server, resp.Result)
+		}
+		return resp, err
+	case "tools/call", "prompts/get":
+	default:
+		return h.next.Handle(ctx, c)
+	}
+	args, ok := jsonrpc.Lookup(m.Params, "arguments")
+	if !ok || len(args) == 0 || args[0] != '{' {
+		return h.next.Handle(ctx, c)
+	}
+	fs := h.g.Check(ctx, c.Server, c.Name, m.Method == "tools/call", args)
+	if len(fs) == 0 {
+		return h.next.Handle(ctx, c)
+	}
+	block := detect.AtLeast(fs, h.g.c.Block)
+	for _, f := range fs {
+		h.g.log.LogAttrs(ctx, slog.LevelWarn, "finding in arguments", slog.String("upstream", c.Server), slog.String("method", m.Method),
+			slog.String("tool", c.Name), slog.String("principal", c.Principal.ID), slog.String("detector", f.Detector),
+			slog.String("rule", f.Rule), slog.String("severity", f.Severity.String()), slog.String("pointer", f.Pointer),
+			slog.String("message", f.Message), slog.Bool("blocked", len(block) > 0))
+	}
+	if len(block) == 0 {
+		return h.next.Handle(ctx, c)
+	}
+	return nil, Refusal(m.Method, c.Name, block)
+}
+
+// Refusal is the refusal for blocking findings.
+func Refusal(method, tool string, fs []detect.Finding) *guard.Refusal {
+	top := fs[0]
+	for _, f := range fs[1:] {
+		if f.Severity > top.Severity {
+			top = f
+		}
+	}
+	arg := strings.TrimPrefix(top.Pointer, "/")
+	if i := strings.IndexByte(arg, '/'); i >= 0 {
+		arg = arg[:i]
+	}
+	what := method
+	if tool != "" {
+		what = fmt.Sprintf("%s of %q", method, tool)
+	}
+	msg := fmt.Sprintf("%s was refused: %s (argument %q)", what, top.Message, arg)
+	if len(fs) > 1 {
+		msg += fmt.Sprintf(", and %d more finding(s)", len(fs)-1)
+	}
+	r := guard.Deny(Name, jsonrpc.CodeDenied, "%s", msg)
+	r.Data = map[string]any{"findings": detect.Data(fs)}
+	return r
+}
+
+// Record remembers the tools of a tools/list result. With server "" (a merged listing of
+// several servers), names are "server__tool".
+func (g *Guard) Record(server string, result []byte) {
+	arr, ok := jsonrpc.Lookup(result, "tools")
+	if !ok {
+		return
+	}
+	jsonrpc.Elements(arr, func(item []byte) bool {
+		t, ok := toolinfo.Parse(item)
+		if !ok {
+			return true
+		}
+		s := server
+		if s == "" {
+			if i := strings.Index(t.Name, "__"); i > 0 {
+				s, t.Name = t.Name[:i], t.Name[i+2:]
+			}
+		}
+		g.catalog.Put(s, t)
+		return true
+	})
+}
+
+// Check returns the findings for the arguments (a raw JSON object) of a call of tool on
+// server. isTool is false for prompts/get (arguments are text for a prompt template).
+func (g *Guard) Check(ctx context.Context, server, tool string, isTool bool, args []byte) []detect.Finding {
+	t, ok := g.catalog.Get(server, tool)
+	if !ok {
+		t = toolinfo.Generic(tool, jsonrpc.Keys(args))
+	}
+	if !t.Command && len(g.c.CommandTools) > 0 {
+		for _, pat := range g.c.CommandTools {
+			if m, _ := path.Match(pat, server+"/"+tool); m {
+				t.Command = true
+				break
+			}
+		}
+		if t.Command {
+			t = withCommand(t, jsonrpc.Keys(args))
+		}
+	}
+	var out []detect.Finding
+	detect.Walk(args, func(v *detect.Value) bool {
+		p := v.Path()
+		if len(p) == 0 {
+			return true
+		}
+		param := p[0]
+		ptr := "/arguments" + v.Pointer()
+		role := toolinfo.Text
+		if isTool {
+			role = t.RoleOf(param)
+		}
+		if !g.off["pathtrav"] {
+			out = append(out, g.paths.Check(v.Text, ptr, toolinfo.IsPathLike(role, param))...)
+		}
+		if !g.off["ssrf"] {
+			out = append(out, g.urls.Check(ctx, v.Text, ptr, role == toolinfo.URL)...)
+		}
+		if !g.off["cmdinj"] && isTool {
+			switch role {
+			case toolinfo.CommandLine:
+				out = append(out, cmdinj.Check(v.Text, ptr, cmdinj.CommandLine)...)
+			case toolinfo.CommandArg:
+				out = append(out, cmdinj.Check(v.Text, ptr, cmdinj.CommandArg)...)
+			}
+		}
+		for _, e := range g.extras {
+			out = append(out, e(v.Text, ptr)...)
+		}
+		return true
+	})
+	return out
+}
+
+func withCommand(t toolinfo.Tool, params []string) toolinfo.Tool {
+	g := toolinfo.Generic("exec", params) // a name that marks it as running commands
+	g.Name = t.Name
+	g.Description = t.Description
+	return g
+}
