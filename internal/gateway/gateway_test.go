@@ -590,7 +590,8 @@ func TestCancelled(t *testing.T) {
 	}
 	select {
 	case resp := <-done:
-		if resp.Error == nil {
+		// MCP: a receiver of a cancellation does not answer the cancelled request.
+		if resp != nil {
 			t.Errorf("cancelled call answered %s", resp.Marshal())
 		}
 	case <-time.After(waitLong):

@@ -30,7 +30,7 @@ type Session struct {
 	conns   map[string]*upstream.Conn
 	initRes json.RawMessage   // what the client was told at initialize
 	owners  map[string]string // resource URI or template -> server, from listings
-	active  map[string]context.CancelFunc
+	active  map[string]context.CancelCauseFunc
 	closed  bool
 	lastUse time.Time
 	pinned  bool
@@ -39,7 +39,7 @@ type Session struct {
 
 func newSession(g *Gateway, id string, p identity.Principal, era string, c Client) *Session {
 	return &Session{g: g, id: id, principal: p, era: era, client: c, started: make(chan struct{}),
-		conns: map[string]*upstream.Conn{}, owners: map[string]string{}, active: map[string]context.CancelFunc{},
+		conns: map[string]*upstream.Conn{}, owners: map[string]string{}, active: map[string]context.CancelCauseFunc{},
 		lastUse: time.Now(), done: make(chan struct{})}
 }
 
@@ -113,7 +113,7 @@ func (s *Session) Close() {
 	close(s.done)
 	conns := s.conns
 	for _, c := range s.active {
-		c()
+		c(errSessionClosed)
 	}
 	s.mu.Unlock()
 	s.g.forget(s)
@@ -145,8 +145,8 @@ func (s *Session) Handle(ctx context.Context, m *jsonrpc.Message) *jsonrpc.Messa
 	ctx = context.WithValue(ctx, sessionKey{}, s)
 	ctx = identity.With(ctx, s.principal)
 	if m.IsRequest() {
-		ctx2, cancel := context.WithCancel(ctx)
-		defer cancel()
+		ctx2, cancel := context.WithCancelCause(ctx)
+		defer cancel(nil)
 		key := string(m.ID)
 		s.mu.Lock()
 		s.active[key] = cancel
@@ -159,11 +159,19 @@ func (s *Session) Handle(ctx context.Context, m *jsonrpc.Message) *jsonrpc.Messa
 		ctx = ctx2
 	}
 	resp := s.handle(ctx, m)
+	if errors.Is(context.Cause(ctx), errCancelledByClient) {
+		return nil // the client cancelled it: no response is sent (MCP cancellation)
+	}
 	if resp != nil {
 		resp.ID = m.ID
 	}
 	return resp
 }
+
+var (
+	errCancelledByClient = errors.New("cancelled by the client")
+	errSessionClosed     = errors.New("the session was closed")
+)
 
 func (s *Session) handle(ctx context.Context, m *jsonrpc.Message) *jsonrpc.Message {
 	switch m.Method {
@@ -179,7 +187,7 @@ func (s *Session) handle(ctx context.Context, m *jsonrpc.Message) *jsonrpc.Messa
 			c := s.active[string(id)]
 			s.mu.Unlock()
 			if c != nil {
-				c()
+				c(errCancelledByClient)
 			}
 		}
 		return nil
