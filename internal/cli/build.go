@@ -94,5 +94,10 @@ func httpOptions(s config.Server, lim jsonrpc.Limits) upstream.HTTPOptions {
 	for k, v := range s.Headers {
 		h.Set(k, v)
 	}
-	return upstream.HTTPOptions{Client: &http.Client{Transport: sharedTransport}, Header: h, Limits: lim, Name: s.Name}
+	// Redirects are not followed: a server that answers 3xx is misconfigured or hostile, and
+	// following it would send the call, with the credentials the gateway injects, elsewhere.
+	client := &http.Client{Transport: sharedTransport, CheckRedirect: func(*http.Request, []*http.Request) error {
+		return http.ErrUseLastResponse
+	}}
+	return upstream.HTTPOptions{Client: client, Header: h, Limits: lim, Name: s.Name}
 }
