@@ -216,7 +216,7 @@ func describe(in *policy.Input) string {
 }
 
 func principal(c *guard.Call) policy.Principal {
-	return policy.Principal{ID: c.Principal.ID, Groups: c.Principal.Groups, Method: c.Principal.Method}
+	return policy.Principal{ID: c.Principal.ID, Groups: c.Principal.Groups, Method: c.Principal.Method, Claims: c.Principal.Claims}
 }
 
 // listShape says where a list result keeps its items and their names.

@@ -173,4 +173,3 @@ func TestNotADatabase(t *testing.T) {
 		t.Fatal("Open of a garbage file succeeded")
 	}
 }
-
