@@ -153,3 +153,26 @@ func TestObjectEdits(t *testing.T) {
 		t.Errorf("Elements counted %d", n)
 	}
 }
+
+func TestLookupEscapedKeys(t *testing.T) {
+	obj := []byte(`{"n\u0061me":"x","plain":1}`)
+	if v, ok := LookupString(obj, "name"); !ok || v != "x" {
+		t.Fatalf("escaped key not found: %q %v", v, ok)
+	}
+	if _, ok := Lookup(obj, "n\\u0061me"); ok {
+		t.Fatal("a key must be compared unescaped, not as written")
+	}
+	if got := Keys(obj); len(got) != 2 || got[0] != "name" {
+		t.Fatalf("Keys = %q", got)
+	}
+}
+
+func BenchmarkLookup(b *testing.B) {
+	obj := []byte(`{"_meta":{"progressToken":1},"name":"read_file","arguments":{"path":"/workspace/a.txt"}}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, ok := Lookup(obj, "arguments"); !ok {
+			b.Fatal("missing")
+		}
+	}
+}

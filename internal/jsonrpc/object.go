@@ -73,8 +73,9 @@ func skipWS(d []byte, i int) int {
 // span locates one member of an object: the key's start and the value's bounds.
 type span struct{ keyStart, valStart, valEnd int }
 
-// each calls fn for every member of obj with its unescaped key; fn returns false to stop.
-func each(obj []byte, fn func(key string, s span) bool) error {
+// each calls fn for every member of obj with its key as written (quotes included); fn
+// returns false to stop. Keys are not unescaped here, so a look-up allocates nothing.
+func each(obj []byte, fn func(rawKey []byte, s span) bool) error {
 	i := skipWS(obj, 0)
 	if i >= len(obj) || obj[i] != '{' {
 		return ErrNotObject
@@ -87,10 +88,10 @@ func each(obj []byte, fn func(key string, s span) bool) error {
 		i = skipWS(obj, i)
 		ks := i
 		ke := skip(obj, i)
-		key, err := unquote(obj[ks:ke])
-		if err != nil {
-			return fmt.Errorf("bad key: %w", err)
+		if ke-ks < 2 || obj[ks] != '"' {
+			return fmt.Errorf("bad key at byte %d", ks)
 		}
+		key := obj[ks:ke]
 		i = skipWS(obj, ke)
 		i++ // ':'
 		vs := skipWS(obj, i)
@@ -108,12 +109,22 @@ func each(obj []byte, fn func(key string, s span) bool) error {
 	return nil
 }
 
+// keyIs reports whether the quoted raw key, once unescaped, is key.
+func keyIs(raw []byte, key string) bool {
+	body := raw[1 : len(raw)-1]
+	if bytes.IndexByte(body, '\\') < 0 {
+		return string(body) == key
+	}
+	k, err := unquote(raw)
+	return err == nil && k == key
+}
+
 // Lookup returns the raw value of member key of obj.
 func Lookup(obj []byte, key string) ([]byte, bool) {
 	var out []byte
 	found := false
-	each(obj, func(k string, s span) bool {
-		if k == key {
+	each(obj, func(k []byte, s span) bool {
+		if keyIs(k, key) {
 			out, found = obj[s.valStart:s.valEnd], true
 			return false
 		}
@@ -150,8 +161,8 @@ func LookupPath(obj []byte, keys ...string) ([]byte, bool) {
 func Set(obj []byte, key string, val []byte) ([]byte, error) {
 	var at span
 	found := false
-	if err := each(obj, func(k string, s span) bool {
-		if k == key {
+	if err := each(obj, func(k []byte, s span) bool {
+		if keyIs(k, key) {
 			at, found = s, true
 			return false
 		}
@@ -187,8 +198,8 @@ func Delete(obj []byte, key string) ([]byte, error) {
 	found := false
 	var prevEnd int = -1
 	var lastEnd int
-	if err := each(obj, func(k string, s span) bool {
-		if k == key {
+	if err := each(obj, func(k []byte, s span) bool {
+		if keyIs(k, key) {
 			at, found = s, true
 			prevEnd = lastEnd
 			return false
@@ -220,7 +231,12 @@ func Delete(obj []byte, key string) ([]byte, error) {
 // Keys returns the member names of obj in order.
 func Keys(obj []byte) []string {
 	var ks []string
-	each(obj, func(k string, _ span) bool { ks = append(ks, k); return true })
+	each(obj, func(k []byte, _ span) bool {
+		if u, err := unquote(k); err == nil {
+			ks = append(ks, u)
+		}
+		return true
+	})
 	return ks
 }
 
