@@ -41,10 +41,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "portcullis: %v\n", err)
 		return 1
 	}
-	p := identity.Principal{ID: "unknown", Method: "os"}
-	if u, err := user.Current(); err == nil {
-		p.ID = u.Username
-	}
+	p := osPrincipal()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	if err := stdio.Serve(ctx, g, os.Stdin, stdout, p); err != nil {
@@ -52,4 +49,24 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	g.Shutdown(context.Background())
 	return 0
+}
+
+// osPrincipal is the principal of run mode: the local OS user who started it (the client
+// that spawned portcullis over stdio), with the names of the user's groups.
+func osPrincipal() identity.Principal {
+	p := identity.Principal{ID: "unknown", Method: "os"}
+	u, err := user.Current()
+	if err != nil {
+		return p
+	}
+	p.ID = u.Username
+	p.Claims = map[string]any{"uid": u.Uid, "gid": u.Gid}
+	if gids, err := u.GroupIds(); err == nil {
+		for _, gid := range gids {
+			if g, err := user.LookupGroupId(gid); err == nil {
+				p.Groups = append(p.Groups, g.Name)
+			}
+		}
+	}
+	return p
 }

@@ -11,10 +11,12 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/portcullis-mcp/portcullis/internal/config"
+	"github.com/portcullis-mcp/portcullis/internal/identity"
 	"github.com/portcullis-mcp/portcullis/internal/transport/streamablehttp"
 )
 
@@ -47,13 +49,14 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	if addr == "" {
 		addr = "127.0.0.1:8931"
 	}
-	if host, _, err := net.SplitHostPort(addr); err == nil && cfg.Auth == "none" {
-		if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-			logger.Warn("serving WITHOUT authentication on a non-loopback address: anyone who can reach it can use every server", "listen", addr)
-		} else {
-			logger.Warn("serving without authentication (auth: none); loopback only", "listen", addr)
-		}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	auth, err := setupAuth(ctx, cfg, addr, stderr, logger)
+	if err != nil {
+		fmt.Fprintf(stderr, "portcullis: %v\n", err)
+		return 1
 	}
+	defer auth.Close()
 	g, err := buildGateway(cfg, logger)
 	if err != nil {
 		fmt.Fprintf(stderr, "portcullis: %v\n", err)
@@ -61,9 +64,14 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	}
 	front := streamablehttp.New(g, streamablehttp.Options{
 		AllowedHosts: cfg.AllowedHosts, AllowedOrigins: cfg.AllowedOrigins, Logger: logger,
+		Authenticate: auth.authenticate,
 	})
 	mux := http.NewServeMux()
 	mux.Handle("/mcp", front)
+	if auth.metadata != nil { // RFC 9728, at the root and for the /mcp path
+		mux.Handle(identity.MetadataPath, auth.metadata)
+		mux.Handle(identity.MetadataPath+"/mcp", auth.metadata)
+	}
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -73,10 +81,8 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	// Slow clients are bounded: headers in 10 s, a whole request in 60 s, idle keep-alive
 	// connections closed after 2 minutes. Writes are bounded per write by the front.
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second,
-		IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
+		IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10, TLSConfig: auth.tls}
 	srv.RegisterOnShutdown(front.Shutdown)
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
 	if *pprofAddr != "" {
 		pm := http.NewServeMux()
 		pm.HandleFunc("/debug/pprof/", pprof.Index)
@@ -101,8 +107,15 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		}
 	}()
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	logger.Info("portcullis serving", "mcp", "http://"+ln.Addr().String()+"/mcp", "servers", g.Servers(), "guards", g.Guards(), "version", version())
+	scheme := "http"
+	if auth.tls != nil {
+		scheme = "https"
+		go func() { errc <- srv.ServeTLS(ln, "", "") }()
+	} else {
+		go func() { errc <- srv.Serve(ln) }()
+	}
+	logger.Info("portcullis serving", "mcp", scheme+"://"+ln.Addr().String()+"/mcp", "auth", strings.Join(auth.methods, ","),
+		"servers", g.Servers(), "guards", g.Guards(), "version", version())
 	select {
 	case err := <-errc:
 		fmt.Fprintf(stderr, "portcullis: %v\n", err)

@@ -21,8 +21,12 @@ import (
 type Config struct {
 	// Listen is the address of the Streamable HTTP endpoint (served at /mcp).
 	Listen string `yaml:"listen"`
-	// Auth is how clients authenticate. Only "none" exists so far, and must be explicit.
-	Auth string `yaml:"auth"`
+	// Auth is how clients of the HTTP listener authenticate (see Auth).
+	Auth Auth `yaml:"auth"`
+	// TLS serves the listener over TLS, and verifies client certificates (mTLS).
+	TLS TLS `yaml:"tls"`
+	// Store is where durable state (API keys, ...) lives.
+	Store Store `yaml:"store"`
 	// AllowedHosts and AllowedOrigins extend the DNS-rebinding checks beyond loopback.
 	AllowedHosts   []string `yaml:"allowed_hosts"`
 	AllowedOrigins []string `yaml:"allowed_origins"`
@@ -277,18 +281,12 @@ var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9-]{0,31}$`)
 
 func (c *Config) validate() error {
 	var errs []error
-	switch c.Auth {
-	case "none":
-	case "":
-		errs = append(errs, c.at(`required: set "auth: none" to serve without authentication (other modes are not available yet)`, "auth"))
-	default:
-		errs = append(errs, c.at(fmt.Sprintf("unknown auth mode %q (available: none)", c.Auth), "auth"))
-	}
 	if c.Listen != "" {
 		if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 			errs = append(errs, c.at(fmt.Sprintf("not a host:port address: %v", err), "listen"))
 		}
 	}
+	errs = append(errs, c.validateAuth()...)
 	if c.MaxMessageBytes < 0 {
 		errs = append(errs, c.at("must not be negative", "max_message_bytes"))
 	}

@@ -191,7 +191,7 @@ servers:
 	if !reflect.DeepEqual(c.Servers, want) {
 		t.Errorf("servers = %+v, want %+v", c.Servers, want)
 	}
-	if c.Listen != "127.0.0.1:8931" || c.Auth != "none" || c.File != "portcullis.yaml" {
+	if c.Listen != "127.0.0.1:8931" || !c.Auth.None || c.File != "portcullis.yaml" {
 		t.Errorf("config = %+v", c)
 	}
 	if len(c.GuardSections()) != 0 {
@@ -374,6 +374,60 @@ func BenchmarkParseErrors(b *testing.B) {
 	for b.Loop() {
 		if _, err := Parse("many.yaml", data); err == nil {
 			b.Fatal("no error")
+		}
+	}
+}
+
+func TestAuthPaths(t *testing.T) {
+	c, err := Parse(filepath.Join("etc", "portcullis", "gw.yaml"), []byte(`
+auth:
+  api_keys: true
+  mtls: {}
+tls: {cert: certs/s.crt, key: /abs/s.key, client_ca: ca.pem}
+store: {path: state/p.db}
+servers: [{name: a, command: x}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join("etc", "portcullis")
+	if c.TLS.Cert != filepath.Join(dir, "certs", "s.crt") || c.TLS.Key != "/abs/s.key" || c.TLS.ClientCA != filepath.Join(dir, "ca.pem") {
+		t.Errorf("tls paths not relative to the file: %+v", c.TLS)
+	}
+	if p, err := c.StorePath(); err != nil || p != filepath.Join(dir, "state", "p.db") {
+		t.Errorf("StorePath = %q, %v", p, err)
+	}
+	if !c.Auth.Set || !c.Auth.APIKeys || c.Auth.MTLS == nil || c.Auth.None {
+		t.Errorf("auth = %+v", c.Auth)
+	}
+}
+
+func TestStorePathDefault(t *testing.T) {
+	c, err := Parse("p.yaml", []byte("servers: [{name: a, command: x}]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Auth.Set || c.Auth.None || c.Auth.APIKeys {
+		t.Errorf("no auth key: %+v, want the zero value (secure default decided by serve)", c.Auth)
+	}
+	t.Setenv("XDG_STATE_HOME", "/state")
+	if p, _ := c.StorePath(); p != "/state/portcullis/portcullis.db" {
+		t.Errorf("with XDG_STATE_HOME: %q", p)
+	}
+	t.Setenv("XDG_STATE_HOME", "")
+	t.Setenv("HOME", "/home/u")
+	if p, _ := c.StorePath(); p != "/home/u/.local/state/portcullis/portcullis.db" {
+		t.Errorf("with HOME: %q", p)
+	}
+}
+
+func TestLoopbackAddr(t *testing.T) {
+	for addr, want := range map[string]bool{
+		"127.0.0.1:8931": true, "[::1]:1": true, "localhost:80": true, "127.1.2.3:4": true, "127.0.0.1": true,
+		"0.0.0.0:8931": false, "[::]:1": false, ":8931": false, "10.0.0.1:1": false, "gw.example:1": false,
+	} {
+		if got := LoopbackAddr(addr); got != want {
+			t.Errorf("LoopbackAddr(%q) = %v", addr, got)
 		}
 	}
 }

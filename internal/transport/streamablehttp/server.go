@@ -37,7 +37,9 @@ type Options struct {
 	// ResumeWindow is how long a call whose client disconnected keeps running, waiting for
 	// the client to resume its stream with Last-Event-ID, before it is cancelled.
 	ResumeWindow time.Duration
-	// Authenticate returns the principal of a request; nil means anonymous.
+	// Authenticate returns the principal of a request; nil means anonymous. A refusal is
+	// answered with the status and WWW-Authenticate challenge of an *identity.Error, and
+	// 401 for other errors.
 	Authenticate func(r *http.Request) (identity.Principal, error)
 	Logger       *slog.Logger
 }
@@ -94,7 +96,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		var err error
 		p, err = h.opts.Authenticate(r)
 		if err != nil {
-			writeError(w, http.StatusUnauthorized, nil, jsonrpc.Errorf(jsonrpc.CodeInvalidRequest, "%v", err))
+			status := http.StatusUnauthorized
+			var ae *identity.Error
+			if errors.As(err, &ae) {
+				status = ae.Status
+				if ae.Challenge != "" {
+					w.Header().Set("WWW-Authenticate", ae.Challenge)
+				}
+			}
+			writeError(w, status, nil, jsonrpc.Errorf(jsonrpc.CodeInvalidRequest, "%v", err))
 			return
 		}
 	}
@@ -202,8 +212,7 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request, p identity.Princi
 		writeError(w, http.StatusNotFound, m.ID, jsonrpc.Errorf(jsonrpc.CodeInvalidRequest, "session not found (it ended or expired); initialize a new one"))
 		return
 	}
-	if !samePrincipal(st.sess.Principal(), p) {
-		h.logger.Warn("session id presented by another principal", "session_owner", st.sess.Principal().ID, "principal", p.ID)
+	if !h.ownSession(r, st, p) {
 		writeError(w, http.StatusNotFound, m.ID, jsonrpc.Errorf(jsonrpc.CodeInvalidRequest, "session not found"))
 		return
 	}
@@ -225,6 +234,18 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request, p identity.Princi
 }
 
 func samePrincipal(a, b identity.Principal) bool { return a.ID == b.ID && a.Method == b.Method }
+
+// ownSession reports whether p owns the session, and logs an attempt to use another
+// principal's session (it is answered as if the session did not exist).
+func (h *Handler) ownSession(r *http.Request, st *sessionState, p identity.Principal) bool {
+	owner := st.sess.Principal()
+	if samePrincipal(owner, p) {
+		return true
+	}
+	h.logger.Warn("session id presented by another principal", "http_method", r.Method, "session", st.sess.ID(),
+		"session_owner", owner.ID, "session_owner_method", owner.Method, "principal", p.ID, "principal_method", p.Method, "remote", r.RemoteAddr)
+	return false
+}
 
 func (h *Handler) initialize(w http.ResponseWriter, r *http.Request, p identity.Principal, m *jsonrpc.Message) {
 	st := &sessionState{h: h, pending: map[string]chan *jsonrpc.Message{}, streams: map[string]*stream{}}
@@ -276,7 +297,7 @@ func (h *Handler) state(sid string) *sessionState {
 func (h *Handler) delete(w http.ResponseWriter, r *http.Request, p identity.Principal) {
 	sid := r.Header.Get("Mcp-Session-Id")
 	st := h.state(sid)
-	if sid == "" || st == nil || !samePrincipal(st.sess.Principal(), p) {
+	if sid == "" || st == nil || !h.ownSession(r, st, p) {
 		writeError(w, http.StatusNotFound, nil, jsonrpc.Errorf(jsonrpc.CodeInvalidRequest, "session not found"))
 		return
 	}
@@ -455,7 +476,7 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request, p identity.Princip
 		return
 	}
 	st := h.state(sid)
-	if st == nil || !samePrincipal(st.sess.Principal(), p) {
+	if st == nil || !h.ownSession(r, st, p) {
 		writeError(w, http.StatusNotFound, nil, jsonrpc.Errorf(jsonrpc.CodeInvalidRequest, "session not found"))
 		return
 	}
