@@ -1,0 +1,241 @@
+// Package audit records what the gateway did: every call, every decision and who made it,
+// as hash-chained events written to one or more sinks (a JSONL file, syslog, a webhook; the
+// SQLite store plugs in as one more Sink).
+//
+// The model is Vault's audit broker: Broker.Record writes an event to every sink and
+// succeeds when at least one sink recorded it; otherwise it returns ErrAuditUnavailable
+// and the caller (the audit guard) refuses the call. Writes are detached from the caller's
+// cancellation and bounded by their own timeout.
+//
+// Every event carries the hash of the event before it (Prev) and its own (Hash), computed
+// over its canonical encoding (Event.AppendCanonical, the bytes a JSONL file stores), so
+// that Verify names the first event that was altered, removed or reordered.
+package audit
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/portcullis-mcp/portcullis/internal/jsonrpc"
+)
+
+// Kinds of events.
+const (
+	KindRequest  = "request"  // a request, recorded before it is passed on
+	KindResponse = "response" // the outcome of a request, recorded before it is released
+	KindSystem   = "system"   // the audit trail itself: started, recovered
+)
+
+// Decisions.
+const (
+	Allowed = "allowed" // the call was passed on and answered (even with a server error)
+	Denied  = "denied"  // a guard refused the call
+	Failed  = "failed"  // the gateway could not complete the call (server unreachable, timeout, fault)
+)
+
+// Stable event codes: PC, four digits (group), then I (info), W (warning: a refusal) or E
+// (error). Codes never change meaning; new situations get new codes.
+const (
+	CodeRequest          = "PC1001I" // a client request, before it is passed on
+	CodeAllowed          = "PC1002I" // a client request answered (result or server error)
+	CodeFailed           = "PC1003E" // a client request the gateway could not complete
+	CodeServerRequest    = "PC1101I" // a server-to-client request (sampling, elicitation, roots)
+	CodeServerAllowed    = "PC1102I" // a server-to-client request answered
+	CodeServerDenied     = "PC1103W" // a server-to-client request refused by a guard
+	CodeServerFailed     = "PC1104E" // a server-to-client request that could not be delivered
+	CodeStarted          = "PC1900I" // the audit trail (re)started
+	CodeRecovered        = "PC1901W" // recording works again after calls were refused
+	CodeDenied           = "PC2000W" // refused by a guard with no code of its own
+	CodeDeniedAuthz      = "PC2001W" // refused by authz
+	CodeApprovalRequired = "PC2002W" // authz or approval requires a person to approve
+	CodeDeniedLimits     = "PC3001W" // refused by limits
+	CodeDeniedDetectArgs = "PC4001W" // refused by detect-args
+	CodeDeniedDetectRes  = "PC4002W" // refused by detect-results
+	CodeDeniedDetectList = "PC4003W" // refused by detect-listings
+	CodeDeniedRegistry   = "PC5001W" // refused by registry
+	CodeDeniedApproval   = "PC6001W" // refused by approval (rejected or timed out)
+	CodeDeniedAudit      = "PC1902E" // refused because it could not be recorded (written on recovery)
+)
+
+// DeniedCode returns the event code for a refusal by guard.
+func DeniedCode(guard string, rpcCode int) string {
+	if rpcCode == jsonrpc.CodeApprovalRequired {
+		return CodeApprovalRequired
+	}
+	switch guard {
+	case "authz":
+		return CodeDeniedAuthz
+	case "limits":
+		return CodeDeniedLimits
+	case "detect-args":
+		return CodeDeniedDetectArgs
+	case "detect-results":
+		return CodeDeniedDetectRes
+	case "detect-listings":
+		return CodeDeniedDetectList
+	case "registry":
+		return CodeDeniedRegistry
+	case "approval":
+		return CodeDeniedApproval
+	}
+	return CodeDenied
+}
+
+// Finding is what a detector found, as the audit trail keeps it: never the secret itself.
+type Finding struct {
+	Detector string `json:"detector"`
+	Rule     string `json:"rule,omitempty"`
+	Severity string `json:"severity"`
+	Pointer  string `json:"pointer,omitempty"` // RFC 6901 pointer into the arguments or result
+	In       string `json:"in,omitempty"`      // "arguments" or "result"
+	Evidence string `json:"evidence,omitempty"`
+	Message  string `json:"message,omitempty"`
+}
+
+// Event is one audit record. The JSON names are those of the canonical encoding.
+type Event struct {
+	Time      time.Time `json:"time"`
+	Seq       uint64    `json:"seq"`
+	ID        string    `json:"id"`
+	Code      string    `json:"code"`
+	Kind      string    `json:"kind"`
+	Direction string    `json:"direction,omitempty"` // inbound (client to server) or outbound
+	Decision  string    `json:"decision,omitempty"`
+
+	Principal     string `json:"principal,omitempty"`
+	AuthMethod    string `json:"auth_method,omitempty"`
+	Session       string `json:"session,omitempty"`
+	Server        string `json:"server,omitempty"`
+	Method        string `json:"method,omitempty"`
+	Tool          string `json:"tool,omitempty"` // tool or prompt name, or resource URI
+	RequestID     string `json:"request_id,omitempty"`
+	Guard         string `json:"guard,omitempty"`      // the guard that refused the call
+	ErrorCode     int    `json:"error_code,omitempty"` // the JSON-RPC error code the client got
+	Message       string `json:"message,omitempty"`
+	Incident      string `json:"incident,omitempty"`
+	LatencyMicros int64  `json:"latency_us,omitempty"`
+
+	Findings      []Finding       `json:"findings,omitempty"`
+	Arguments     json.RawMessage `json:"arguments,omitempty"`      // policy "full"
+	ArgumentsHMAC string          `json:"arguments_hmac,omitempty"` // policy "hashed"
+	Result        json.RawMessage `json:"result,omitempty"`
+	ResultHMAC    string          `json:"result_hmac,omitempty"`
+
+	Prev string `json:"prev"`
+	Hash string `json:"hash"`
+}
+
+// Latency returns the recorded latency.
+func (e *Event) Latency() time.Duration { return time.Duration(e.LatencyMicros) * time.Microsecond }
+
+// Genesis is the Prev of the first event of a trail.
+const Genesis = "0000000000000000000000000000000000000000000000000000000000000000"
+
+// AppendBody appends the canonical encoding of e without its hash: a JSON object with the
+// fields in a fixed order, empty fields left out, ending with "prev". The hash of an event
+// is SHA-256 over exactly these bytes.
+func (e *Event) AppendBody(dst []byte) []byte {
+	dst = append(dst, `{"time":"`...)
+	dst = e.Time.UTC().AppendFormat(dst, "2006-01-02T15:04:05.000000000Z")
+	dst = append(dst, `","seq":`...)
+	dst = strconv.AppendUint(dst, e.Seq, 10)
+	dst = str(dst, "id", e.ID, true)
+	dst = str(dst, "code", e.Code, true)
+	dst = str(dst, "kind", e.Kind, true)
+	dst = str(dst, "direction", e.Direction, false)
+	dst = str(dst, "decision", e.Decision, false)
+	dst = str(dst, "principal", e.Principal, false)
+	dst = str(dst, "auth_method", e.AuthMethod, false)
+	dst = str(dst, "session", e.Session, false)
+	dst = str(dst, "server", e.Server, false)
+	dst = str(dst, "method", e.Method, false)
+	dst = str(dst, "tool", e.Tool, false)
+	dst = str(dst, "request_id", e.RequestID, false)
+	dst = str(dst, "guard", e.Guard, false)
+	if e.ErrorCode != 0 {
+		dst = append(dst, `,"error_code":`...)
+		dst = strconv.AppendInt(dst, int64(e.ErrorCode), 10)
+	}
+	dst = str(dst, "message", e.Message, false)
+	dst = str(dst, "incident", e.Incident, false)
+	if e.LatencyMicros != 0 {
+		dst = append(dst, `,"latency_us":`...)
+		dst = strconv.AppendInt(dst, e.LatencyMicros, 10)
+	}
+	if len(e.Findings) > 0 {
+		dst = append(dst, `,"findings":[`...)
+		for i, f := range e.Findings {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = append(dst, `{"detector":`...)
+			dst = jsonrpc.AppendQuote(dst, f.Detector)
+			dst = str(dst, "rule", f.Rule, false)
+			dst = str(dst, "severity", f.Severity, true)
+			dst = str(dst, "pointer", f.Pointer, false)
+			dst = str(dst, "in", f.In, false)
+			dst = str(dst, "evidence", f.Evidence, false)
+			dst = str(dst, "message", f.Message, false)
+			dst = append(dst, '}')
+		}
+		dst = append(dst, ']')
+	}
+	dst = raw(dst, "arguments", e.Arguments)
+	dst = str(dst, "arguments_hmac", e.ArgumentsHMAC, false)
+	dst = raw(dst, "result", e.Result)
+	dst = str(dst, "result_hmac", e.ResultHMAC, false)
+	dst = str(dst, "prev", e.Prev, true)
+	return append(dst, '}')
+}
+
+// AppendCanonical appends the stored form of a sealed event: its body with the hash as
+// the last member. It is one line of JSON (no newline).
+func (e *Event) AppendCanonical(dst []byte) []byte {
+	dst = e.AppendBody(dst)
+	dst = dst[:len(dst)-1]
+	dst = append(dst, `,"hash":"`...)
+	dst = append(dst, e.Hash...)
+	return append(dst, `"}`...)
+}
+
+func str(dst []byte, key, v string, always bool) []byte {
+	if v == "" && !always {
+		return dst
+	}
+	dst = append(dst, ',', '"')
+	dst = append(dst, key...)
+	dst = append(dst, '"', ':')
+	return jsonrpc.AppendQuote(dst, v)
+}
+
+func raw(dst []byte, key string, v json.RawMessage) []byte {
+	if len(v) == 0 {
+		return dst
+	}
+	dst = append(dst, ',', '"')
+	dst = append(dst, key...)
+	dst = append(dst, '"', ':')
+	if bytes.ContainsAny(v, "\n\r\t ") {
+		var b bytes.Buffer
+		if json.Compact(&b, v) == nil {
+			return append(dst, b.Bytes()...)
+		}
+		return jsonrpc.AppendQuote(dst, string(v)) // not JSON: kept as a string
+	}
+	return append(dst, v...)
+}
+
+// ParseLine decodes one stored event.
+func ParseLine(line []byte) (*Event, error) {
+	var e Event
+	if err := json.Unmarshal(line, &e); err != nil {
+		return nil, fmt.Errorf("not an audit event: %w", err)
+	}
+	if e.ID == "" || e.Code == "" || e.Hash == "" {
+		return nil, fmt.Errorf("not an audit event: id, code or hash missing")
+	}
+	return &e, nil
+}
