@@ -23,7 +23,7 @@ import (
 // go-oidc's RemoteKeySet refetches on every unknown key id and never expires keys, hence
 // this small replacement; go-jose parses and verifies.
 const (
-	jwksMinInterval = 10 * time.Second
+	jwksMinInterval = 5 * time.Second
 	jwksMaxAge      = 15 * time.Minute
 	jwksMaxBytes    = 1 << 20
 )
