@@ -14,8 +14,10 @@ import (
 	"github.com/portcullis-mcp/portcullis/internal/upstream"
 
 	// Guards register themselves.
+	_ "github.com/portcullis-mcp/portcullis/internal/guards/audit"
 	_ "github.com/portcullis-mcp/portcullis/internal/guards/authz"
 	_ "github.com/portcullis-mcp/portcullis/internal/guards/detectargs"
+	_ "github.com/portcullis-mcp/portcullis/internal/guards/detectresults"
 	_ "github.com/portcullis-mcp/portcullis/internal/guards/limits"
 )
 

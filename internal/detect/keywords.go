@@ -10,7 +10,8 @@ import "sort"
 type Keywords struct {
 	class  [256]uint16
 	nclass int
-	next   []int32   // state*nclass + class -> state
+	next   []int32   // state*nclass + class -> next state*nclass, negated when it has outputs
+	space  uint16    // the class of white space (0xFFFF when no pattern has a space)
 	out    [][]int32 // pattern ids ending at each state (fail links included)
 	plen   []int     // pattern lengths in bytes
 }
@@ -52,10 +53,12 @@ func NewKeywords(patterns []string) *Keywords {
 			k.class[c-'a'+'A'] = uint16(i + 1)
 		}
 	}
+	k.space = 0xFFFF
 	if used[' '] {
 		for _, c := range []byte{'\t', '\n', '\r', '\f', '\v'} {
 			k.class[c] = k.class[' ']
 		}
+		k.space = k.class[' ']
 	}
 	// Trie.
 	type node struct {
@@ -120,6 +123,14 @@ func NewKeywords(patterns []string) *Keywords {
 			}
 		}
 	}
+	// Pre-multiply states and mark those with outputs.
+	for i, nx := range k.next {
+		v := nx * int32(k.nclass)
+		if len(k.out[nx]) > 0 {
+			v = -v
+		}
+		k.next[i] = v
+	}
 	return k
 }
 
@@ -130,11 +141,12 @@ func (k *Keywords) Len(id int) int { return k.plen[id] }
 // match; fn returns false to stop.
 func (k *Keywords) Scan(s string, fn func(id, end int) bool) {
 	state := int32(0)
-	n := k.nclass
+	n := int32(k.nclass)
+	next, class, space := k.next, &k.class, k.space
 	prevSpace := false
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if isSpace(c) {
+		cl := class[s[i]]
+		if cl == space {
 			if prevSpace {
 				continue
 			}
@@ -142,9 +154,10 @@ func (k *Keywords) Scan(s string, fn func(id, end int) bool) {
 		} else {
 			prevSpace = false
 		}
-		state = k.next[int(state)*n+int(k.class[c])]
-		if outs := k.out[state]; len(outs) > 0 {
-			for _, id := range outs {
+		state = next[state+int32(cl)]
+		if state < 0 {
+			state = -state
+			for _, id := range k.out[state/n] {
 				if !fn(int(id), i+1) {
 					return
 				}

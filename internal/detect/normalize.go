@@ -55,12 +55,20 @@ func isEmojiish(r rune) bool {
 	return r >= 0x1F000 || (r >= 0x2190 && r <= 0x2BFF) || (r >= 0x3000 && r <= 0x9FFF) || r == 0x20E3 || r == 0xA9 || r == 0xAE
 }
 
-// plain reports whether s holds only printable ASCII, tabs and newlines: nothing to
+var notPlain = func() (t [256]bool) {
+	for c := 0; c < 256; c++ {
+		t[c] = c >= 0x80 || c == 0x7f || (c < 0x20 && c != '\t' && c != '\n' && c != '\r')
+	}
+	return t
+}()
+
+// Plain reports whether s holds only printable ASCII, tabs and newlines: nothing to
 // normalize and nothing hidden.
+func Plain(s string) bool { return plain(s) }
+
 func plain(s string) bool {
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 0x80 || c == 0x7f || (c < 0x20 && c != '\t' && c != '\n' && c != '\r') {
+		if notPlain[s[i]] {
 			return false
 		}
 	}

@@ -1,6 +1,7 @@
 package detect
 
 import (
+	"bytes"
 	"errors"
 	"sort"
 	"strconv"
@@ -204,7 +205,13 @@ func unescape(b []byte) (string, bool) {
 	for i := 0; i < len(b); i++ {
 		c := b[i]
 		if c != '\\' {
-			out = append(out, c)
+			j := bytes.IndexByte(b[i:], '\\')
+			if j < 0 {
+				out = append(out, b[i:]...)
+				break
+			}
+			out = append(out, b[i:i+j]...)
+			i += j - 1
 			continue
 		}
 		i++

@@ -33,6 +33,8 @@ type Rule struct {
 	// the keyword (a cheap test before the expression runs: "=" or ":" after "key").
 	Near       string
 	NearWithin int
+	// Gate, when set, must accept the text after the keyword before the expression runs.
+	Gate func(text string, end int) bool
 }
 
 func re(s string) *regexp.Regexp { return regexp.MustCompile(s) }
@@ -132,5 +134,5 @@ var Rules = []Rule{
 	{ID: "auth-header", Description: "a credential in an HTTP header", Keywords: []string{"authorization", "api-token", "apikey", "api-key", "x-auth-token", "token:", "private-token"},
 		Anchored: true, Near: ":", NearWithin: 20, Post: 240, Pattern: re(`(?i)^(?:authorization|api-key|apikey|api-token|x-auth-token|private-token|token)\s*:\s*(?:bearer|basic|token|api-token|apikey|sso-key|dsn)?\s*([A-Za-z0-9_~+/.=@!%-]{8,})`), Group: 1, MinEntropy: 2.5, Weak: true, Severity: detect.High, Check: headerOK},
 	{ID: "generic-secret", Description: "a secret assigned to a name that says so", Keywords: []string{"key", "token", "secret", "pwd", "credential", "pass"},
-		Anchored: true, Near: "=:|", NearWithin: 26, Post: 200, Pattern: re(`(?i)^(?:key|token|secret|pwd|credential|pass)[\w.-]{0,20}['"\x60]?\s*(?:=|:|=>|:=|\?=|\|\|)\s*['"\x60]?([A-Za-z0-9_/+=~.!@#$%^&*-]{10,150})`), Group: 1, MinEntropy: 3.5, Weak: true, Severity: detect.Medium, Check: genericOK},
+		Anchored: true, Gate: assignment, Post: 200, Pattern: re(`(?i)^(?:key|token|secret|pwd|credential|pass)[\w.-]{0,20}['"\x60]?\s*(?:=|:|=>|:=|\?=|\|\|)\s*['"\x60]?([A-Za-z0-9_/+=~.!@#$%^&*-]{10,150})`), Group: 1, MinEntropy: 3.5, Weak: true, Severity: detect.Medium, Check: genericOK},
 }

@@ -56,11 +56,40 @@ func New(rules []Rule) *Scanner {
 // Default is the scanner of the built-in rules.
 var Default = New(nil)
 
+// Patterns returns the keywords of the rule set, in the order Hit numbers them (to build a
+// combined automaton with other detectors; see State).
+func (s *Scanner) Patterns() []string {
+	out := make([]string, 0, len(s.kwRule))
+	for _, r := range s.rules {
+		for _, k := range r.Keywords {
+			out = append(out, strings.ToLower(k))
+		}
+	}
+	return out
+}
+
+// State collects the matches of one text; feed it keyword hits with Hit, then call Matches.
+type State struct {
+	s       *Scanner
+	text    string
+	out     []Match
+	lastEnd map[int]int // rule -> end of the last window searched
+}
+
+// Start returns the state for scanning text.
+func (s *Scanner) Start(text string) *State { return &State{s: s, text: text} }
+
 // Find returns the secrets in text, sorted by position, without overlaps.
 func (s *Scanner) Find(text string) []Match {
-	var out []Match
-	var lastEnd map[int]int // rule -> end of the last window searched
-	s.kw.Scan(text, func(id, end int) bool {
+	st := s.Start(text)
+	s.kw.Scan(text, func(id, end int) bool { st.Hit(id, end); return true })
+	return st.Matches()
+}
+
+// Hit handles keyword id (numbered as in Patterns) ending at end.
+func (st *State) Hit(id, end int) {
+	s, text := st.s, st.text
+	func() bool {
 		ri := s.kwRule[id]
 		r := &s.rules[ri]
 		kwStart := end - s.kw.Len(id)
@@ -68,6 +97,9 @@ func (s *Scanner) Find(text string) []Match {
 			kwStart = 0
 		}
 		if r.Near != "" && strings.IndexAny(text[kwStart:min(len(text), end+r.NearWithin)], r.Near) < 0 {
+			return true
+		}
+		if r.Gate != nil && !r.Gate(text, end) {
 			return true
 		}
 		if r.Anchored {
@@ -86,22 +118,22 @@ func (s *Scanner) Find(text string) []Match {
 				nameStart--
 			}
 			if s.accept(r, text[a:b], text[nameStart:kwStart+m[1]]) {
-				out = append(out, Match{Rule: r, Start: a, End: b})
+				st.out = append(st.out, Match{Rule: r, Start: a, End: b})
 			}
 			return true
 		}
 		start := max(0, kwStart-max(r.Pre, 1))
-		if lastEnd == nil {
-			lastEnd = map[int]int{}
+		if st.lastEnd == nil {
+			st.lastEnd = map[int]int{}
 		}
-		if le, ok := lastEnd[ri]; ok && start < le {
+		if le, ok := st.lastEnd[ri]; ok && start < le {
 			if end <= le-64 {
 				return true // searched already, with room for a token after the keyword
 			}
 			start = max(start, le-256)
 		}
 		stop := min(len(text), end+s.windows[ri])
-		lastEnd[ri] = stop
+		st.lastEnd[ri] = stop
 		win := text[start:stop]
 		for _, m := range r.Pattern.FindAllStringSubmatchIndex(win, -1) {
 			g := r.Group
@@ -110,11 +142,16 @@ func (s *Scanner) Find(text string) []Match {
 			}
 			a, b := m[2*g], m[2*g+1]
 			if s.accept(r, win[a:b], win[m[0]:m[1]]) {
-				out = append(out, Match{Rule: r, Start: start + a, End: start + b})
+				st.out = append(st.out, Match{Rule: r, Start: start + a, End: start + b})
 			}
 		}
 		return true
-	})
+	}()
+}
+
+// Matches returns the secrets found, sorted by position, without overlaps.
+func (st *State) Matches() []Match {
+	out := st.out
 	if len(out) == 0 {
 		return nil
 	}
@@ -177,6 +214,39 @@ func wholeToken(text string) (int, int, bool) {
 	return start, start + len(t), true
 }
 
+func valueByte(c byte) bool {
+	return nameByte(c) || c == '/' || c == '+' || c == '=' || c == '~' || c == '!' || c == '@' || c == '#' || c == '$' || c == '%' || c == '^' || c == '&' || c == '*'
+}
+
+// assignment reports whether text after a keyword reads "<name rest> = <10+ value chars>".
+func assignment(text string, end int) bool {
+	i, n := end, len(text)
+	for k := 0; i < n && k < 20 && nameByte(text[i]); k++ {
+		i++
+	}
+	if i < n && (text[i] == '"' || text[i] == '\'' || text[i] == '`') {
+		i++
+	}
+	for k := 0; i < n && k < 4 && (text[i] == ' ' || text[i] == '\t'); k++ {
+		i++
+	}
+	if i >= n || !(text[i] == '=' || text[i] == ':' || text[i] == '|' || text[i] == '?') {
+		return false
+	}
+	for k := 0; i < n && k < 3 && (text[i] == '=' || text[i] == ':' || text[i] == '|' || text[i] == '?' || text[i] == '>'); k++ {
+		i++
+	}
+	for k := 0; i < n && k < 6 && (text[i] == ' ' || text[i] == '\t' || text[i] == '"' || text[i] == '\'' || text[i] == '`'); k++ {
+		i++
+	}
+	v := 0
+	for i < n && v < 10 && valueByte(text[i]) {
+		i++
+		v++
+	}
+	return v >= 10
+}
+
 func nameByte(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.'
 }
@@ -194,7 +264,11 @@ func (s *Scanner) accept(r *Rule, secret, match string) bool {
 
 // Scan returns findings for the secrets in text, at pointer.
 func (s *Scanner) Scan(text, pointer string) []detect.Finding {
-	ms := s.Find(text)
+	return s.Findings(text, s.Find(text), pointer)
+}
+
+// Findings turns matches in text into findings (adding a whole-token match when none).
+func (s *Scanner) Findings(text string, ms []Match, pointer string) []detect.Finding {
 	if len(ms) == 0 {
 		if a, b, ok := wholeToken(text); ok {
 			ms = []Match{{Rule: &tokenRule, Start: a, End: b}}

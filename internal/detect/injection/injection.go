@@ -1,0 +1,362 @@
+// Package injection finds prompt injection addressed to the model in text the model will
+// read: tool results, resource contents, prompts, and (through package poisoning) tool
+// descriptions. Text is normalized first (invisible characters, look-alikes, ASCII
+// smuggled in tag characters), then one pass of a keyword automaton finds phrases of
+// several kinds: overriding instructions, secrecy towards the user, fake system or
+// IMPORTANT blocks, orders about the model's own answer, impersonation of the user,
+// false errors, redirection to tools, exfiltration and code to be planted. Each phrase has
+// a weight; the sum (each phrase counted once) decides the severity, so one ambiguous
+// phrase ("your answer") is not enough but a sentence made of them is.
+package injection
+
+import (
+	"sort"
+	"strings"
+
+	"github.com/portcullis-mcp/portcullis/internal/detect"
+)
+
+// Name is the detector's name in findings.
+const Name = "injection"
+
+// Kinds of phrases.
+const (
+	Override      = "override"
+	Secrecy       = "secrecy"
+	Spoof         = "spoofed-block"
+	Output        = "output-manipulation"
+	Impersonation = "user-impersonation"
+	FalseError    = "false-error"
+	ToolRedirect  = "tool-redirect"
+	Exfiltration  = "exfiltration"
+	PlantedCode   = "planted-code"
+	Pressure      = "pressure"
+)
+
+type phrase struct {
+	text   string
+	kind   string
+	weight int
+	kindID int
+}
+
+// expand returns every combination of the alternatives in a template: "{a|b} c" gives
+// "a c" and "b c". An empty alternative drops the slot (and its space).
+func expand(t string) []string {
+	i := strings.IndexByte(t, '{')
+	if i < 0 {
+		return []string{strings.Join(strings.Fields(t), " ")}
+	}
+	j := strings.IndexByte(t[i:], '}') + i
+	var out []string
+	for _, alt := range strings.Split(t[i+1:j], "|") {
+		out = append(out, expand(t[:i]+alt+t[j+1:])...)
+	}
+	return out
+}
+
+var templates = []struct {
+	kind   string
+	weight int
+	ts     []string
+}{
+	{Override, 7, []string{
+		"{ignore|disregard|forget|override|bypass|discard|abandon} {all|any|the|your||all of the|all your} {previous|prior|above|earlier|preceding|former|original|initial|system|existing|other} {instructions|instruction|prompts|prompt|rules|directions|guidelines|context|messages|constraints|commands|orders|tasks|task}",
+		"{ignore|disregard|forget} {everything|anything|all} {above|before|previously|you were told|you have been told}",
+		"{new|updated|revised|real|actual|true} {instructions|instruction|system prompt|directives}:",
+		"{your|the} {new|real|actual|true} {instructions|task|goal|objective|purpose} {is|are}",
+		"from now on{,|} you {are|will|must|should}",
+		"you are now {a|an|in|the}",
+		"{enter|activate|enable} {developer|dan|god|jailbreak|debug} mode",
+	}},
+	{Secrecy, 7, []string{
+		"{do not|don't|dont|never|must not|should not} {tell|inform|alert|notify|mention this to|mention it to|reveal this to|reveal it to|show|let} the user",
+		"{do not|don't|never|must not} {mention|reveal|disclose|acknowledge|explain} {this|that|these|the following|any of this|that you|these instructions|this instruction|this step|this message|it}",
+		"without {telling|informing|notifying|alerting|asking|letting} the user",
+		"without the user {knowing|noticing|seeing}",
+		"{keep|hide} {this|it|these instructions|this step} {secret|hidden|from the user|confidential}",
+		"the user {must|should|will} not {know|see|notice|be told|find out}",
+		"{not|never} {visible|shown|displayed} to the user",
+		"{silently|quietly|secretly|covertly} {send|forward|include|add|read|upload|call|run|execute|append|copy|post|email}",
+	}},
+	{Spoof, 4, []string{
+		"<system>", "</system>", "[system]", "<|system|>", "<|im_start|>", "<<sys>>", "[inst]", "### system", "system prompt:",
+		"<important>", "</important>", "<information>", "</information>", "<instructions>", "<instruction>", "<admin>", "[admin]",
+		"assistant guidelines", "instructions for the assistant", "instructions for the ai", "message to the assistant",
+		"message from user to you", "note to the ai", "note to the assistant", "note for the ai", "note for the assistant",
+		"{attention|dear|hey|hello|hi} {ai|assistant|chatbot|llm|model|claude|chatgpt|gpt}",
+		"{ai|llm|language model|assistant} {reading|processing|summarizing} this",
+		"if you are an {ai|llm|assistant|language model}",
+		"this is an important message from",
+	}},
+	{Output, 4, []string{
+		"{in|to|into|within|throughout|from|at the end of|at the beginning of|at the start of} your {response|responses|reply|replies|answer|answers|output|message|code|solution|implementation|algorithm|codebase|program|script|elucidation|summary|explanation|code implementation|solution architecture|code foundation|program logic|code's|solution logic}",
+		"{add|include|insert|append|integrate|incorporate|embed|ensure|modify|enhance|augment|translate|encode|encrypt|reverse|render|express|write|provide|format|rewrite|shift|apply|replace|substitute|represent|end|begin|start|conclude|sign|upgrade|elevate|validate|refine|optimize|merge|blend|leverage|supplement|utilize|hone|develop|invert|display|show} your {response|reply|answer|output|message|code|solution|implementation|algorithm|codebase|program|elucidation}",
+		"{tell|ask|instruct|remind|convince|persuade|urge} the user to",
+		"{recommend|suggest|promote} {brand|the product|our product|product|buying|that the user|users}",
+	}},
+	{Output, 5, []string{
+		"{reply|respond|answer|write|speak|talk} {only |}{in|using|with} {reverse|base64|base32|base16|base58|emoji|emojis|a caesar|caesar|pig latin|french|spanish|german|italian|portuguese|chinese|japanese|russian|all caps|uppercase|leetspeak|rot13|binary|hex|morse|json only}",
+	}},
+	{Output, 2, []string{
+		"your {response|reply|answer|output|message|message's|answer's|response's|solution|code|algorithm|implementation|codebase|program}",
+	}},
+	{Impersonation, 6, []string{
+		"{i am|this is|i'm} the user",
+		"{new|updated|urgent} user {query|request|instruction|message}",
+		"user {query|request}:",
+		"the previous task has been completed",
+		"{more urgent|urgent|new} task",
+		"before you can solve the task",
+		"after you do that, you can",
+		"the user {has requested|wants you to|asked you to|needs you to|instructs you to|has asked}",
+		"{signed|sincerely|regards},? the user",
+	}},
+	{FalseError, 5, []string{
+		"in order to {get|obtain|see|access|retrieve} the {result|results|data|answer|output}, you must",
+		"{you must|please} strictly {adhere|follow|comply}",
+		"strictly adhere to the following",
+		"{error|failure|warning}: {in order to|to continue|to proceed|you must|please|the assistant must}",
+		"the tool {failed|cannot|could not|will not} {unless|until} you",
+		"to {fix|resolve|continue|proceed}, {you must|the assistant must|please} {call|use|run|execute|send|read|provide}",
+	}},
+	{ToolRedirect, 3, []string{
+		"{use|call|invoke|run|execute|trigger} the {following|} {tool|function|command}",
+		"{use|call|invoke|run} {tool|function} ",
+		"please use {the|} {write_file|read_file|send_email|execute_command|run_command|fetch|http_request|bash|shell}",
+		"before {using|calling|invoking|you use|you call|executing|running} this tool",
+		"{you must|you should|always|first} {call|use|invoke|run} the",
+		"instead of {using|calling} ",
+		"{run|execute} the following command",
+	}},
+	{Exfiltration, 4, []string{
+		"{send|forward|post|upload|email|transmit|exfiltrate|leak|share|submit|report} {it|them|this|the data|the contents|the content|the file|all|everything|the conversation|the chat history|the history|the results|your context|the context|the credentials|the key|the keys|the password|the token|their bank details|your bank details|bank details} to",
+		"{contents|content} of {~/.ssh|~/.aws|.env|id_rsa|the ssh|the private key|/etc/passwd|/etc/shadow|mcp.json|the config}",
+		"{read|cat|open|include|attach|append} {the|} {~/.ssh|id_rsa|.env|~/.aws/credentials|/etc/passwd|private key|ssh key|api key|api keys|credentials file|mcp.json}",
+		"{conversation|chat} history",
+		"{api key|api keys|access token|private key|ssh key|password|passwords|credentials|secret key|bank details|credit card}",
+		"curl -d", "curl --data", "requests.post(", "webhook.site", "ngrok.io", "requestbin", "pipedream.net", "burpcollaborator",
+	}},
+	{PlantedCode, 5, []string{
+		"{following|below|subsequent|given} code {snippet|block|excerpt|section|segment|fragment}",
+	}},
+	{PlantedCode, 4, []string{
+		"code {snippet|block|excerpt|section} {in|into|within|to} your",
+		"{snippet|block|excerpt|section} {in|into|to|within} your {response|code|implementation|solution|algorithm|codebase|program}",
+		"authorized_keys", "ssh-rsa aaaa", "/dev/tcp/", "nc -e", "| sh", "| bash", "os.system(", "subprocess.", "rm -rf /",
+		"shutil.rmtree(", "os.fork()", "eval(", "pickle.loads(",
+	}},
+	{Pressure, 1, []string{
+		"important:", "important!", "urgent:", "critical:", "warning:", "attention:", "immediately", "you must", "you have to",
+		"you are required", "it is mandatory", "it is essential that you", "make sure to", "make sure you", "do not forget to",
+		"don't forget to", "without exception", "at all costs", "this is required", "very important", "extremely important",
+		"mandatory", "must be done", "before proceeding", "first step",
+	}},
+}
+
+// Detector scores text. It is safe for concurrent use.
+type Detector struct {
+	kw      *detect.Keywords
+	phrases []phrase
+	kinds   []string // by kindID
+}
+
+// New builds the detector with the built-in phrases and extra phrases of kind "custom".
+func New(extra map[string]int) *Detector {
+	d := &Detector{}
+	seen := map[string]bool{}
+	add := func(p phrase) {
+		p.text = strings.ToLower(p.text)
+		if seen[p.text] || strings.TrimSpace(p.text) == "" {
+			return
+		}
+		seen[p.text] = true
+		d.phrases = append(d.phrases, p)
+	}
+	for _, g := range templates {
+		for _, t := range g.ts {
+			for _, s := range expand(t) {
+				add(phrase{text: s, kind: g.kind, weight: g.weight})
+			}
+		}
+	}
+	keys := make([]string, 0, len(extra))
+	for k := range extra {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		add(phrase{text: k, kind: "custom", weight: extra[k]})
+	}
+	ids := map[string]int{}
+	for i, p := range d.phrases {
+		if _, ok := ids[p.kind]; !ok {
+			ids[p.kind] = len(ids)
+			d.kinds = append(d.kinds, p.kind)
+		}
+		d.phrases[i].kindID = ids[p.kind]
+	}
+	texts := make([]string, len(d.phrases))
+	for i, p := range d.phrases {
+		texts[i] = p.text
+	}
+	d.kw = detect.NewKeywords(texts)
+	return d
+}
+
+// Default is the detector with the built-in phrases.
+var Default = New(nil)
+
+// Thresholds of the score.
+const (
+	LowScore    = 2
+	MediumScore = 5
+	HighScore   = 8
+)
+
+// Hit is one phrase found.
+type Hit struct {
+	Phrase string
+	Kind   string
+	Weight int
+	End    int // offset in the normalized text just past the phrase
+}
+
+// Result is the score of a text and the phrases behind it.
+type Result struct {
+	Score int
+	Hits  []Hit
+	Kinds []string
+}
+
+// wordByte reports bytes that continue a word (so that "add" does not match "address").
+func wordByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_'
+}
+
+// Patterns returns the phrases, in the order Hit numbers them.
+func (d *Detector) Patterns() []string {
+	out := make([]string, len(d.phrases))
+	for i, p := range d.phrases {
+		out[i] = p.text
+	}
+	return out
+}
+
+// State scores one normalized text; feed it phrase hits with Hit, then call Result.
+type State struct {
+	d       *Detector
+	norm    string
+	r       Result
+	counted []uint64 // bitset of phrase ids
+	perKind []int    // by kindID
+}
+
+// Start returns the state for scoring normalized text.
+func (d *Detector) Start(norm string) *State { return &State{d: d, norm: norm} }
+
+// Score scores normalized text (see detect.Normalize).
+func (d *Detector) Score(norm string) Result {
+	st := d.Start(norm)
+	d.kw.Scan(norm, func(id, end int) bool { st.Hit(id, end); return true })
+	return st.Result()
+}
+
+// Hit handles phrase id (numbered as in Patterns) ending at end.
+func (st *State) Hit(id, end int) {
+	d, norm, r := st.d, st.norm, &st.r
+	if st.perKind == nil {
+		st.perKind = make([]int, len(d.kinds))
+		st.counted = make([]uint64, (len(d.phrases)+63)/64)
+	}
+	counted, perKind := st.counted, st.perKind
+	func() bool {
+		p := d.phrases[id]
+		// Whole words: the phrase must not start or end inside a word.
+		start := end - d.kw.Len(id)
+		first, last := p.text[0], p.text[len(p.text)-1]
+		if wordByte(first) && start > 0 && start <= len(norm) && wordByte(norm[start-1]) {
+			return true
+		}
+		if wordByte(last) && end < len(norm) && wordByte(norm[end]) {
+			return true
+		}
+		if counted[id/64]&(1<<(id%64)) != 0 {
+			return true
+		}
+		counted[id/64] |= 1 << (id % 64)
+		if perKind[p.kindID] >= 2 { // a kind counts at most twice
+			return true
+		}
+		perKind[p.kindID]++
+		r.Score += p.weight
+		r.Hits = append(r.Hits, Hit{Phrase: p.text, Kind: p.kind, Weight: p.weight, End: end})
+		return true
+	}()
+}
+
+// Result returns the score.
+func (st *State) Result() Result {
+	r := st.r
+	r.Kinds = nil
+	for id, n := range st.perKind {
+		if n > 0 {
+			r.Kinds = append(r.Kinds, st.d.kinds[id])
+		}
+	}
+	sort.Strings(r.Kinds)
+	return r
+}
+
+// Severity maps a score to a severity (Info below LowScore).
+func Severity(score int) detect.Severity {
+	switch {
+	case score >= HighScore:
+		return detect.High
+	case score >= MediumScore:
+		return detect.Medium
+	case score >= LowScore:
+		return detect.Low
+	}
+	return detect.Info
+}
+
+// Scan returns a finding when text reads as instructions to the model.
+func (d *Detector) Scan(text, pointer string) []detect.Finding {
+	return d.Findings(text, d.Score(detect.Normalize(text)), pointer)
+}
+
+// Findings turns the score of text into findings.
+func (d *Detector) Findings(text string, r Result, pointer string) []detect.Finding {
+	sev := Severity(r.Score)
+	if sev == detect.Info {
+		return nil
+	}
+	// Weak pressure words alone never make a finding above low.
+	if sev > detect.Low && onlyKind(r, Pressure) && r.Score < HighScore {
+		sev = detect.Low
+	}
+	var phrases []string
+	for _, h := range r.Hits {
+		phrases = append(phrases, strings.TrimSpace(h.Phrase))
+	}
+	return []detect.Finding{{Detector: Name, Rule: strings.Join(r.Kinds, "+"), Severity: sev, Pointer: pointer,
+		Evidence: detect.Evidence(strings.Join(phrases, " | ")),
+		Message:  "the text addresses the model with instructions (" + strings.Join(r.Kinds, ", ") + ")",
+		Start:    0, End: len(text)}}
+}
+
+func onlyKind(r Result, kinds ...string) bool {
+	for _, k := range r.Kinds {
+		ok := false
+		for _, want := range kinds {
+			if k == want {
+				ok = true
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
