@@ -3,8 +3,11 @@ package identity
 import (
 	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,6 +15,7 @@ import (
 	"time"
 
 	"github.com/portcullis-mcp/portcullis/internal/store"
+	"github.com/portcullis-mcp/portcullis/internal/store/sqlite"
 )
 
 // memKeys is a KeyStore in memory that counts lookups.
@@ -221,5 +225,35 @@ func BenchmarkAPIKey(b *testing.B) {
 		if _, err := auth.Authenticate(r); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkAPIKeySQLite checks keys against a real SQLite store: "cached" is the steady
+// state (one store read per key per TTL), "uncached" reads the store on every request, as
+// the gateway would without the cache.
+func BenchmarkAPIKeySQLite(b *testing.B) {
+	st, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "p.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	tok, k, _ := NewKey("bench", []string{"g"}, time.Now())
+	if err := st.CreateKey(context.Background(), k); err != nil {
+		b.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		ttl  time.Duration
+	}{{"cached", time.Hour}, {"uncached", time.Nanosecond}} {
+		b.Run(tc.name, func(b *testing.B) {
+			keys := NewAPIKeys(st, tc.ttl, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			keys.touchDisabled = true
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := keys.Verify(context.Background(), tok); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
