@@ -112,6 +112,7 @@ type Event struct {
 	Method        string `json:"method,omitempty"`
 	Tool          string `json:"tool,omitempty"` // tool or prompt name, or resource URI
 	RequestID     string `json:"request_id,omitempty"`
+	Call          string `json:"call,omitempty"`       // on a response: the id of its request's event
 	Guard         string `json:"guard,omitempty"`      // the guard that refused the call
 	ErrorCode     int    `json:"error_code,omitempty"` // the JSON-RPC error code the client got
 	Message       string `json:"message,omitempty"`
@@ -154,6 +155,7 @@ func (e *Event) AppendBody(dst []byte) []byte {
 	dst = str(dst, "method", e.Method, false)
 	dst = str(dst, "tool", e.Tool, false)
 	dst = str(dst, "request_id", e.RequestID, false)
+	dst = str(dst, "call", e.Call, false)
 	dst = str(dst, "guard", e.Guard, false)
 	if e.ErrorCode != 0 {
 		dst = append(dst, `,"error_code":`...)

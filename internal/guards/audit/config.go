@@ -1,0 +1,382 @@
+package audit
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	trail "github.com/portcullis-mcp/portcullis/internal/audit"
+	"github.com/portcullis-mcp/portcullis/internal/guard"
+	"github.com/portcullis-mcp/portcullis/internal/metrics"
+)
+
+// Config is the guard's section, guards: audit: {...}.
+type Config struct {
+	// File is the JSONL trail. RotateBytes starts a new file past that size (0: never).
+	File        string `yaml:"file"`
+	RotateBytes int64  `yaml:"rotate_bytes"`
+	// Sync: fsync each batch of events before the calls in it go on (default true).
+	// false acknowledges once the kernel has the events: they survive a crash of the
+	// gateway but not of the machine.
+	Sync *bool `yaml:"sync"`
+	// KeyFile holds the per-install HMAC key (created when missing). Default: audit.key
+	// next to File, or $XDG_CONFIG_HOME/portcullis/audit.key.
+	KeyFile string `yaml:"key_file"`
+	// Arguments and Results: hashed (default: HMAC-SHA256 under the key), full, or omit.
+	Arguments string `yaml:"arguments"`
+	Results   string `yaml:"results"`
+	// Timeout bounds one write to one sink (default 5s).
+	Timeout time.Duration `yaml:"timeout"`
+
+	Syslog  *SyslogConfig  `yaml:"syslog"`
+	Webhook *WebhookConfig `yaml:"webhook"`
+}
+
+// SyslogConfig is guards.audit.syslog.
+type SyslogConfig struct {
+	Address    string `yaml:"address"` // host:port
+	TLS        bool   `yaml:"tls"`
+	CAFile     string `yaml:"ca_file"`
+	CertFile   string `yaml:"cert_file"`
+	KeyFile    string `yaml:"key_file"`
+	ServerName string `yaml:"server_name"`
+	Facility   int    `yaml:"facility"` // default 13 (log audit)
+	Format     string `yaml:"format"`   // json (default), cef, ocsf
+	QueueDir   string `yaml:"queue_dir"`
+}
+
+// WebhookConfig is guards.audit.webhook.
+type WebhookConfig struct {
+	URL      string            `yaml:"url"`
+	Secret   string            `yaml:"secret"` // signs bodies; use ${ENV} in the file
+	Headers  map[string]string `yaml:"headers"`
+	Format   string            `yaml:"format"` // json (default), cef, ocsf
+	QueueDir string            `yaml:"queue_dir"`
+	Timeout  time.Duration     `yaml:"timeout"`
+}
+
+// strict decodes a mapping node into v, refusing unknown keys (the config package checks
+// only the first level of a guard's section).
+func strict(n *yaml.Node, v any, known ...string) error {
+	if n.Kind != yaml.MappingNode {
+		return fmt.Errorf("line %d: must be a mapping", n.Line)
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if k := n.Content[i]; !slices.Contains(known, k.Value) {
+			return fmt.Errorf("line %d: unknown field %q (known: %s)", k.Line, k.Value, strings.Join(known, ", "))
+		}
+	}
+	return n.Decode(v)
+}
+
+// UnmarshalYAML decodes strictly.
+func (c *SyslogConfig) UnmarshalYAML(n *yaml.Node) error {
+	type plain SyslogConfig
+	return strict(n, (*plain)(c), "address", "tls", "ca_file", "cert_file", "key_file", "server_name", "facility", "format", "queue_dir")
+}
+
+// UnmarshalYAML decodes strictly.
+func (c *WebhookConfig) UnmarshalYAML(n *yaml.Node) error {
+	type plain WebhookConfig
+	return strict(n, (*plain)(c), "url", "secret", "headers", "format", "queue_dir", "timeout")
+}
+
+// Policy says how arguments or results are written.
+type Policy int
+
+const (
+	Hashed Policy = iota
+	Full
+	Omit
+)
+
+func parsePolicy(s string) (Policy, error) {
+	switch s {
+	case "", "hashed":
+		return Hashed, nil
+	case "full":
+		return Full, nil
+	case "omit":
+		return Omit, nil
+	}
+	return 0, fmt.Errorf("%q: want hashed, full or omit", s)
+}
+
+// Validate checks the section without I/O.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.File == "" && c.Syslog == nil && c.Webhook == nil {
+		errs = append(errs, errors.New("no sink: set file, syslog or webhook"))
+	}
+	if c.RotateBytes < 0 {
+		errs = append(errs, errors.New("rotate_bytes must not be negative"))
+	}
+	if _, err := parsePolicy(c.Arguments); err != nil {
+		errs = append(errs, fmt.Errorf("arguments: %w", err))
+	}
+	if _, err := parsePolicy(c.Results); err != nil {
+		errs = append(errs, fmt.Errorf("results: %w", err))
+	}
+	if c.Timeout < 0 {
+		errs = append(errs, errors.New("timeout must not be negative"))
+	}
+	if s := c.Syslog; s != nil {
+		if s.Address == "" {
+			errs = append(errs, errors.New("syslog.address is required"))
+		}
+		if _, err := trail.FormatByName(s.Format); err != nil {
+			errs = append(errs, fmt.Errorf("syslog.format: %w", err))
+		}
+		if s.QueueDir == "" && c.File == "" {
+			errs = append(errs, errors.New("syslog.queue_dir is required when there is no audit file"))
+		}
+	}
+	if w := c.Webhook; w != nil {
+		if w.URL == "" {
+			errs = append(errs, errors.New("webhook.url is required"))
+		}
+		if w.Secret == "" {
+			errs = append(errs, errors.New("webhook.secret is required (it signs the bodies)"))
+		}
+		if _, err := trail.FormatByName(w.Format); err != nil {
+			errs = append(errs, fmt.Errorf("webhook.format: %w", err))
+		}
+		if w.QueueDir == "" && c.File == "" {
+			errs = append(errs, errors.New("webhook.queue_dir is required when there is no audit file"))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) keyFile() string {
+	if c.KeyFile != "" {
+		return c.KeyFile
+	}
+	if c.File != "" {
+		return filepath.Join(filepath.Dir(c.File), "audit.key")
+	}
+	dir, err := os.UserConfigDir()
+	if err != nil {
+		dir = "."
+	}
+	return filepath.Join(dir, "portcullis", "audit.key")
+}
+
+func (c *Config) queueDir(name, set string) string {
+	if set != "" {
+		return set
+	}
+	return filepath.Join(filepath.Dir(c.File), "queue", name)
+}
+
+// spec is what identifies an open sink: the same spec on a reload keeps the same sink
+// (and its place in the chain, backlog and queue).
+func spec(kind string, v any) string {
+	b, _ := json.Marshal(v)
+	return kind + ":" + string(b)
+}
+
+// shared is the one broker of the process: the inbound and outbound chains, and the
+// chains of every reload, record into the same trail.
+var shared struct {
+	mu     sync.Mutex
+	broker *trail.Broker
+	sinks  map[string]trail.Sink
+	once   sync.Once
+}
+
+func init() {
+	guard.Register(Name, false, func(cfg guard.Config, env guard.Env) (guard.Middleware, error) {
+		var c Config
+		if cfg != nil {
+			if err := cfg.Decode(&c); err != nil {
+				return nil, err
+			}
+		}
+		if err := c.Validate(); err != nil {
+			return nil, err
+		}
+		logger := env.Logger
+		if logger == nil {
+			logger = slog.New(slog.DiscardHandler)
+		}
+		logger = logger.With("guard", Name)
+		b, err := Open(c, logger)
+		if err != nil {
+			return nil, err
+		}
+		key, err := trail.LoadKey(c.keyFile())
+		if err != nil {
+			return nil, err
+		}
+		args, _ := parsePolicy(c.Arguments)
+		res, _ := parsePolicy(c.Results)
+		return New(b, Options{Key: key, Arguments: args, Results: res}), nil
+	})
+}
+
+// Open returns the process's broker writing to the sinks c configures: sinks already
+// open with the same settings are kept, new ones are opened and probed, and ones no
+// longer configured are closed. It fails when no sink works: serve refuses to start, and a
+// reload keeps the running configuration.
+func Open(c Config, logger *slog.Logger) (*trail.Broker, error) {
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	if shared.sinks == nil {
+		shared.sinks = map[string]trail.Sink{}
+	}
+	type want struct {
+		key  string
+		open func() (trail.Sink, error)
+	}
+	var wants []want
+	if c.File != "" {
+		fo := trail.FileOptions{Path: c.File, RotateBytes: c.RotateBytes, NoSync: c.Sync != nil && !*c.Sync}
+		wants = append(wants, want{spec("file", fo), func() (trail.Sink, error) { return trail.OpenFile(fo) }})
+	}
+	noSync := c.Sync != nil && !*c.Sync
+	if s := c.Syslog; s != nil {
+		qd := c.queueDir("syslog", s.QueueDir)
+		wants = append(wants, want{spec("syslog", []any{s, qd, noSync}), func() (trail.Sink, error) {
+			f, _ := trail.FormatByName(s.Format)
+			d, err := trail.NewSyslog(trail.SyslogOptions{Address: s.Address, TLS: s.TLS, CAFile: s.CAFile, CertFile: s.CertFile,
+				KeyFile: s.KeyFile, ServerName: s.ServerName, Facility: s.Facility, Format: f})
+			if err != nil {
+				return nil, err
+			}
+			return trail.NewQueued(d, trail.QueueOptions{Dir: qd, NoSync: noSync, Logger: logger})
+		}})
+	}
+	if w := c.Webhook; w != nil {
+		qd := c.queueDir("webhook", w.QueueDir)
+		wants = append(wants, want{spec("webhook", []any{w, qd, noSync}), func() (trail.Sink, error) {
+			f, _ := trail.FormatByName(w.Format)
+			h := http.Header{}
+			for k, v := range w.Headers {
+				h.Set(k, v)
+			}
+			ct := ""
+			if strings.EqualFold(w.Format, "cef") {
+				ct = "text/plain; charset=utf-8"
+			}
+			d, err := trail.NewWebhook(trail.WebhookOptions{URL: w.URL, Secret: []byte(w.Secret), Header: h, Format: f, ContentType: ct, Timeout: w.Timeout})
+			if err != nil {
+				return nil, err
+			}
+			return trail.NewQueued(d, trail.QueueOptions{Dir: qd, NoSync: noSync, Logger: logger, Timeout: w.Timeout})
+		}})
+	}
+	var sinks, opened []trail.Sink
+	var errs []error
+	byKey := map[string]trail.Sink{}
+	working := 0
+	for _, w := range wants {
+		s, ok := shared.sinks[w.key]
+		if !ok {
+			var err error
+			if s, err = w.open(); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			opened = append(opened, s)
+		}
+		byKey[w.key] = s
+		sinks = append(sinks, s)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := s.Probe(ctx)
+		if q, isQ := s.(*trail.QueuedSink); isQ && err == nil && !ok {
+			if rerr := q.ProbeRemote(ctx); rerr != nil {
+				logger.Warn("audit receiver unreachable at start; events wait in its queue until it is up", "sink", s.Name(), "err", rerr)
+			}
+		}
+		cancel()
+		if err != nil {
+			logger.Error("audit sink does not work", "sink", s.Name(), "err", err)
+			errs = append(errs, fmt.Errorf("%s: %w", s.Name(), err))
+			continue
+		}
+		working++
+	}
+	closeOpened := func() {
+		for _, s := range opened {
+			s.Close()
+		}
+	}
+	if working == 0 {
+		closeOpened()
+		return nil, fmt.Errorf("audit is on but no sink works: %w", errors.Join(errs...))
+	}
+	if shared.broker == nil {
+		b, err := trail.NewBroker(sinks, trail.Options{Timeout: c.Timeout, Logger: logger})
+		if err != nil {
+			closeOpened()
+			return nil, err
+		}
+		shared.broker = b
+		shared.once.Do(func() { metrics.Default.OnScrape(scrape) })
+	} else {
+		shared.broker.SetSinks(sinks)
+	}
+	for k, s := range shared.sinks {
+		if _, keep := byKey[k]; !keep {
+			s.Close()
+		}
+	}
+	shared.sinks = byKey
+	return shared.broker, nil
+}
+
+// Close closes the process's broker (tests, and serve at exit).
+func Close() error {
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	if shared.broker == nil {
+		return nil
+	}
+	err := shared.broker.Close()
+	shared.broker = nil
+	shared.sinks = nil
+	return err
+}
+
+func scrape(w io.Writer) {
+	shared.mu.Lock()
+	b := shared.broker
+	var queued []*trail.QueuedSink
+	for _, s := range shared.sinks {
+		if q, ok := s.(*trail.QueuedSink); ok {
+			queued = append(queued, q)
+		}
+	}
+	shared.mu.Unlock()
+	if b == nil {
+		return
+	}
+	io.WriteString(w, "# HELP portcullis_audit_sink_failures_total Failed writes to an audit sink.\n# TYPE portcullis_audit_sink_failures_total counter\n")
+	stats := b.Stats()
+	for _, s := range stats {
+		metrics.Gauge(w, "portcullis_audit_sink_failures_total", float64(s.Failures), "sink", s.Name)
+	}
+	io.WriteString(w, "# HELP portcullis_audit_sink_backlog Events waiting in memory for a failing audit sink.\n# TYPE portcullis_audit_sink_backlog gauge\n")
+	for _, s := range stats {
+		metrics.Gauge(w, "portcullis_audit_sink_backlog", float64(s.Backlog), "sink", s.Name)
+	}
+	if len(queued) > 0 {
+		io.WriteString(w, "# HELP portcullis_audit_queue_bytes Bytes of events in an on-disk queue, not yet delivered.\n# TYPE portcullis_audit_queue_bytes gauge\n")
+		for _, q := range queued {
+			metrics.Gauge(w, "portcullis_audit_queue_bytes", float64(q.Pending()), "sink", q.Name())
+		}
+	}
+}
