@@ -16,7 +16,9 @@ import (
 	"time"
 
 	"github.com/portcullis-mcp/portcullis/internal/config"
+	auditguard "github.com/portcullis-mcp/portcullis/internal/guards/audit"
 	"github.com/portcullis-mcp/portcullis/internal/identity"
+	"github.com/portcullis-mcp/portcullis/internal/metrics"
 	"github.com/portcullis-mcp/portcullis/internal/transport/streamablehttp"
 )
 
@@ -73,6 +75,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		mux.Handle(identity.MetadataPath+"/mcp", auth.metadata)
 	}
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+	mux.Handle("/metrics", metrics.Handler()) // Prometheus; no labels name principals
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		fmt.Fprintf(stderr, "portcullis: listen: %v\n", err)
@@ -134,6 +137,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		logger.Warn("shutdown", "err", err)
 	}
 	srv.Close()
+	auditguard.Close()
 	logger.Info("stopped")
 	return 0
 }
