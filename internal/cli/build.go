@@ -17,6 +17,7 @@ import (
 	_ "github.com/portcullis-mcp/portcullis/internal/guards/audit"
 	_ "github.com/portcullis-mcp/portcullis/internal/guards/authz"
 	_ "github.com/portcullis-mcp/portcullis/internal/guards/detectargs"
+	_ "github.com/portcullis-mcp/portcullis/internal/guards/detectlistings"
 	_ "github.com/portcullis-mcp/portcullis/internal/guards/detectresults"
 	_ "github.com/portcullis-mcp/portcullis/internal/guards/limits"
 )

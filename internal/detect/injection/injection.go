@@ -159,10 +159,19 @@ type Detector struct {
 	kw      *detect.Keywords
 	phrases []phrase
 	kinds   []string // by kindID
+	caps    []int    // by kindID: how many phrases of the kind count
 }
 
-// New builds the detector with the built-in phrases and extra phrases of kind "custom".
-func New(extra map[string]int) *Detector {
+// Phrase is an extra phrase for New.
+type Phrase struct {
+	Text   string
+	Kind   string
+	Weight int
+	Cap    int // how many phrases of this kind count (0: 2)
+}
+
+// New builds the detector with the built-in phrases and extra ones.
+func New(extra []Phrase) *Detector {
 	d := &Detector{}
 	seen := map[string]bool{}
 	add := func(p phrase) {
@@ -180,13 +189,12 @@ func New(extra map[string]int) *Detector {
 			}
 		}
 	}
-	keys := make([]string, 0, len(extra))
-	for k := range extra {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		add(phrase{text: k, kind: "custom", weight: extra[k]})
+	caps := map[string]int{}
+	for _, e := range extra {
+		add(phrase{text: e.Text, kind: e.Kind, weight: e.Weight})
+		if e.Cap > 0 {
+			caps[e.Kind] = e.Cap
+		}
 	}
 	ids := map[string]int{}
 	for i, p := range d.phrases {
@@ -195,6 +203,13 @@ func New(extra map[string]int) *Detector {
 			d.kinds = append(d.kinds, p.kind)
 		}
 		d.phrases[i].kindID = ids[p.kind]
+	}
+	for _, k := range d.kinds {
+		c := caps[k]
+		if c == 0 {
+			c = 2
+		}
+		d.caps = append(d.caps, c)
 	}
 	texts := make([]string, len(d.phrases))
 	for i, p := range d.phrases {
@@ -285,7 +300,7 @@ func (st *State) Hit(id, end int) {
 			return true
 		}
 		counted[id/64] |= 1 << (id % 64)
-		if perKind[p.kindID] >= 2 { // a kind counts at most twice
+		if perKind[p.kindID] >= d.caps[p.kindID] { // a kind counts at most twice (by default)
 			return true
 		}
 		perKind[p.kindID]++
