@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -237,6 +238,7 @@ func (b *Broker) loop(pos Position) {
 	batch := make([]*pending, 0, b.opts.MaxBatch)
 	events := make([]*Event, 0, b.opts.MaxBatch)
 	var buf []byte
+	concurrent := false
 	for {
 		var first *pending
 		var ok bool
@@ -250,6 +252,11 @@ func (b *Broker) loop(pos Position) {
 			continue
 		}
 		batch = append(batch[:0], first)
+		if concurrent {
+			// Callers just acknowledged are about to send their next events: let them, so
+			// that one sync covers them all (group commit).
+			runtime.Gosched()
+		}
 	fill:
 		for len(batch) < b.opts.MaxBatch {
 			select {
@@ -262,6 +269,7 @@ func (b *Broker) loop(pos Position) {
 				break fill
 			}
 		}
+		concurrent = len(batch) > 1
 		start := pos
 		events = events[:0]
 		refusedBefore := b.refusedSince.Load()
