@@ -12,11 +12,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"os"
 	"path"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/portcullis-mcp/portcullis/internal/detect"
+	"github.com/portcullis-mcp/portcullis/internal/detect/canary"
 	"github.com/portcullis-mcp/portcullis/internal/detect/cmdinj"
 	"github.com/portcullis-mcp/portcullis/internal/detect/pathtrav"
 	"github.com/portcullis-mcp/portcullis/internal/detect/ssrf"
@@ -39,10 +42,11 @@ type Config struct {
 	ResolveTimeout  time.Duration   `yaml:"resolve_timeout"`  // default 500ms
 	CommandTools    []string        `yaml:"command_tools"`    // "server/tool" globs of tools that run commands (besides those detected)
 	Block           detect.Severity `yaml:"block"`            // refuse at or above (default high)
-	Disable         []string        `yaml:"disable"`          // detectors off: pathtrav, ssrf, cmdinj, secrets, canary
+	Disable         []string        `yaml:"disable"`          // detectors off: pathtrav, ssrf, cmdinj, canary
+	CanaryFile      string          `yaml:"canary_file"`      // canary tokens (default $PORTCULLIS_CANARY_FILE)
 }
 
-// Extra scans every string argument; canary and secret detectors plug in here.
+// Extra scans every string argument (canary tokens).
 type Extra func(value, pointer string) []detect.Finding
 
 // Options are what New needs besides the configuration.
@@ -55,12 +59,6 @@ type Options struct {
 // shared keeps listings across reloads.
 var shared = toolinfo.NewCatalog()
 
-// Extras registered by other detector packages (canary); appended at setup.
-var registeredExtras []func(Config) Extra
-
-// RegisterExtra adds an argument scanner built at setup (called from init functions).
-func RegisterExtra(f func(Config) Extra) { registeredExtras = append(registeredExtras, f) }
-
 func init() {
 	guard.Register(Name, true, func(cfg guard.Config, env guard.Env) (guard.Middleware, error) {
 		c := Config{Block: detect.High}
@@ -70,13 +68,32 @@ func init() {
 			}
 		}
 		o := Options{Catalog: shared, Logger: env.Logger}
-		for _, f := range registeredExtras {
-			if e := f(c); e != nil {
-				o.Extras = append(o.Extras, e)
+		if !slices.Contains(c.Disable, "canary") {
+			s, err := canaries(c.CanaryFile)
+			if err != nil {
+				return nil, err
+			}
+			if s != nil {
+				o.Extras = append(o.Extras, s.Scan)
 			}
 		}
 		return New(c, o)
 	})
+}
+
+// canaries loads the canary file (path, or $PORTCULLIS_CANARY_FILE); nil when none.
+func canaries(path string) (*canary.Scanner, error) {
+	if path == "" {
+		path = os.Getenv(canary.EnvFile)
+	}
+	if path == "" {
+		return nil, nil
+	}
+	f, err := canary.Load(path)
+	if err != nil {
+		return nil, fmt.Errorf("canary_file: %w", err)
+	}
+	return canary.NewScanner(f), nil
 }
 
 // Guard is the configured guard.
@@ -113,10 +130,10 @@ func Compile(c Config, o Options) (*Guard, error) {
 	off := map[string]bool{}
 	for _, d := range c.Disable {
 		switch d {
-		case "pathtrav", "ssrf", "cmdinj", "secrets", "canary":
+		case "pathtrav", "ssrf", "cmdinj", "canary":
 			off[d] = true
 		default:
-			return nil, fmt.Errorf("disable: unknown detector %q (pathtrav, ssrf, cmdinj, secrets, canary)", d)
+			return nil, fmt.Errorf("disable: unknown detector %q (pathtrav, ssrf, cmdinj, canary)", d)
 		}
 	}
 	if c.ResolveTimeout < 0 {

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/portcullis-mcp/portcullis/internal/detect"
+	"github.com/portcullis-mcp/portcullis/internal/detect/canary"
 	"github.com/portcullis-mcp/portcullis/internal/guard"
 	"github.com/portcullis-mcp/portcullis/internal/jsonrpc"
 )
@@ -131,5 +132,17 @@ func BenchmarkTypicalCall(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		g.Check(ctx, "fs", "read_file", true, args)
+	}
+}
+
+func TestCanaryRefused(t *testing.T) {
+	c, _ := canary.New(canary.Token, "", "planted in .env")
+	g, err := Compile(Config{Block: detect.High}, Options{Extras: []Extra{canary.NewScanner(&canary.File{Canaries: []canary.Canary{c}}).Scan}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := g.Check(context.Background(), "s", "http_post", true, []byte(`{"body":"token=`+c.Values[0]+`"}`))
+	if sev, _ := detect.Max(fs); sev != detect.Critical {
+		t.Errorf("findings %v, want a critical canary sighting", fs)
 	}
 }

@@ -12,9 +12,11 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 
 	"github.com/portcullis-mcp/portcullis/internal/detect"
+	"github.com/portcullis-mcp/portcullis/internal/detect/canary"
 	"github.com/portcullis-mcp/portcullis/internal/detect/injection"
 	"github.com/portcullis-mcp/portcullis/internal/detect/invisible"
 	"github.com/portcullis-mcp/portcullis/internal/detect/secrets"
@@ -45,15 +47,11 @@ type Config struct {
 	Invisible   string          `yaml:"invisible"`    // strip (default) | visible | alert | off
 	MinSeverity detect.Severity `yaml:"min_severity"` // findings below are ignored (default medium)
 	Methods     []string        `yaml:"methods"`      // default tools/call, resources/read, prompts/get
+	CanaryFile  string          `yaml:"canary_file"`  // canary tokens (default $PORTCULLIS_CANARY_FILE)
 }
 
 // Extra scans a string of a result; canary tokens plug in here. Its findings block.
 type Extra func(value, pointer string) []detect.Finding
-
-var registeredExtras []func() Extra
-
-// RegisterExtra adds a scanner built at setup (called from init functions).
-func RegisterExtra(f func() Extra) { registeredExtras = append(registeredExtras, f) }
 
 func init() {
 	guard.Register(Name, true, func(cfg guard.Config, env guard.Env) (guard.Middleware, error) {
@@ -64,9 +62,17 @@ func init() {
 			}
 		}
 		var extras []Extra
-		for _, f := range registeredExtras {
-			if e := f(); e != nil {
-				extras = append(extras, e)
+		path := c.CanaryFile
+		if path == "" {
+			path = os.Getenv(canary.EnvFile)
+		}
+		if path != "" {
+			f, err := canary.Load(path)
+			if err != nil {
+				return nil, fmt.Errorf("canary_file: %w", err)
+			}
+			if s := canary.NewScanner(f); s != nil {
+				extras = append(extras, s.Scan)
 			}
 		}
 		g, err := Compile(c, extras, env.Logger)
