@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 
 	"github.com/portcullis-mcp/portcullis/internal/detect"
 	"github.com/portcullis-mcp/portcullis/internal/detect/canary"
@@ -126,9 +127,7 @@ func Compile(c Config, extras []Extra, logger *slog.Logger) (*Guard, error) {
 		c.Methods = []string{"tools/call", "resources/read", "prompts/get"}
 	}
 	g := &Guard{c: c, methods: map[string]bool{}, extras: extras, secrets: secrets.Default, inj: injection.Default, log: logger}
-	sp := g.secrets.Patterns()
-	g.nsec = len(sp)
-	g.kw = detect.NewKeywords(append(sp, g.inj.Patterns()...))
+	g.kw, g.nsec = combined()
 	for _, m := range c.Methods {
 		g.methods[m] = true
 	}
@@ -138,6 +137,12 @@ func Compile(c Config, extras []Extra, logger *slog.Logger) (*Guard, error) {
 	g.log = g.log.With("guard", Name)
 	return g, nil
 }
+
+// combined is the automaton of the default detectors' keywords, built once.
+var combined = sync.OnceValues(func() (*detect.Keywords, int) {
+	sp := secrets.Default.Patterns()
+	return detect.NewKeywords(append(sp, injection.Default.Patterns()...)), len(sp)
+})
 
 // Middleware returns the guard around next.
 func (g *Guard) Middleware() guard.Middleware {
