@@ -96,6 +96,14 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
+	// Reload on SIGHUP and when the configuration file changes.
+	go watchFile(ctx, *cfgPath, 2*time.Second, func() {
+		logger.Info("configuration file changed; reloading", "file", *cfgPath)
+		select {
+		case hup <- syscall.SIGHUP:
+		default: // a reload is already pending
+		}
+	})
 	go func() {
 		for range hup {
 			ncfg, err := config.Load(*cfgPath)
