@@ -120,7 +120,11 @@ func TestDetectors(t *testing.T) {
 	if !strings.Contains(cfg, "[REDACTED:aws-access-key-id]") || !strings.Contains(cfg, "[REDACTED:github-token]") || !strings.Contains(cfg, "region = eu-west-1") {
 		t.Errorf("config = %q, want the secrets redacted and the rest kept", cfg)
 	}
-	if !strings.Contains(g.Stderr.String(), "finding in result") {
+	logged := func() bool { return strings.Contains(g.Stderr.String(), "finding in result") }
+	for deadline := time.Now().Add(5 * time.Second); !logged() && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !logged() {
 		t.Errorf("the gateway did not log the finding")
 	}
 }

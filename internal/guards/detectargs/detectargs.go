@@ -215,7 +215,7 @@ func Refusal(method, tool string, fs []detect.Finding) *guard.Refusal {
 			top = f
 		}
 	}
-	arg := strings.TrimPrefix(top.Pointer, "/")
+	arg := strings.TrimPrefix(strings.TrimPrefix(top.Pointer, "/arguments"), "/")
 	if i := strings.IndexByte(arg, '/'); i >= 0 {
 		arg = arg[:i]
 	}
