@@ -10,6 +10,7 @@
 #   BENCH_SESSIONS       session counts to measure (default "1 16 64")
 #   BENCH_PPROF=1        start the gateway with --pprof and profile its largest run
 #   BENCH_GATEWAY=0      measure the direct connection only
+#   BENCH_AUTH=1         the gateway requires an API key and evaluates an authz policy of 100 rules
 #   BENCH_GATEWAY_BIN    use this gateway binary instead of building ./cmd/portcullis
 #   BENCH_TOOL           tool to call (default: echo if the server has it, else test_simple_text)
 #   BENCH_ARGS           its arguments, a JSON object (default {"message":"hello"} for echo, else {})
@@ -98,7 +99,7 @@ wait_port() {
 list_tools() {
   local i
   for ((i = 0; i < 50; i++)); do
-    "$out/mcpload" -url "$1" -list >"$2" 2>"$2.err" && return 0
+    "$out/mcpload" -url "$1" "${@:3}" -list >"$2" 2>"$2.err" && return 0
     sleep 0.2
   done
   cat "$2.err" >&2
@@ -174,21 +175,46 @@ args=${BENCH_ARGS:-$default_args}
 gw_url=http://127.0.0.1:$gw_port/mcp
 gw_pid=""
 gw_tool=""
+gw_hdr=()
 if [ -n "$gw_bin" ]; then
-  cat >"$out/portcullis.yaml" <<EOF
+  if [ "${BENCH_AUTH:-0}" = 1 ]; then
+    # Authentication (an API key) and an authz policy of 100 rules: 99 that do not match
+    # this principal's call, then the one that allows it.
+    rm -f "$out/bench.db"*
+    {
+      echo "listen: 127.0.0.1:$gw_port"
+      echo "auth: {api_keys: true}"
+      echo "store: {driver: sqlite, path: $out/bench.db}"
+      echo "servers:"
+      echo "  - name: everything"
+      echo "    url: $direct_url"
+      echo "guards:"
+      echo "  authz:"
+      echo "    rules:"
+      for i in $(seq 1 99); do
+        printf '      - {name: rule-%d, effect: allow, tools: ["tool_%d"], when: %s}\n' "$i" "$i" "'\"group-$i\" in principal.groups && size(args) < 10'"
+      done
+      printf '      - {name: bench, effect: allow, when: %s}\n' "'\"bench\" in principal.groups'"
+    } >"$out/portcullis.yaml"
+    key=$("$gw_bin" keys create --config "$out/portcullis.yaml" --name bench --groups bench 2>&1 | grep -o 'pc_[A-Za-z0-9_-]*' | head -n 1)
+    [ -n "$key" ] || die "could not create an API key for BENCH_AUTH=1"
+    gw_hdr=(-header "Authorization: Bearer $key")
+  else
+    cat >"$out/portcullis.yaml" <<EOF
 listen: 127.0.0.1:$gw_port
 auth: none
 servers:
   - name: everything
     url: $direct_url
 EOF
+  fi
   gw_args=(serve --config "$out/portcullis.yaml")
   [ "$want_pprof" = 1 ] && gw_args+=(--pprof "127.0.0.1:$pprof_port")
   "$gw_bin" "${gw_args[@]}" >"$out/portcullis.log" 2>&1 &
   gw_pid=$!
   pids+=("$gw_pid")
   wait_port "$gw_port" "$gw_pid" "$out/portcullis.log"
-  list_tools "$gw_url" "$out/tools-gateway.txt"
+  list_tools "$gw_url" "$out/tools-gateway.txt" "${gw_hdr[@]}"
   gw_tool=${BENCH_GATEWAY_TOOL:-}
   if [ -z "$gw_tool" ]; then
     if grep -qxF "$tool" "$out/tools-gateway.txt"; then
@@ -211,7 +237,7 @@ load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 load() {
   local lp rc=0
   note "$1: $4 sessions, $duration (+$warmup warmup)"
-  "$out/mcpload" -url "$2" -tool "$3" -args "$args" -sessions "$4" \
+  "$out/mcpload" -url "$2" -tool "$3" -args "$args" -sessions "$4" "${@:5}" \
     -duration "$duration" -warmup "$warmup" -json >"$out/$1.json" &
   lp=$!
   pids+=("$lp")
@@ -245,7 +271,7 @@ for n in $sessions_list; do
     fi
   fi
   t0=$(proc_ticks "$gw_pid")
-  load "gateway-$n" "$gw_url" "$gw_tool" "$n"
+  load "gateway-$n" "$gw_url" "$gw_tool" "$n" "${gw_hdr[@]}"
   kill -0 "$gw_pid" 2>/dev/null || die "the gateway exited during the run (log: $out/portcullis.log)"
   t1=$(proc_ticks "$gw_pid")
   total=$(jnum "$out/gateway-$n.json" total_calls)
