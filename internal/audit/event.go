@@ -58,6 +58,8 @@ const (
 	CodeDeniedRegistry   = "PC5001W" // refused by registry
 	CodeDeniedApproval   = "PC6001W" // refused by approval (rejected or timed out)
 	CodeDeniedAudit      = "PC1902E" // refused because it could not be recorded (written on recovery)
+	CodeAuthFailed       = "PC7001W" // a request refused at the edge: authentication failed
+	CodeSessionMisuse    = "PC7002W" // a session id presented by a principal that does not own it
 )
 
 // DeniedCode returns the event code for a refusal by guard.

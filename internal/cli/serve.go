@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -15,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	trail "github.com/portcullis-mcp/portcullis/internal/audit"
 	"github.com/portcullis-mcp/portcullis/internal/config"
 	auditguard "github.com/portcullis-mcp/portcullis/internal/guards/audit"
 	"github.com/portcullis-mcp/portcullis/internal/identity"
@@ -67,6 +69,9 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	front := streamablehttp.New(g, streamablehttp.Options{
 		AllowedHosts: cfg.AllowedHosts, AllowedOrigins: cfg.AllowedOrigins, Logger: logger,
 		Authenticate: auth.authenticate,
+		OnSecurityEvent: func(ctx context.Context, e streamablehttp.SecurityEvent) {
+			recordSecurityEvent(ctx, logger, e)
+		},
 	})
 	mux := http.NewServeMux()
 	mux.Handle("/mcp", front)
@@ -148,4 +153,26 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	auditguard.Close()
 	logger.Info("stopped")
 	return 0
+}
+
+// recordSecurityEvent writes a refusal at the edge to the audit trail, when there is one.
+// The request was already refused: a failure to record it is logged, not fatal.
+func recordSecurityEvent(ctx context.Context, logger *slog.Logger, e streamablehttp.SecurityEvent) {
+	b := auditguard.Current()
+	if b == nil {
+		return
+	}
+	ev := &trail.Event{Kind: "security", Direction: "inbound", Decision: "denied", Message: e.Message,
+		Principal: e.Principal.ID, AuthMethod: e.Principal.Method, Session: e.Session}
+	switch e.Kind {
+	case "session-of-another-principal":
+		ev.Code = trail.CodeSessionMisuse
+		ev.Message = fmt.Sprintf("%s (owner %s/%s, from %s)", e.Message, e.Owner.Method, e.Owner.ID, e.Remote)
+	default:
+		ev.Code = trail.CodeAuthFailed
+		ev.Message = fmt.Sprintf("%s (from %s)", e.Message, e.Remote)
+	}
+	if err := b.Record(context.WithoutCancel(ctx), ev); err != nil {
+		logger.Error("could not record a refusal at the edge in the audit trail", "kind", e.Kind, "err", err)
+	}
 }

@@ -23,6 +23,9 @@ import (
 )
 
 type auditEvent struct {
+	Principal string `json:"principal"`
+	Session   string `json:"session"`
+	Message   string `json:"message"`
 	Seq       uint64 `json:"seq"`
 	ID        string `json:"id"`
 	Code      string `json:"code"`

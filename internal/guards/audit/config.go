@@ -227,6 +227,13 @@ func init() {
 	})
 }
 
+// Current returns the process's broker, or nil when no audit guard was set up.
+func Current() *trail.Broker {
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	return shared.broker
+}
+
 // Open returns the process's broker writing to the sinks c configures: sinks already
 // open with the same settings are kept, new ones are opened and probed, and ones no
 // longer configured are closed. It fails when no sink works: serve refuses to start, and a

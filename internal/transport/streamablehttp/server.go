@@ -37,6 +37,10 @@ type Options struct {
 	// ResumeWindow is how long a call whose client disconnected keeps running, waiting for
 	// the client to resume its stream with Last-Event-ID, before it is cancelled.
 	ResumeWindow time.Duration
+	// OnSecurityEvent, when set, is told of refusals at the edge that a security team wants
+	// in the audit trail: failed authentication, and a session id presented by a principal
+	// that does not own it.
+	OnSecurityEvent func(ctx context.Context, e SecurityEvent)
 	// Authenticate returns the principal of a request; nil means anonymous. A refusal is
 	// answered with the status and WWW-Authenticate challenge of an *identity.Error, and
 	// 401 for other errors.
@@ -104,6 +108,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 					w.Header().Set("WWW-Authenticate", ae.Challenge)
 				}
 			}
+			h.security(r, SecurityEvent{Kind: "authentication-failed", Message: err.Error()})
 			writeError(w, status, nil, jsonrpc.Errorf(jsonrpc.CodeInvalidRequest, "%v", err))
 			return
 		}
@@ -233,6 +238,24 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request, p identity.Princi
 	h.serveRequest(w, r, st, m, func(ctx context.Context) *jsonrpc.Message { return st.sess.Handle(ctx, m) }, true)
 }
 
+// SecurityEvent is a refusal at the edge, before any session or guard saw the request.
+type SecurityEvent struct {
+	Kind      string // "authentication-failed" or "session-of-another-principal"
+	Principal identity.Principal
+	Owner     identity.Principal // for a session of another principal: who owns it
+	Session   string
+	Remote    string
+	Message   string
+}
+
+func (h *Handler) security(r *http.Request, e SecurityEvent) {
+	if h.opts.OnSecurityEvent == nil {
+		return
+	}
+	e.Remote = r.RemoteAddr
+	h.opts.OnSecurityEvent(r.Context(), e)
+}
+
 func samePrincipal(a, b identity.Principal) bool { return a.ID == b.ID && a.Method == b.Method }
 
 // ownSession reports whether p owns the session, and logs an attempt to use another
@@ -244,6 +267,8 @@ func (h *Handler) ownSession(r *http.Request, st *sessionState, p identity.Princ
 	}
 	h.logger.Warn("session id presented by another principal", "http_method", r.Method, "session", st.sess.ID(),
 		"session_owner", owner.ID, "session_owner_method", owner.Method, "principal", p.ID, "principal_method", p.Method, "remote", r.RemoteAddr)
+	h.security(r, SecurityEvent{Kind: "session-of-another-principal", Principal: p, Owner: owner, Session: st.sess.ID(),
+		Message: "a session id was presented by a principal that does not own the session"})
 	return false
 }
 
