@@ -10,6 +10,7 @@ import (
 	"github.com/portcullis-mcp/portcullis/internal/gateway"
 	gt "github.com/portcullis-mcp/portcullis/internal/gateway/gatewaytest"
 	"github.com/portcullis-mcp/portcullis/internal/guard"
+	"github.com/portcullis-mcp/portcullis/internal/identity"
 	"github.com/portcullis-mcp/portcullis/internal/jsonrpc"
 )
 
@@ -238,5 +239,34 @@ func BenchmarkProxyCall(b *testing.B) {
 		if resp.Error != nil {
 			b.Fatal(resp.Error)
 		}
+	}
+}
+
+// Guards decide with the principal as the request's credentials say now: a session keeps
+// its owner, but groups that changed since the session opened are the ones that count,
+// and a request carrying another principal never borrows the session.
+func TestGuardsSeeTheRequestsPrincipal(t *testing.T) {
+	key, p := newProbe(t)
+	a, b := serverA(), serverB()
+	g, _ := newGateway(t, gateway.Options{Guards: map[string]guard.Config{probeGuard: yamlSection("probe: " + key)}}, a, b)
+	s, _ := openSession(t, g, &fakeClient{}) // opened by identity.Anonymous
+	now := identity.Principal{ID: identity.Anonymous.ID, Method: identity.Anonymous.Method, Groups: []string{"ops"}}
+	decode(t, s.Handle(identity.With(context.Background(), now), request("tools/call", `{"name":"b__y"}`)))
+	other := identity.Principal{ID: "mallory", Method: "apikey", Groups: []string{"admin"}}
+	decode(t, s.Handle(identity.With(context.Background(), other), request("tools/call", `{"name":"b__y"}`)))
+	var seen []identity.Principal
+	for _, c := range p.seen() {
+		if c.Msg.Method == "tools/call" {
+			seen = append(seen, c.Principal)
+		}
+	}
+	if len(seen) != 2 {
+		t.Fatalf("probe saw %d calls", len(seen))
+	}
+	if len(seen[0].Groups) != 1 || seen[0].Groups[0] != "ops" {
+		t.Errorf("first call: guard saw %+v, want the request's groups [ops]", seen[0])
+	}
+	if seen[1].ID != identity.Anonymous.ID || len(seen[1].Groups) != 0 {
+		t.Errorf("second call: guard saw %+v, want the session's owner, not mallory", seen[1])
 	}
 }

@@ -78,6 +78,7 @@ func UnsupportedVersion(requested string) *jsonrpc.Error {
 // HandleModern serves one request of a sessionless (2026-07-28) client. The caller has
 // validated it with CheckModern.
 func (g *Gateway) HandleModern(ctx context.Context, p identity.Principal, c Client, m *jsonrpc.Message) *jsonrpc.Message {
+	ctx = identity.With(ctx, p) // this request's groups and claims, not the pool's first
 	var resp *jsonrpc.Message
 	if m.Method == "server/discover" {
 		resp = g.discover(ctx, p, c, m)

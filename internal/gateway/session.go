@@ -143,7 +143,14 @@ func (s *Session) Handle(ctx context.Context, m *jsonrpc.Message) *jsonrpc.Messa
 	s.lastUse = time.Now()
 	s.mu.Unlock()
 	ctx = context.WithValue(ctx, sessionKey{}, s)
-	ctx = identity.With(ctx, s.principal)
+	// The principal of this request, as its credentials say now (groups and claims can
+	// change while a session lives); a session only ever serves the principal it was
+	// opened for.
+	p := s.principal
+	if rp, ok := identity.Lookup(ctx); ok && rp.ID == p.ID && rp.Method == p.Method {
+		p = rp
+	}
+	ctx = identity.With(ctx, p)
 	if m.IsRequest() {
 		ctx2, cancel := context.WithCancelCause(ctx)
 		defer cancel(nil)
@@ -192,7 +199,7 @@ func (s *Session) handle(ctx context.Context, m *jsonrpc.Message) *jsonrpc.Messa
 		}
 		return nil
 	}
-	call := &guard.Call{Msg: m, Direction: guard.Inbound, Session: s.id, Principal: s.principal, Era: s.era}
+	call := &guard.Call{Msg: m, Direction: guard.Inbound, Session: s.id, Principal: identity.From(ctx), Era: s.era}
 	if err := s.route(call); err != nil {
 		return s.errorResponse(m, err)
 	}

@@ -26,6 +26,12 @@ func With(ctx context.Context, p Principal) context.Context {
 	return context.WithValue(ctx, ctxKey{}, p)
 }
 
+// Lookup returns the principal in ctx, if any.
+func Lookup(ctx context.Context) (Principal, bool) {
+	p, ok := ctx.Value(ctxKey{}).(Principal)
+	return p, ok
+}
+
 // From returns the principal in ctx, or Anonymous.
 func From(ctx context.Context) Principal {
 	if p, ok := ctx.Value(ctxKey{}).(Principal); ok {

@@ -235,7 +235,7 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request, p identity.Princi
 		w.WriteHeader(http.StatusAccepted)
 		return
 	}
-	h.serveRequest(w, r, st, m, func(ctx context.Context) *jsonrpc.Message { return st.sess.Handle(ctx, m) }, true)
+	h.serveRequest(w, r, st, m, func(ctx context.Context) *jsonrpc.Message { return st.sess.Handle(identity.With(ctx, p), m) }, true)
 }
 
 // SecurityEvent is a refusal at the edge, before any session or guard saw the request.
