@@ -101,7 +101,9 @@ func TestDenied(t *testing.T) {
 
 func TestInternalErrorIncident(t *testing.T) {
 	f := newFixture(t, auditguard.Options{})
-	f.inner = func(context.Context, *guard.Call) (*jsonrpc.Message, error) { return nil, errors.New("db password wrong") }
+	f.inner = func(context.Context, *guard.Call) (*jsonrpc.Message, error) {
+		return nil, errors.New("db password wrong")
+	}
 	_, err := f.h.Handle(context.Background(), call(`{}`))
 	je, incident := guard.ErrorFor(err)
 	out := f.sink.Events()[1]
