@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"strings"
@@ -336,10 +337,18 @@ func (c *Config) validate() error {
 			errs = append(errs, c.at(fmt.Sprintf("unknown transport %q (streamable-http or sse)", s.Transport), "servers", i, "transport"))
 		}
 		for k, v := range s.Env {
-			s.Env[k] = os.ExpandEnv(v)
+			val, err := c.expand(v)
+			if err != nil {
+				errs = append(errs, c.at(err.Error(), "servers", i, "env", k))
+			}
+			s.Env[k] = val
 		}
 		for k, v := range s.Headers {
-			s.Headers[k] = os.ExpandEnv(v)
+			val, err := c.expand(v)
+			if err != nil {
+				errs = append(errs, c.at(err.Error(), "servers", i, "headers", k))
+			}
+			s.Headers[k] = val
 		}
 	}
 	switch c.Log.Level {
@@ -353,6 +362,30 @@ func (c *Config) validate() error {
 		errs = append(errs, c.at(fmt.Sprintf("unknown format %q", c.Log.Format), "log", "format"))
 	}
 	return errors.Join(errs...)
+}
+
+// expand replaces ${VAR} with the gateway's environment variable VAR and ${file:PATH}
+// with the contents of the file at PATH (a secret file, such as a mounted Kubernetes or
+// Docker secret; one trailing newline is dropped; a relative path is relative to the
+// configuration file). Secrets thus stay out of the configuration.
+func (c *Config) expand(v string) (string, error) {
+	var ferr error
+	out := os.Expand(v, func(name string) string {
+		path, ok := strings.CutPrefix(name, "file:")
+		if !ok {
+			return os.Getenv(name)
+		}
+		if !filepath.IsAbs(path) {
+			path = filepath.Join(filepath.Dir(c.File), path)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			ferr = fmt.Errorf("secret file: %w", err)
+			return ""
+		}
+		return strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+	})
+	return out, ferr
 }
 
 // Section is one guard's configuration, decoded strictly by the guard itself.

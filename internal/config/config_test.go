@@ -431,3 +431,32 @@ func TestLoopbackAddr(t *testing.T) {
 		}
 	}
 }
+
+func TestSecretFiles(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "token"), []byte("from-a-file\n"), 0o600)
+	file := filepath.Join(dir, "portcullis.yaml")
+	yaml := `auth: none
+servers:
+  - name: remote
+    url: https://mcp.example.com/mcp
+    headers: {Authorization: "Bearer ${file:token}"}
+  - name: local
+    command: server
+    env: {API_TOKEN: "${file:` + filepath.Join(dir, "token") + `}"}
+`
+	c, err := Parse(file, []byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Servers[0].Headers["Authorization"]; got != "Bearer from-a-file" {
+		t.Errorf("header = %q", got)
+	}
+	if got := c.Servers[1].Env["API_TOKEN"]; got != "from-a-file" {
+		t.Errorf("env = %q", got)
+	}
+	_, err = Parse(file, []byte(strings.Replace(yaml, "${file:token}", "${file:missing}", 1)))
+	if err == nil || !strings.Contains(err.Error(), "portcullis.yaml:5") || !strings.Contains(err.Error(), "servers[0].headers.Authorization") || !strings.Contains(err.Error(), "secret file") {
+		t.Errorf("missing secret file: %v", err)
+	}
+}
