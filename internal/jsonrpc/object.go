@@ -70,6 +70,13 @@ func skipWS(d []byte, i int) int {
 	return i
 }
 
+// Skip returns the index just past the JSON value that starts at or after i (white space
+// first is skipped). d must hold valid JSON, as every message that passed Decode does.
+func Skip(d []byte, i int) int { return skip(d, i) }
+
+// SkipSpace returns the index of the first byte at or after i that is not JSON white space.
+func SkipSpace(d []byte, i int) int { return skipWS(d, i) }
+
 // span locates one member of an object: the key's start and the value's bounds.
 type span struct{ keyStart, valStart, valEnd int }
 

@@ -3,6 +3,7 @@ package policy
 import (
 	"bytes"
 	"encoding/json"
+	"github.com/portcullis-mcp/portcullis/internal/jsonrpc"
 	"reflect"
 	"strconv"
 
@@ -108,85 +109,33 @@ func fixNumbers(v any) any {
 	return v
 }
 
-// Scanning helpers over valid JSON.
-
-func skipSpace(d []byte, i int) int {
-	for i < len(d) && (d[i] == ' ' || d[i] == '\t' || d[i] == '\n' || d[i] == '\r') {
-		i++
-	}
-	return i
-}
-
-// skipValue returns the index just past the value at i (i at its first byte).
-func skipValue(d []byte, i int) int {
-	if i >= len(d) {
-		return len(d)
-	}
-	switch d[i] {
-	case '"':
-		for i++; i < len(d); i++ {
-			switch d[i] {
-			case '\\':
-				i++
-			case '"':
-				return i + 1
-			}
-		}
-		return len(d)
-	case '{', '[':
-		depth := 0
-		for i < len(d) {
-			switch d[i] {
-			case '"':
-				i = skipValue(d, i)
-				continue
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					return i + 1
-				}
-			}
-			i++
-		}
-		return len(d)
-	}
-	for i < len(d) {
-		switch d[i] {
-		case ',', '}', ']', ' ', '\t', '\n', '\r':
-			return i
-		}
-		i++
-	}
-	return i
-}
+// Scanning over valid JSON uses the jsonrpc package's helpers.
 
 // members calls fn with each member's raw key (quoted) and raw value; fn returns false to
 // stop.
 func members(obj []byte, fn func(key, val []byte) bool) {
-	i := skipSpace(obj, 0)
+	i := jsonrpc.SkipSpace(obj, 0)
 	if i >= len(obj) || obj[i] != '{' {
 		return
 	}
 	i++
 	for {
-		i = skipSpace(obj, i)
+		i = jsonrpc.SkipSpace(obj, i)
 		if i >= len(obj) || obj[i] != '"' {
 			return
 		}
-		ke := skipValue(obj, i)
+		ke := jsonrpc.Skip(obj, i)
 		key := obj[i:ke]
-		i = skipSpace(obj, ke)
+		i = jsonrpc.SkipSpace(obj, ke)
 		if i >= len(obj) || obj[i] != ':' {
 			return
 		}
-		vs := skipSpace(obj, i+1)
-		ve := skipValue(obj, vs)
+		vs := jsonrpc.SkipSpace(obj, i+1)
+		ve := jsonrpc.Skip(obj, vs)
 		if ve <= vs || !fn(key, obj[vs:ve]) {
 			return
 		}
-		i = skipSpace(obj, ve)
+		i = jsonrpc.SkipSpace(obj, ve)
 		if i >= len(obj) || obj[i] != ',' {
 			return
 		}
@@ -196,21 +145,21 @@ func members(obj []byte, fn func(key, val []byte) bool) {
 
 // elements calls fn with each element of arr; fn returns false to stop.
 func elements(arr []byte, fn func(val []byte) bool) {
-	i := skipSpace(arr, 0)
+	i := jsonrpc.SkipSpace(arr, 0)
 	if i >= len(arr) || arr[i] != '[' {
 		return
 	}
-	i = skipSpace(arr, i+1)
+	i = jsonrpc.SkipSpace(arr, i+1)
 	if i < len(arr) && arr[i] == ']' {
 		return
 	}
 	for i < len(arr) {
-		vs := skipSpace(arr, i)
-		ve := skipValue(arr, vs)
+		vs := jsonrpc.SkipSpace(arr, i)
+		ve := jsonrpc.Skip(arr, vs)
 		if ve <= vs || !fn(arr[vs:ve]) {
 			return
 		}
-		i = skipSpace(arr, ve)
+		i = jsonrpc.SkipSpace(arr, ve)
 		if i >= len(arr) || arr[i] != ',' {
 			return
 		}
