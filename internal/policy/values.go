@@ -3,12 +3,13 @@ package policy
 import (
 	"bytes"
 	"encoding/json"
-	"github.com/portcullis-mcp/portcullis/internal/jsonrpc"
 	"reflect"
 	"strconv"
 
 	"cel.dev/cel-go/common/types"
 	"cel.dev/cel-go/common/types/ref"
+
+	"github.com/portcullis-mcp/portcullis/internal/jsonrpc"
 	"cel.dev/cel-go/common/types/traits"
 )
 
