@@ -8,9 +8,9 @@ import (
 
 	"cel.dev/cel-go/common/types"
 	"cel.dev/cel-go/common/types/ref"
+	"cel.dev/cel-go/common/types/traits"
 
 	"github.com/portcullis-mcp/portcullis/internal/jsonrpc"
-	"cel.dev/cel-go/common/types/traits"
 )
 
 // This file gives CEL lazy views of raw JSON: a rule reading args.path looks up "path" in
