@@ -176,3 +176,16 @@ func BenchmarkLookup(b *testing.B) {
 		}
 	}
 }
+
+func TestSetMeta(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{`{"a":1}`, `{"a":1,"_meta":{"k":true}}`},
+		{`{"_meta":{"x":1},"a":1}`, `{"_meta":{"x":1,"k":true},"a":1}`},
+		{`{"_meta":null}`, `{"_meta":{"k":true}}`},
+	} {
+		got, err := SetMeta([]byte(tt.in), "k", []byte("true"))
+		if err != nil || string(got) != tt.want {
+			t.Errorf("SetMeta(%s) = %s, %v; want %s", tt.in, got, err, tt.want)
+		}
+	}
+}

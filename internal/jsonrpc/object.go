@@ -273,5 +273,19 @@ func Elements(arr []byte, fn func(elem []byte) bool) error {
 	return nil
 }
 
+// SetMeta returns obj with member key of its _meta object set to val, creating _meta
+// when obj has none (or one that is not an object).
+func SetMeta(obj []byte, key string, val []byte) ([]byte, error) {
+	meta, ok := Lookup(obj, "_meta")
+	if !ok || len(meta) == 0 || meta[0] != '{' {
+		meta = []byte("{}")
+	}
+	nm, err := Set(meta, key, val)
+	if err != nil {
+		return nil, err
+	}
+	return Set(obj, "_meta", nm)
+}
+
 // Quote returns s as a JSON string.
 func Quote(s string) json.RawMessage { return AppendQuote(nil, s) }

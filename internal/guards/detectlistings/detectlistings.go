@@ -208,19 +208,7 @@ func (g *Guard) Instructions(ctx context.Context, c *guard.Call, result []byte) 
 }
 
 func annotate(item []byte, fs []detect.Finding) []byte {
-	list := detect.MarshalFindings(fs)
-	meta, ok := jsonrpc.Lookup(item, "_meta")
-	var nm []byte
-	var err error
-	if ok && len(meta) > 0 && meta[0] == '{' {
-		nm, err = jsonrpc.Set(meta, MetaKey, list)
-	} else {
-		nm, err = jsonrpc.Set([]byte("{}"), MetaKey, list)
-	}
-	if err != nil {
-		return item
-	}
-	out, err := jsonrpc.Set(item, "_meta", nm)
+	out, err := jsonrpc.SetMeta(item, MetaKey, detect.MarshalFindings(fs))
 	if err != nil {
 		return item
 	}

@@ -311,19 +311,7 @@ func (g *Guard) Inspect(result []byte) ([]byte, []detect.Finding, []detect.Findi
 
 // annotate lists findings in the result's _meta.
 func annotate(result []byte, fs []detect.Finding) []byte {
-	list := detect.MarshalFindings(fs)
-	meta, ok := jsonrpc.Lookup(result, "_meta")
-	var nm []byte
-	var err error
-	if ok && len(meta) > 0 && meta[0] == '{' {
-		nm, err = jsonrpc.Set(meta, MetaKey, list)
-	} else {
-		nm, err = jsonrpc.Set([]byte("{}"), MetaKey, list)
-	}
-	if err != nil {
-		return result
-	}
-	out, err := jsonrpc.Set(result, "_meta", nm)
+	out, err := jsonrpc.SetMeta(result, MetaKey, detect.MarshalFindings(fs))
 	if err != nil {
 		return result
 	}
