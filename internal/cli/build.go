@@ -11,6 +11,7 @@ import (
 	"github.com/portcullis-mcp/portcullis/internal/gateway"
 	"github.com/portcullis-mcp/portcullis/internal/guard"
 	"github.com/portcullis-mcp/portcullis/internal/jsonrpc"
+	"github.com/portcullis-mcp/portcullis/internal/store"
 	"github.com/portcullis-mcp/portcullis/internal/upstream"
 
 	// Guards register themselves.
@@ -23,7 +24,8 @@ import (
 )
 
 // buildGateway turns a configuration into a gateway; only names (when set) are fronted.
-func buildGateway(cfg *config.Config, logger *slog.Logger, only ...string) (*gateway.Gateway, error) {
+// st is the store the guards share (pins, approvals, quotas, audit).
+func buildGateway(cfg *config.Config, logger *slog.Logger, st store.Store, only ...string) (*gateway.Gateway, error) {
 	lim := jsonrpc.Limits{MaxBytes: cfg.MaxMessageBytes, MaxDepth: cfg.MaxDepth}
 	var servers []gateway.Server
 	for _, s := range cfg.Servers {
@@ -41,6 +43,7 @@ func buildGateway(cfg *config.Config, logger *slog.Logger, only ...string) (*gat
 		Limits:  lim,
 		Logger:  logger,
 		Version: version(),
+		Store:   st,
 
 		SessionIdleTimeout: cfg.SessionIdleTimeout,
 		MaxSessions:        cfg.MaxSessions,

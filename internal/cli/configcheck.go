@@ -19,7 +19,7 @@ func init() {
 			fmt.Fprintf(stderr, "%v\n", err)
 			return 1
 		}
-		g, err := buildGateway(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		g, err := buildGateway(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 		if err != nil {
 			fmt.Fprintf(stderr, "%v\n", err)
 			return 1

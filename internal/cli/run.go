@@ -36,14 +36,20 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	logger := newLogger(cfg, stderr) // stdout carries the protocol
-	g, err := buildGateway(cfg, logger, fs.Arg(0))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	st, _, err := openStore(ctx, cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "portcullis: %v\n", err)
+		return 1
+	}
+	defer st.Close()
+	g, err := buildGateway(cfg, logger, st, fs.Arg(0))
 	if err != nil {
 		fmt.Fprintf(stderr, "portcullis: %v\n", err)
 		return 1
 	}
 	p := osPrincipal()
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
 	if err := stdio.Serve(ctx, g, os.Stdin, stdout, p); err != nil {
 		logger.Error("stdio session ended", "err", err)
 	}

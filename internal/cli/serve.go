@@ -61,7 +61,15 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer auth.Close()
-	g, err := buildGateway(cfg, logger)
+	st := auth.store
+	if st == nil {
+		if st, _, err = openStore(ctx, cfg); err != nil {
+			fmt.Fprintf(stderr, "portcullis: %v\n", err)
+			return 1
+		}
+		defer st.Close()
+	}
+	g, err := buildGateway(cfg, logger, st)
 	if err != nil {
 		fmt.Fprintf(stderr, "portcullis: %v\n", err)
 		return 1

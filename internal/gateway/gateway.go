@@ -18,6 +18,7 @@ import (
 	"github.com/portcullis-mcp/portcullis/internal/identity"
 	"github.com/portcullis-mcp/portcullis/internal/jsonrpc"
 	"github.com/portcullis-mcp/portcullis/internal/mcp"
+	"github.com/portcullis-mcp/portcullis/internal/store"
 	"github.com/portcullis-mcp/portcullis/internal/upstream"
 )
 
@@ -36,6 +37,8 @@ type Options struct {
 	Limits  jsonrpc.Limits
 	Logger  *slog.Logger
 	Version string
+	// Store is handed to the guards (guard.Env.Store); nil when none is configured.
+	Store store.Store
 	// StartTimeout bounds how long a new session waits for its servers' handshakes.
 	StartTimeout time.Duration
 	// SessionIdleTimeout closes a session (and its server sessions) that saw no message
@@ -135,7 +138,7 @@ func (g *Gateway) reap() {
 // SetGuards builds new chains from guard sections and swaps them in; on error the old
 // chains stay.
 func (g *Gateway) SetGuards(sections map[string]guard.Config) error {
-	env := guard.Env{Logger: g.logger}
+	env := guard.Env{Logger: g.logger, Store: g.opts.Store}
 	in, names, err := guard.Build(guard.HandlerFunc(g.terminal), sections, env)
 	if err != nil {
 		return err

@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+
+	"github.com/portcullis-mcp/portcullis/internal/store"
 )
 
 // Config decodes a guard's own section of the configuration into v, strictly.
@@ -15,6 +17,10 @@ type Config interface {
 // Env is what a guard's setup gets besides its configuration.
 type Env struct {
 	Logger *slog.Logger
+	// Store is the gateway's durable state (pins, approvals, quotas, audit), shared by
+	// every guard and by the commands that settle things from another process. It is nil
+	// in tests that build chains without one: a guard that needs it refuses to set up.
+	Store store.Store
 }
 
 // Setup builds a guard from its configuration. cfg is nil when the section is absent and
