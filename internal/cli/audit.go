@@ -31,12 +31,16 @@ const auditUsage = `Usage:
 
 Filters: --since T --until T (RFC 3339, or a duration back from now: 1h),
   --principal P --server S --tool T --method M --decision allowed|denied|failed --code PC2001W
-The trail is guards.audit.file of --config (default portcullis.yaml), or --file.
+The trail is guards.audit.file of --config (default portcullis.yaml), or --file; when
+guards.audit writes only to the store (its default sink), or with --store, the commands
+read the store of --config (every chain, or --chain NAME).
 `
 
 type auditFlags struct {
 	fs                                              *flag.FlagSet
 	file, cfg                                       *string
+	useStore                                        *bool
+	chain                                           *string
 	jsonOut                                         *bool
 	since, until                                    *string
 	principal, server, tool, method, decision, code *string
@@ -54,6 +58,8 @@ func newAuditFlags(name string, stderr io.Writer) *auditFlags {
 	a.file = fs.String("file", "", "the audit trail (its live file; rotated files are found next to it)")
 	a.cfg = fs.String("config", "portcullis.yaml", "configuration file naming guards.audit.file")
 	a.jsonOut = fs.Bool("json", false, "JSON output")
+	a.useStore = fs.Bool("store", false, "read the trail from the store of --config")
+	a.chain = fs.String("chain", "", "with the store: only this chain (default: every chain)")
 	if name != "verify" {
 		a.since = fs.String("since", "", "events at or after this time (RFC 3339) or this long ago (1h)")
 		a.until = fs.String("until", "", "events before this time or this long ago")
@@ -111,27 +117,34 @@ func parseWhen(s string) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("%q is neither a time (RFC 3339) nor a duration", s)
 }
 
-// path finds the trail: --file, or guards.audit.file of the configuration.
-func (a *auditFlags) path() (string, error) {
+// path finds the trail: --file, or guards.audit.file of the configuration. It returns the
+// configuration instead (and no path) when the trail is to be read from the store.
+func (a *auditFlags) path() (string, *config.Config, error) {
 	if *a.file != "" {
-		return *a.file, nil
+		return *a.file, nil, nil
 	}
 	cfg, err := config.Load(*a.cfg)
 	if err != nil {
-		return "", fmt.Errorf("%w (or name the trail with --file)", err)
+		return "", nil, fmt.Errorf("%w (or name the trail with --file)", err)
+	}
+	if *a.useStore {
+		return "", cfg, nil
 	}
 	sec, ok := cfg.GuardSections()[auditguard.Name]
 	if !ok {
-		return "", fmt.Errorf("%s: no guards.audit section (or name the trail with --file)", cfg.File)
+		return "", nil, fmt.Errorf("%s: no guards.audit section (or name the trail with --file, or read the store with --store)", cfg.File)
 	}
 	var c auditguard.Config
 	if err := sec.Decode(&c); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	if c.File == "" {
-		return "", fmt.Errorf("%s: guards.audit has no file (syslog and webhook copies are read where they go)", cfg.File)
+		if c.Syslog == nil && c.Webhook == nil || c.Store != nil {
+			return "", cfg, nil // the store is the trail
+		}
+		return "", nil, fmt.Errorf("%s: guards.audit has no file and no store (syslog and webhook copies are read where they go)", cfg.File)
 	}
-	return c.File, nil
+	return c.File, nil, nil
 }
 
 func (a *auditFlags) match(e *trail.Event) bool {
@@ -167,10 +180,13 @@ func auditCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "portcullis audit %s: %v\n", sub, err)
 		return 2
 	}
-	path, err := a.path()
+	path, cfg, err := a.path()
 	if err != nil {
 		fmt.Fprintf(stderr, "portcullis audit %s: %v\n", sub, err)
 		return 1
+	}
+	if cfg != nil {
+		return auditStore(a, sub, cfg, stdout, stderr)
 	}
 	files, err := trail.Files(path)
 	if err != nil {

@@ -1,11 +1,13 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
 
 	"github.com/portcullis-mcp/portcullis/internal/config"
+	"github.com/portcullis-mcp/portcullis/internal/store/sqlite"
 )
 
 func init() {
@@ -19,7 +21,15 @@ func init() {
 			fmt.Fprintf(stderr, "%v\n", err)
 			return 1
 		}
-		g, err := buildGateway(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+		// The guards are built against an empty in-memory store: a check must not create
+		// or change the real one.
+		st, err := sqlite.Open(context.Background(), ":memory:")
+		if err != nil {
+			fmt.Fprintf(stderr, "%v\n", err)
+			return 1
+		}
+		defer st.Close()
+		g, err := buildGateway(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), st)
 		if err != nil {
 			fmt.Fprintf(stderr, "%v\n", err)
 			return 1

@@ -27,6 +27,8 @@ type Store interface {
 	// TouchKey records that the key was used at at (LastUsed only moves forward).
 	TouchKey(ctx context.Context, id string, at time.Time) error
 
+	AuditLog
+
 	// Close releases the store.
 	Close() error
 }

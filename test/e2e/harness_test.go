@@ -329,6 +329,9 @@ type GatewayConfig struct {
 	Servers         []ServerConfig
 	Guards          string
 	MaxMessageBytes int
+	// Store is the store's path (pins, approvals, audit); writeConfig puts one in the
+	// configuration's directory when empty, so that no test uses the home directory's.
+	Store string
 }
 
 func q(s string) string { return strconv.Quote(s) } // a YAML double-quoted scalar
@@ -340,6 +343,9 @@ func (c GatewayConfig) YAML() string {
 		fmt.Fprintf(&b, "listen: %s\n", q(c.Listen))
 	}
 	b.WriteString("auth: none\nlog:\n  level: debug\n")
+	if c.Store != "" {
+		fmt.Fprintf(&b, "store: {path: %s}\n", q(c.Store))
+	}
 	if c.MaxMessageBytes > 0 {
 		fmt.Fprintf(&b, "max_message_bytes: %d\n", c.MaxMessageBytes)
 	}
@@ -388,7 +394,11 @@ func (c GatewayConfig) YAML() string {
 // with `portcullis config check`.
 func writeConfig(t *testing.T, c GatewayConfig) string {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "portcullis.yaml")
+	dir := t.TempDir()
+	path := filepath.Join(dir, "portcullis.yaml")
+	if c.Store == "" {
+		c.Store = filepath.Join(dir, "portcullis.db")
+	}
 	if err := os.WriteFile(path, []byte(c.YAML()), 0o644); err != nil {
 		t.Fatal(err)
 	}

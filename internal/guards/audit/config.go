@@ -20,6 +20,7 @@ import (
 	trail "github.com/portcullis-mcp/portcullis/internal/audit"
 	"github.com/portcullis-mcp/portcullis/internal/guard"
 	"github.com/portcullis-mcp/portcullis/internal/metrics"
+	"github.com/portcullis-mcp/portcullis/internal/store"
 )
 
 // Config is the guard's section, guards: audit: {...}.
@@ -42,6 +43,39 @@ type Config struct {
 
 	Syslog  *SyslogConfig  `yaml:"syslog"`
 	Webhook *WebhookConfig `yaml:"webhook"`
+	// Store writes the trail into the gateway's store (the default sink when no other is
+	// set): searchable by the audit command and the dashboard, shared by a fleet.
+	Store *StoreConfig `yaml:"store"`
+}
+
+// StoreConfig is guards.audit.store.
+type StoreConfig struct {
+	// Chain names this process's hash chain (default: the host name). Every process
+	// writing to one store needs its own: replicas of a fleet, or two gateways on a host.
+	Chain string `yaml:"chain"`
+}
+
+// UnmarshalYAML decodes strictly; `store: true` is `store: {}`.
+func (c *StoreConfig) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!bool" {
+		if n.Value != "true" {
+			return fmt.Errorf("line %d: store: write true or a mapping ({chain: NAME}); leave it out to not use the store", n.Line)
+		}
+		return nil
+	}
+	type plain StoreConfig
+	return strict(n, (*plain)(c), "chain")
+}
+
+func (c *StoreConfig) chain() string {
+	if c.Chain != "" {
+		return c.Chain
+	}
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "default"
+	}
+	return h
 }
 
 // SyslogConfig is guards.audit.syslog.
@@ -117,8 +151,8 @@ func parsePolicy(s string) (Policy, error) {
 // Validate checks the section without I/O.
 func (c *Config) Validate() error {
 	var errs []error
-	if c.File == "" && c.Syslog == nil && c.Webhook == nil {
-		errs = append(errs, errors.New("no sink: set file, syslog or webhook"))
+	if c.File == "" && c.Syslog == nil && c.Webhook == nil && c.Store == nil {
+		errs = append(errs, errors.New("no sink: set file, syslog, webhook or store"))
 	}
 	if c.RotateBytes < 0 {
 		errs = append(errs, errors.New("rotate_bytes must not be negative"))
@@ -205,6 +239,9 @@ func init() {
 				return nil, err
 			}
 		}
+		if c.File == "" && c.Syslog == nil && c.Webhook == nil && c.Store == nil {
+			c.Store = &StoreConfig{} // the default sink: the gateway's store
+		}
 		if err := c.Validate(); err != nil {
 			return nil, err
 		}
@@ -213,7 +250,7 @@ func init() {
 			logger = slog.New(slog.DiscardHandler)
 		}
 		logger = logger.With("guard", Name)
-		b, err := Open(c, logger)
+		b, err := Open(c, env.Store, logger)
 		if err != nil {
 			return nil, err
 		}
@@ -238,7 +275,7 @@ func Current() *trail.Broker {
 // open with the same settings are kept, new ones are opened and probed, and ones no
 // longer configured are closed. It fails when no sink works: serve refuses to start, and a
 // reload keeps the running configuration.
-func Open(c Config, logger *slog.Logger) (*trail.Broker, error) {
+func Open(c Config, st store.AuditLog, logger *slog.Logger) (*trail.Broker, error) {
 	shared.mu.Lock()
 	defer shared.mu.Unlock()
 	if shared.sinks == nil {
@@ -283,6 +320,17 @@ func Open(c Config, logger *slog.Logger) (*trail.Broker, error) {
 				return nil, err
 			}
 			return trail.NewQueued(d, trail.QueueOptions{Dir: qd, NoSync: noSync, Logger: logger, Timeout: w.Timeout})
+		}})
+	}
+	if c.Store != nil {
+		chain := c.Store.chain()
+		wants = append(wants, want{spec("store", chain), func() (trail.Sink, error) {
+			if st == nil {
+				return nil, errors.New("store: the gateway has no store to write the audit trail into")
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			return trail.OpenStore(ctx, st, chain)
 		}})
 	}
 	var sinks, opened []trail.Sink

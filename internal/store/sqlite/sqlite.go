@@ -35,6 +35,25 @@ var migrations = []string{
 		revoked_at INTEGER,
 		last_used  INTEGER
 	) STRICT;`,
+	// 2: the audit trail (store.AuditLog).
+	`CREATE TABLE audit_events (
+		row       INTEGER PRIMARY KEY AUTOINCREMENT,
+		chain     TEXT NOT NULL,
+		seq       INTEGER NOT NULL,
+		time      INTEGER NOT NULL, -- Unix nanoseconds, UTC
+		code      TEXT NOT NULL,
+		principal TEXT NOT NULL DEFAULT '',
+		server    TEXT NOT NULL DEFAULT '',
+		method    TEXT NOT NULL DEFAULT '',
+		tool      TEXT NOT NULL DEFAULT '',
+		decision  TEXT NOT NULL DEFAULT '',
+		prev      TEXT NOT NULL,
+		hash      TEXT NOT NULL,
+		line      BLOB NOT NULL
+	) STRICT;
+	CREATE INDEX audit_events_chain ON audit_events (chain, row);
+	CREATE INDEX audit_events_time ON audit_events (time);
+	CREATE INDEX audit_events_principal ON audit_events (principal, time);`,
 }
 
 // BusyTimeout is how long a statement waits for another connection's write lock.

@@ -30,6 +30,9 @@ func Run(t *testing.T, open Open) {
 		{"Revoke", testRevoke},
 		{"Touch", testTouch},
 		{"Concurrent", testConcurrent},
+		{"AuditAppendScan", testAuditAppendScan},
+		{"AuditConflict", testAuditConflict},
+		{"AuditSearch", testAuditSearch},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := open(t)

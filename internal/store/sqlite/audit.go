@@ -1,0 +1,175 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/portcullis-mcp/portcullis/internal/store"
+)
+
+// AppendAudit stores records in one transaction, after checking that the first follows
+// the end of its chain (under the write lock: BEGIN IMMEDIATE).
+func (s *Store) AppendAudit(ctx context.Context, records []store.AuditRecord) error {
+	if len(records) == 0 {
+		return nil
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	ends := map[string]string{} // chain -> hash of its last record
+	ins, err := tx.PrepareContext(ctx, `INSERT INTO audit_events
+		(chain, seq, time, code, principal, server, method, tool, decision, prev, hash, line)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return err
+	}
+	defer ins.Close()
+	for _, r := range records {
+		end, seen := ends[r.Chain]
+		if !seen {
+			err := tx.QueryRowContext(ctx, "SELECT hash FROM audit_events WHERE chain = ? ORDER BY row DESC LIMIT 1", r.Chain).Scan(&end)
+			if err != nil && !errors.Is(err, sql.ErrNoRows) {
+				return err
+			}
+			if errors.Is(err, sql.ErrNoRows) {
+				end = r.Prev // an empty chain may start anywhere (a trail that began in a file)
+			}
+		}
+		if r.Prev != end {
+			return fmt.Errorf("%w: event %d of chain %q follows %.12s…, but the chain ends at %.12s… (is another process writing the same chain?)",
+				store.ErrChainConflict, r.Seq, r.Chain, r.Prev, end)
+		}
+		if _, err := ins.ExecContext(ctx, r.Chain, int64(r.Seq), r.Time.UnixNano(), r.Code, r.Principal, r.Server,
+			r.Method, r.Tool, r.Decision, r.Prev, r.Hash, r.Line); err != nil {
+			return err
+		}
+		ends[r.Chain] = r.Hash
+	}
+	return tx.Commit()
+}
+
+const auditColumns = "row, chain, seq, time, code, principal, server, method, tool, decision, prev, hash, line"
+
+func scanAudit(row scanner) (store.AuditRecord, error) {
+	var r store.AuditRecord
+	var seq, t int64
+	if err := row.Scan(&r.Row, &r.Chain, &seq, &t, &r.Code, &r.Principal, &r.Server, &r.Method, &r.Tool,
+		&r.Decision, &r.Prev, &r.Hash, &r.Line); err != nil {
+		return store.AuditRecord{}, err
+	}
+	r.Seq, r.Time = uint64(seq), time.Unix(0, t).UTC()
+	return r, nil
+}
+
+func (s *Store) LastAudit(ctx context.Context, chain string) (store.AuditRecord, error) {
+	r, err := scanAudit(s.db.QueryRowContext(ctx, "SELECT "+auditColumns+" FROM audit_events WHERE chain = ? ORDER BY row DESC LIMIT 1", chain))
+	if errors.Is(err, sql.ErrNoRows) {
+		return r, fmt.Errorf("audit chain %q: %w", chain, store.ErrNotFound)
+	}
+	return r, err
+}
+
+func (s *Store) AuditChains(ctx context.Context) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx, "SELECT DISTINCT chain FROM audit_events ORDER BY chain")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var c string
+		if err := rows.Scan(&c); err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// ScanAudit reads in pages, so that fn may take its time without holding a read
+// transaction open.
+func (s *Store) ScanAudit(ctx context.Context, chain string, after int64, fn func(store.AuditRecord) (bool, error)) error {
+	const page = 1000
+	for {
+		rows, err := s.db.QueryContext(ctx, "SELECT "+auditColumns+" FROM audit_events WHERE chain = ? AND row > ? ORDER BY row LIMIT ?", chain, after, page)
+		if err != nil {
+			return err
+		}
+		var batch []store.AuditRecord
+		for rows.Next() {
+			r, err := scanAudit(rows)
+			if err != nil {
+				rows.Close()
+				return err
+			}
+			batch = append(batch, r)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, r := range batch {
+			more, err := fn(r)
+			if err != nil || !more {
+				return err
+			}
+			after = r.Row
+		}
+		if len(batch) < page {
+			return nil
+		}
+	}
+}
+
+func (s *Store) SearchAudit(ctx context.Context, q store.AuditQuery) ([]store.AuditRecord, error) {
+	var where []string
+	var args []any
+	add := func(cond string, v any) {
+		where = append(where, cond)
+		args = append(args, v)
+	}
+	for _, f := range []struct {
+		col, v string
+	}{{"chain", q.Chain}, {"principal", q.Principal}, {"server", q.Server}, {"tool", q.Tool},
+		{"method", q.Method}, {"decision", q.Decision}, {"code", q.Code}} {
+		if f.v != "" {
+			add(f.col+" = ?", f.v)
+		}
+	}
+	if !q.Since.IsZero() {
+		add("time >= ?", q.Since.UnixNano())
+	}
+	if !q.Until.IsZero() {
+		add("time < ?", q.Until.UnixNano())
+	}
+	limit := q.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	limit = min(limit, 10000)
+	query := "SELECT " + auditColumns + " FROM audit_events"
+	if len(where) > 0 {
+		query += " WHERE " + strings.Join(where, " AND ")
+	}
+	query += " ORDER BY time DESC, row DESC LIMIT ?"
+	rows, err := s.db.QueryContext(ctx, query, append(args, limit)...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []store.AuditRecord
+	for rows.Next() {
+		r, err := scanAudit(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
