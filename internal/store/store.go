@@ -28,6 +28,7 @@ type Store interface {
 	TouchKey(ctx context.Context, id string, at time.Time) error
 
 	AuditLog
+	Pins // tool, prompt and resource template pins (pins.go)
 
 	// Close releases the store.
 	Close() error

@@ -54,6 +54,8 @@ var migrations = []string{
 	CREATE INDEX audit_events_chain ON audit_events (chain, row);
 	CREATE INDEX audit_events_time ON audit_events (time);
 	CREATE INDEX audit_events_principal ON audit_events (principal, time);`,
+	// 3: pins of tool, prompt and resource template definitions (pins.go).
+	migrationPins,
 }
 
 // BusyTimeout is how long a statement waits for another connection's write lock.

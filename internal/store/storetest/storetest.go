@@ -33,6 +33,8 @@ func Run(t *testing.T, open Open) {
 		{"AuditAppendScan", testAuditAppendScan},
 		{"AuditConflict", testAuditConflict},
 		{"AuditSearch", testAuditSearch},
+		{"Pins", testPins},
+		{"PinsConcurrentFirst", testPinsConcurrentFirst},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := open(t)
