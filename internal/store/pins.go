@@ -12,8 +12,9 @@ import (
 // else, a pending candidate that stays blocked until a person approves it.
 type Pins interface {
 	// PinFirst stores p unless a pin with its key exists, and returns the stored pin
-	// (p, or the one that was there): two gateways seeing a new tool at once agree.
-	PinFirst(ctx context.Context, p Pin) (Pin, error)
+	// (p, or the one that was there) and whether it was created by this call: two
+	// gateways seeing a new tool at once agree, and only one reports it.
+	PinFirst(ctx context.Context, p Pin) (stored Pin, created bool, err error)
 	// SetPinPending records cand as the key's pending definition (replacing an older
 	// candidate). ErrNotFound when there is no pin.
 	SetPinPending(ctx context.Context, k PinKey, cand PinCandidate) error

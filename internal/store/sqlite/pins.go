@@ -33,17 +33,23 @@ const migrationPins = `CREATE TABLE pins (
 
 const pinColumns = "server, kind, name, hash, definition, pinned_at, pinned_by, pending_hash, pending_definition, pending_seen_at"
 
-func (s *Store) PinFirst(ctx context.Context, p store.Pin) (store.Pin, error) {
+func (s *Store) PinFirst(ctx context.Context, p store.Pin) (store.Pin, bool, error) {
 	var ph, pd, ps any
 	if p.Pending != nil {
 		ph, pd, ps = p.Pending.Hash, p.Pending.Definition, p.Pending.SeenAt.UnixNano()
 	}
-	if _, err := s.db.ExecContext(ctx, `INSERT INTO pins (`+pinColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	res, err := s.db.ExecContext(ctx, `INSERT INTO pins (`+pinColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (server, kind, name) DO NOTHING`,
-		p.Server, p.Kind, p.Name, p.Hash, p.Definition, p.PinnedAt.UnixNano(), p.PinnedBy, ph, pd, ps); err != nil {
-		return store.Pin{}, fmt.Errorf("pin %s/%s/%s: %w", p.Server, p.Kind, p.Name, err)
+		p.Server, p.Kind, p.Name, p.Hash, p.Definition, p.PinnedAt.UnixNano(), p.PinnedBy, ph, pd, ps)
+	if err != nil {
+		return store.Pin{}, false, fmt.Errorf("pin %s/%s/%s: %w", p.Server, p.Kind, p.Name, err)
 	}
-	return s.getPin(ctx, s.db, p.PinKey)
+	n, err := res.RowsAffected()
+	if err != nil {
+		return store.Pin{}, false, err
+	}
+	stored, err := s.getPin(ctx, s.db, p.PinKey)
+	return stored, n == 1, err
 }
 
 type querier interface {

@@ -19,9 +19,9 @@ func testPins(t *testing.T, s store.Store) {
 	}
 	k := store.PinKey{Server: "files", Kind: "tool", Name: "read"}
 	first := store.Pin{PinKey: k, Hash: "sha256:aa", Definition: []byte(`{"name":"read"}`), PinnedAt: t0, PinnedBy: "tofu"}
-	got, err := s.PinFirst(ctx, first)
-	if err != nil {
-		t.Fatal(err)
+	got, created, err := s.PinFirst(ctx, first)
+	if err != nil || !created {
+		t.Fatalf("PinFirst = %v, %v; want created", created, err)
 	}
 	if got.Hash != "sha256:aa" || string(got.Definition) != `{"name":"read"}` || got.PinnedBy != "tofu" || !sameTime(&got.PinnedAt, &first.PinnedAt) || got.Pending != nil {
 		t.Errorf("PinFirst = %+v", got)
@@ -33,8 +33,8 @@ func testPins(t *testing.T, s store.Store) {
 	// A second PinFirst keeps the first pin.
 	other := first
 	other.Hash = "sha256:bb"
-	if got, err = s.PinFirst(ctx, other); err != nil || got.Hash != "sha256:aa" {
-		t.Errorf("second PinFirst = %+v, %v; want the first pin kept", got, err)
+	if got, created, err = s.PinFirst(ctx, other); err != nil || created || got.Hash != "sha256:aa" {
+		t.Errorf("second PinFirst = %+v, %v, %v; want the first pin kept", got, created, err)
 	}
 	// A change waits as pending.
 	cand := store.PinCandidate{Hash: "sha256:cc", Definition: []byte(`{"name":"read","description":"x"}`), SeenAt: t0.Add(time.Minute)}
@@ -79,12 +79,12 @@ func testPins(t *testing.T, s store.Store) {
 	}
 	// A new definition under review: no approved hash, pending set.
 	rk := store.PinKey{Server: "files", Kind: "prompt", Name: "summarize"}
-	got, err = s.PinFirst(ctx, store.Pin{PinKey: rk, PinnedAt: t0, Pending: &store.PinCandidate{Hash: "sha256:ee", Definition: []byte(`{}`), SeenAt: t0}})
+	got, _, err = s.PinFirst(ctx, store.Pin{PinKey: rk, PinnedAt: t0, Pending: &store.PinCandidate{Hash: "sha256:ee", Definition: []byte(`{}`), SeenAt: t0}})
 	if err != nil || got.Hash != "" || got.Pending == nil || got.Pending.Hash != "sha256:ee" {
 		t.Errorf("PinFirst under review = %+v, %v", got, err)
 	}
 	for _, n := range []string{"a", "b"} {
-		if _, err := s.PinFirst(ctx, store.Pin{PinKey: store.PinKey{Server: "web", Kind: "tool", Name: n}, Hash: "sha256:" + n, PinnedAt: t0}); err != nil {
+		if _, _, err := s.PinFirst(ctx, store.Pin{PinKey: store.PinKey{Server: "web", Kind: "tool", Name: n}, Hash: "sha256:" + n, PinnedAt: t0}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -118,15 +118,25 @@ func testPinsConcurrentFirst(t *testing.T, s store.Store) {
 	var wg sync.WaitGroup
 	hashes := make([]string, 8)
 	errs := make([]error, 8)
+	created := make([]bool, 8)
 	for i := range hashes {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			p, err := s.PinFirst(ctx, store.Pin{PinKey: k, Hash: fmt.Sprintf("sha256:%d", i), PinnedAt: t0})
-			hashes[i], errs[i] = p.Hash, err
+			p, c, err := s.PinFirst(ctx, store.Pin{PinKey: k, Hash: fmt.Sprintf("sha256:%d", i), PinnedAt: t0})
+			hashes[i], created[i], errs[i] = p.Hash, c, err
 		}()
 	}
 	wg.Wait()
+	n := 0
+	for _, c := range created {
+		if c {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d concurrent PinFirst calls created the pin, want 1", n)
+	}
 	for i := range hashes {
 		if errs[i] != nil {
 			t.Fatalf("PinFirst %d: %v", i, errs[i])
