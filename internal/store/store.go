@@ -29,6 +29,7 @@ type Store interface {
 
 	AuditLog
 	Pins // tool, prompt and resource template pins (pins.go)
+	Approvals
 
 	// Close releases the store.
 	Close() error

@@ -56,6 +56,8 @@ var migrations = []string{
 	CREATE INDEX audit_events_principal ON audit_events (principal, time);`,
 	// 3: pins of tool, prompt and resource template definitions (pins.go).
 	migrationPins,
+	// 4: approvals of held calls.
+	migrationApprovals,
 }
 
 // BusyTimeout is how long a statement waits for another connection's write lock.

@@ -19,7 +19,7 @@ type Open func(t *testing.T) store.Store
 
 // Run runs the suite.
 func Run(t *testing.T, open Open) {
-	for _, tc := range []struct {
+	for _, tc := range append([]struct {
 		name string
 		fn   func(*testing.T, store.Store)
 	}{
@@ -35,7 +35,7 @@ func Run(t *testing.T, open Open) {
 		{"AuditSearch", testAuditSearch},
 		{"Pins", testPins},
 		{"PinsConcurrentFirst", testPinsConcurrentFirst},
-	} {
+	}, approvalCases...) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := open(t)
 			defer func() {
