@@ -56,6 +56,11 @@ func TestGuardRefusalsNeverReachServers(t *testing.T) {
 				return map[string]guard.Config{probeGuard: yamlSection("probe: " + k + "\nnames: [p]\nplain: true")}
 			},
 			wantCode: jsonrpc.CodeGatewayError},
+		{name: "a held call with no approval guard is refused", method: "tools/call", params: `{"name":"a__x"}`,
+			guards: func(k string) map[string]guard.Config {
+				return map[string]guard.Config{probeGuard: yamlSection("probe: " + k + "\nnames: [x]\nhold: true")}
+			},
+			wantCode: jsonrpc.CodeApprovalRequired, wantGuard: "approval"},
 		{name: "probe and limits: limits refuses first", method: "tools/call", params: big,
 			guards: func(k string) map[string]guard.Config {
 				return map[string]guard.Config{"limits": yamlSection("max_params_bytes: 64"), probeGuard: yamlSection("probe: " + k)}

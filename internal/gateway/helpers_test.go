@@ -255,6 +255,7 @@ type probeConfig struct {
 	Names   []string `yaml:"names"`   // refuse calls with these (routed, unprefixed) names
 	Panic   bool     `yaml:"panic"`   // panic instead of refusing
 	Plain   bool     `yaml:"plain"`   // refuse with a plain error instead of a refusal
+	Hold    bool     `yaml:"hold"`    // put a hold on the call (for an approval) instead of refusing
 }
 
 type probe struct {
@@ -309,6 +310,10 @@ func init() {
 				}
 				for _, n := range c.Names {
 					refuse = refuse || n == call.Name
+				}
+				if refuse && c.Hold {
+					call.Holds = append(call.Holds, guard.Hold{Guard: probeGuard, Reason: "the probe holds it"})
+					return next.Handle(ctx, call)
 				}
 				if refuse {
 					switch {

@@ -25,16 +25,17 @@ type Session struct {
 	era       string
 	client    Client
 
-	started chan struct{}
-	mu      sync.Mutex
-	conns   map[string]*upstream.Conn
-	initRes json.RawMessage   // what the client was told at initialize
-	owners  map[string]string // resource URI or template -> server, from listings
-	active  map[string]context.CancelCauseFunc
-	closed  bool
-	lastUse time.Time
-	pinned  bool
-	done    chan struct{}
+	started    chan struct{}
+	mu         sync.Mutex
+	conns      map[string]*upstream.Conn
+	initRes    json.RawMessage   // what the client was told at initialize
+	clientCaps json.RawMessage   // what the client declared at initialize
+	owners     map[string]string // resource URI or template -> server, from listings
+	active     map[string]context.CancelCauseFunc
+	closed     bool
+	lastUse    time.Time
+	pinned     bool
+	done       chan struct{}
 }
 
 func newSession(g *Gateway, id string, p identity.Principal, era string, c Client) *Session {
@@ -199,7 +200,7 @@ func (s *Session) handle(ctx context.Context, m *jsonrpc.Message) *jsonrpc.Messa
 		}
 		return nil
 	}
-	call := &guard.Call{Msg: m, Direction: guard.Inbound, Session: s.id, Principal: identity.From(ctx), Era: s.era}
+	call := &guard.Call{Msg: m, Direction: guard.Inbound, Session: s.id, Principal: identity.From(ctx), Era: s.era, Client: s.callerFor(m)}
 	if err := s.route(call); err != nil {
 		return s.errorResponse(m, err)
 	}
@@ -253,6 +254,7 @@ func (s *Session) initialize(ctx context.Context, m *jsonrpc.Message) *jsonrpc.M
 	res := s.mergedInit(version)
 	s.mu.Lock()
 	s.initRes = res
+	s.clientCaps = p.Capabilities
 	s.mu.Unlock()
 	return jsonrpc.NewResult(m.ID, res)
 }
@@ -468,6 +470,9 @@ func (g *Gateway) terminal(ctx context.Context, c *guard.Call) (*jsonrpc.Message
 	s := sessionFrom(ctx)
 	if s == nil {
 		return nil, errors.New("no session in context")
+	}
+	if err := guard.Unheld(c); err != nil {
+		return nil, err
 	}
 	m := c.Msg
 	if c.Server != "" {

@@ -43,6 +43,11 @@ type Call struct {
 	Server    string             // the upstream the message is routed to; "" for fan-out or the gateway itself
 	Name      string             // tool or prompt name (without the server prefix) or resource URI
 	Era       string             // "legacy" or "modern": how the client speaks
+	// Client reaches the calling client (capabilities, server-to-client requests); nil for
+	// server-to-client messages and in tests without one.
+	Client Client
+	// Holds are approvals guards asked for (see Hold); the approval guard settles them.
+	Holds []Hold
 }
 
 // Handler handles a call. For a request it returns the response; for a notification it

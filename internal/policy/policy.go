@@ -82,6 +82,9 @@ type Rule struct {
 	Methods []string `yaml:"methods"` // globs on the method; empty: any
 	When    string   `yaml:"when"`    // CEL condition; empty: always
 	Message string   `yaml:"message"` // told to the client when this rule refuses a call
+	// Approvers are the groups whose members must approve a call this approve rule holds;
+	// empty: the caller may approve it through its client (MCP elicitation).
+	Approvers []string `yaml:"approvers"`
 
 	// Line and Column locate the rule in its file (set when decoded from YAML).
 	Line, Column int `yaml:"-"`
@@ -89,13 +92,13 @@ type Rule struct {
 	whenColumn   int
 }
 
-var ruleFields = []string{"name", "effect", "servers", "tools", "methods", "when", "message"}
+var ruleFields = []string{"name", "effect", "servers", "tools", "methods", "when", "message", "approvers"}
 
 // UnmarshalYAML decodes a rule strictly (an unknown key is an error) and remembers where
 // it is, so that errors can point at it.
 func (r *Rule) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind != yaml.MappingNode {
-		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: a rule must be a mapping (name, effect, servers, tools, methods, when, message)", n.Line)}}
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: a rule must be a mapping (name, effect, servers, tools, methods, when, message, approvers)", n.Line)}}
 	}
 	var errs []string
 	for i := 0; i+1 < len(n.Content); i += 2 {
@@ -165,7 +168,9 @@ type Decision struct {
 	Rule    string // the deciding rule; "" when the default decided
 	Index   int    // the deciding rule's index; -1 for the default
 	Message string // the deciding rule's message, if it has one
-	Err     error  // set when the deciding rule's condition failed (it failed closed)
+	// Approvers are the deciding approve rule's approver groups.
+	Approvers []string
+	Err       error // set when the deciding rule's condition failed (it failed closed)
 }
 
 // Reason says in words why the decision was made.
@@ -405,6 +410,14 @@ func Compile(c Config) (*Policy, error) {
 		} else {
 			r.effect = eff
 		}
+		if len(src.Approvers) > 0 && r.effect != Approve && r.effect != NoEffect {
+			fail("approvers", "only approve rules have approvers")
+		}
+		for _, g := range src.Approvers {
+			if strings.TrimSpace(g) == "" {
+				fail("approvers", "an approver group must not be empty")
+			}
+		}
 		for _, f := range []struct {
 			name string
 			in   []string
@@ -571,7 +584,7 @@ func (p *Policy) Decide(in *Input) Decision {
 }
 
 func (r *rule) decision(err error) Decision {
-	return Decision{Effect: r.effect, Rule: r.src.Name, Index: r.index, Message: r.src.Message, Err: err}
+	return Decision{Effect: r.effect, Rule: r.src.Name, Index: r.index, Message: r.src.Message, Approvers: r.src.Approvers, Err: err}
 }
 
 // outcome of a condition with arguments unknown.

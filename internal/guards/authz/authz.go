@@ -3,8 +3,8 @@
 // method, the tool's annotations and the call's arguments, compiled once by package policy.
 //
 // Calls (tools/call, prompts/get, resources/read, completion/complete and every other
-// request) are decided before they reach the server: deny refuses, approve refuses too
-// until approvals exist, allow passes. Listings (tools/list, prompts/list, resources/list,
+// request) are decided before they reach the server: deny refuses, approve puts a hold on
+// the call (guard.Hold) for the approval guard to settle, allow passes. Listings (tools/list, prompts/list, resources/list,
 // resources/templates/list) are filtered after the server answers, so that a principal
 // never sees what it may not use. Notifications and server-to-client messages pass.
 package authz
@@ -168,6 +168,11 @@ func (g *authz) Handle(ctx context.Context, c *guard.Call) (*jsonrpc.Message, er
 	if d.Effect == policy.Allow {
 		return g.next.Handle(ctx, c)
 	}
+	if d.Effect == policy.Approve {
+		// Held: the approval guard asks a person and passes the call on only if approved.
+		c.Holds = append(c.Holds, Hold(d))
+		return g.next.Handle(ctx, c)
+	}
 	if d.Err != nil {
 		g.log.LogAttrs(ctx, slog.LevelWarn, "rule failed to evaluate; it failed closed",
 			slog.String("rule", d.Rule), slog.String("principal", in.Principal.ID), slog.String("upstream", in.Server),
@@ -176,7 +181,23 @@ func (g *authz) Handle(ctx context.Context, c *guard.Call) (*jsonrpc.Message, er
 	return nil, Refusal(d, &in)
 }
 
-// Refusal is the refusal for a decision that is not allow.
+// Hold is the hold for an approve decision.
+func Hold(d policy.Decision) guard.Hold {
+	reason := "no rule allows it; default approve"
+	if d.Index >= 0 {
+		reason = fmt.Sprintf("rule %q", d.Rule)
+		if d.Err != nil {
+			reason += " (its condition failed, which counts as matching)"
+		}
+	}
+	if d.Message != "" {
+		reason += ": " + d.Message
+	}
+	return guard.Hold{Guard: Name, Reason: reason, Approvers: d.Approvers}
+}
+
+// Refusal is the refusal for a decision that is not allow. An approve decision is held
+// (Hold), not refused; its refusal is for tools that explain the policy.
 func Refusal(d policy.Decision, in *policy.Input) *guard.Refusal {
 	what := describe(in)
 	rule := d.Rule
@@ -186,9 +207,9 @@ func Refusal(d policy.Decision, in *policy.Input) *guard.Refusal {
 	var r *guard.Refusal
 	switch {
 	case d.Effect == policy.Approve && d.Index < 0:
-		r = guard.Deny(Name, jsonrpc.CodeApprovalRequired, "%s by %q needs human approval (no rule allows it; default approve), and approvals are not available yet, so it was refused", what, in.Principal.ID)
+		r = guard.Deny(Name, jsonrpc.CodeApprovalRequired, "%s by %q needs human approval (no rule allows it; default approve)", what, in.Principal.ID)
 	case d.Effect == policy.Approve:
-		r = guard.Deny(Name, jsonrpc.CodeApprovalRequired, "%s by %q needs human approval (rule %q), and approvals are not available yet, so it was refused", what, in.Principal.ID, d.Rule)
+		r = guard.Deny(Name, jsonrpc.CodeApprovalRequired, "%s by %q needs human approval (rule %q)", what, in.Principal.ID, d.Rule)
 	case d.Index < 0:
 		r = guard.Deny(Name, jsonrpc.CodeDenied, "%s is not allowed for %q: no rule allows it (default deny)", what, in.Principal.ID)
 	case d.Err != nil:

@@ -118,6 +118,17 @@ func refusal(t *testing.T, err error, code int, rule string) *guard.Refusal {
 	return r
 }
 
+// held checks that the last call passed on carries one hold by authz whose reason
+// contains reason (the approval guard, next in the chain, settles it).
+func held(t *testing.T, up *upstream, reason string) {
+	t.Helper()
+	c := up.last.Load()
+	if c == nil || len(c.Holds) != 1 || c.Holds[0].Guard != "authz" || !strings.Contains(c.Holds[0].Reason, reason) {
+		t.Fatalf("want the call passed on with a hold by authz (%q); got %+v", reason, c)
+	}
+	up.last.Store(nil)
+}
+
 func TestCalls(t *testing.T) {
 	tests := []struct {
 		name string
@@ -135,7 +146,7 @@ func TestCalls(t *testing.T) {
 		{"no arguments", toolCall(alice, "filesystem", "read_file", nil), jsonrpc.CodeDenied, "default", "default deny"},
 		{"sales", toolCall(bob, "filesystem", "read_file", map[string]any{"path": "/workspace/a"}), jsonrpc.CodeDenied, "default", ""},
 		{"unlisted github tool counts as destructive", toolCall(alice, "github", "merge_pr", map[string]any{}), jsonrpc.CodeApprovalRequired, "github-destructive",
-			`needs human approval (rule "github-destructive"), and approvals are not available yet`},
+			`rule "github-destructive"`},
 		{"arguments not an object", toolCall(alice, "filesystem", "read_file", []string{"/workspace/a"}), jsonrpc.CodeInvalidParams, "", "arguments must be an object"},
 		{"prompt for dev", &guard.Call{Msg: jsonrpc.NewRequest(jsonrpc.IntID(1), "prompts/get", map[string]any{"name": "review"}), Principal: alice, Server: "github", Name: "review"}, 0, "", ""},
 		{"prompt for sales", &guard.Call{Msg: jsonrpc.NewRequest(jsonrpc.IntID(1), "prompts/get", map[string]any{"name": "review"}), Principal: bob, Server: "github", Name: "review"}, jsonrpc.CodeDenied, "default", `prompts/get of "review"`},
@@ -161,6 +172,13 @@ func TestCalls(t *testing.T) {
 				if tt.call.Msg.IsRequest() && resp == nil {
 					t.Fatal("no response")
 				}
+				return
+			}
+			if tt.code == jsonrpc.CodeApprovalRequired {
+				if err != nil {
+					t.Fatalf("a call to approve was refused by authz: %v", err)
+				}
+				held(t, up, tt.msg)
 				return
 			}
 			if up.reached.Load() != 0 {
@@ -250,8 +268,10 @@ func TestAnnotationsRecordedAndUsed(t *testing.T) {
 	up := &upstream{lists: map[string]string{"tools/list": githubTools}}
 	h := newGuard(t, up)
 	// Before any listing, get_issue counts as destructive: approval.
-	_, err := h.Handle(context.Background(), toolCall(alice, "github", "get_issue", map[string]any{"n": 1}))
-	refusal(t, err, jsonrpc.CodeApprovalRequired, "github-destructive")
+	if _, err := h.Handle(context.Background(), toolCall(alice, "github", "get_issue", map[string]any{"n": 1})); err != nil {
+		t.Fatal(err)
+	}
+	held(t, up, `rule "github-destructive"`)
 	if _, err := h.Handle(context.Background(), listCall(bob, "github", "tools/list")); err != nil {
 		t.Fatal(err)
 	}
@@ -259,10 +279,15 @@ func TestAnnotationsRecordedAndUsed(t *testing.T) {
 	if _, err := h.Handle(context.Background(), toolCall(alice, "github", "get_issue", map[string]any{"n": 1})); err != nil {
 		t.Fatalf("read-only tool refused after listing: %v", err)
 	}
-	_, err = h.Handle(context.Background(), toolCall(alice, "github", "delete_repo", map[string]any{}))
-	refusal(t, err, jsonrpc.CodeApprovalRequired, "github-destructive")
+	if c := up.last.Load(); c == nil || len(c.Holds) != 0 {
+		t.Fatalf("read-only tool after listing: %+v, want passed without a hold", c)
+	}
+	if _, err := h.Handle(context.Background(), toolCall(alice, "github", "delete_repo", map[string]any{})); err != nil {
+		t.Fatal(err)
+	}
+	held(t, up, `rule "github-destructive"`)
 	// create_issue is neither read-only nor destructive: no rule allows it.
-	_, err = h.Handle(context.Background(), toolCall(alice, "github", "create_issue", map[string]any{}))
+	_, err := h.Handle(context.Background(), toolCall(alice, "github", "create_issue", map[string]any{}))
 	refusal(t, err, jsonrpc.CodeDenied, "default")
 }
 
