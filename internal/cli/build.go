@@ -21,6 +21,7 @@ import (
 	_ "github.com/portcullis-mcp/portcullis/internal/guards/detectlistings"
 	_ "github.com/portcullis-mcp/portcullis/internal/guards/detectresults"
 	_ "github.com/portcullis-mcp/portcullis/internal/guards/limits"
+	_ "github.com/portcullis-mcp/portcullis/internal/guards/trace"
 )
 
 // buildGateway turns a configuration into a gateway; only names (when set) are fronted.

@@ -9,8 +9,10 @@ import (
 	"os/signal"
 	"os/user"
 	"syscall"
+	"time"
 
 	"github.com/portcullis-mcp/portcullis/internal/config"
+	tracing "github.com/portcullis-mcp/portcullis/internal/guards/trace"
 	"github.com/portcullis-mcp/portcullis/internal/identity"
 	"github.com/portcullis-mcp/portcullis/internal/transport/stdio"
 )
@@ -54,6 +56,9 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		logger.Error("stdio session ended", "err", err)
 	}
 	g.Shutdown(context.Background())
+	fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	tracing.Flush(fctx) // spans still queued for the collector
+	cancel()
 	return 0
 }
 

@@ -19,6 +19,7 @@ import (
 	trail "github.com/portcullis-mcp/portcullis/internal/audit"
 	"github.com/portcullis-mcp/portcullis/internal/config"
 	auditguard "github.com/portcullis-mcp/portcullis/internal/guards/audit"
+	tracing "github.com/portcullis-mcp/portcullis/internal/guards/trace"
 	"github.com/portcullis-mcp/portcullis/internal/identity"
 	"github.com/portcullis-mcp/portcullis/internal/metrics"
 	"github.com/portcullis-mcp/portcullis/internal/transport/streamablehttp"
@@ -159,6 +160,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	}
 	srv.Close()
 	auditguard.Close()
+	tracing.Flush(sctx)
 	logger.Info("stopped")
 	return 0
 }
