@@ -13,7 +13,6 @@ import (
 	"github.com/portcullis-mcp/portcullis/internal/config"
 	"github.com/portcullis-mcp/portcullis/internal/identity"
 	"github.com/portcullis-mcp/portcullis/internal/store"
-	"github.com/portcullis-mcp/portcullis/internal/store/sqlite"
 )
 
 func init() {
@@ -134,19 +133,6 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 		pos = append(pos, args[0])
 		args = args[1:]
 	}
-}
-
-// openStore opens the configured store, returning where it is.
-func openStore(ctx context.Context, cfg *config.Config) (store.Store, string, error) {
-	path, err := cfg.StorePath()
-	if err != nil {
-		return nil, "", fmt.Errorf("%s: store: %w", cfg.File, err)
-	}
-	s, err := sqlite.Open(ctx, path)
-	if err != nil {
-		return nil, "", err
-	}
-	return s, path, nil
 }
 
 func createKey(ctx context.Context, st store.Store, name string, groups []string) (string, store.Key, error) {

@@ -70,8 +70,11 @@ func (t TLS) Enabled() bool { return t.Cert != "" }
 
 // Store configures the store. Relative paths are relative to the file.
 type Store struct {
-	Driver string `yaml:"driver"` // sqlite (the default)
-	Path   string `yaml:"path"`   // default $XDG_STATE_HOME/portcullis/portcullis.db
+	Driver string `yaml:"driver"` // sqlite (the default) or postgres (fleets: replicas share it)
+	Path   string `yaml:"path"`   // sqlite: default $XDG_STATE_HOME/portcullis/portcullis.db
+	// DSN is postgres's connection string (postgres://user:password@host:port/db?sslmode=...);
+	// ${VAR} and ${file:PATH} are expanded, so the password can stay in a secret.
+	DSN string `yaml:"dsn"`
 }
 
 // UnmarshalYAML decodes auth: the scalar none, or a mapping decoded strictly.
@@ -203,8 +206,24 @@ func (c *Config) validateAuth() []error {
 	switch c.Store.Driver {
 	case "", "sqlite":
 		c.Store.Driver = "sqlite"
+		if c.Store.DSN != "" {
+			errs = append(errs, c.at("dsn is for driver postgres; sqlite takes a path", "store", "dsn"))
+		}
+	case "postgres":
+		switch {
+		case c.Store.Path != "":
+			errs = append(errs, c.at("path is for driver sqlite; postgres takes a dsn", "store", "path"))
+		case c.Store.DSN == "":
+			errs = append(errs, c.at("driver postgres needs a dsn (postgres://user:${PGPASSWORD}@host:5432/db?sslmode=verify-full)", "store", "driver"))
+		default:
+			dsn, err := c.expand(c.Store.DSN)
+			if err != nil {
+				errs = append(errs, c.at(err.Error(), "store", "dsn"))
+			}
+			c.Store.DSN = dsn
+		}
 	default:
-		errs = append(errs, c.at(fmt.Sprintf("unknown driver %q (sqlite)", c.Store.Driver), "store", "driver"))
+		errs = append(errs, c.at(fmt.Sprintf("unknown driver %q (sqlite or postgres)", c.Store.Driver), "store", "driver"))
 	}
 	if p := c.Store.Path; p != "" && p != ":memory:" && !filepath.IsAbs(p) {
 		c.Store.Path = filepath.Join(dir, p)

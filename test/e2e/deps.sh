@@ -30,4 +30,14 @@ if [ ! -x "$dir/bin/everything-server" ]; then
   GOBIN=$dir/bin go install github.com/modelcontextprotocol/go-sdk/conformance/everything-server@v1.8.0
 fi
 "$dir/bin/node" --version >/dev/null
+# PostgreSQL's server from Debian's packages, for the PostgreSQL store suite and the fleet
+# tests (test/pg.sh starts a throwaway one around the tests).
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+  else
+    echo "no PostgreSQL server: install Debian's postgresql package, or the PostgreSQL tests skip" >&2
+  fi
+fi
 echo "e2e dependencies in $dir"
