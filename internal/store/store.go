@@ -1,9 +1,11 @@
 // Package store is the gateway's durable state, behind one interface with an embedded
-// SQLite implementation (store/sqlite) and, later, PostgreSQL for fleets. Several features
-// share it (API keys now; pins, approvals, audit and quotas later), so the interface lives
-// here rather than with each user; each feature adds a small group of methods.
+// SQLite implementation (store/sqlite) and a PostgreSQL one for fleets of replicas
+// (store/postgres). Several features share it (API keys, pins, approvals, audit, quotas),
+// so the interface lives here rather than with each user; each feature adds a small group
+// of methods, implemented in both stores.
 //
-// storetest holds the suite every implementation must pass.
+// storetest holds the suite every implementation must pass (PostgreSQL's runs when
+// PORTCULLIS_TEST_POSTGRES names a database: see store/postgres).
 package store
 
 import (

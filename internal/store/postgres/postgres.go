@@ -51,6 +51,12 @@ var migrations = []string{
 		revoked_at TIMESTAMPTZ,
 		last_used  TIMESTAMPTZ
 	)`,
+	// 2: the audit trail (audit.go).
+	migrationAudit,
+	// 3: pins of tool, prompt and resource template definitions (pins.go).
+	migrationPins,
+	// 4: approvals of held calls (approvals.go).
+	migrationApprovals,
 }
 
 // migrationLock is the advisory lock key under which migrations run (any constant shared
