@@ -38,6 +38,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	listen := fs.String("listen", "", "address of the MCP endpoint (overrides listen in the file)")
 	pprofAddr := fs.String("pprof", "", "serve net/http/pprof on this loopback address")
 	drain := fs.Duration("drain", 30*time.Second, "how long SIGTERM waits for calls in flight")
+	unready := fs.Duration("unready-delay", 0, "on SIGTERM, answer /readyz with 503 for this long before the drain (for load balancers)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -89,6 +90,8 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		mux.Handle(identity.MetadataPath+"/mcp", auth.metadata)
 	}
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+	ready := &readiness{st: st}
+	mux.Handle("/readyz", ready) // 503 while draining or when the store does not answer
 	mux.Handle("/metrics", metrics.Handler()) // Prometheus; no labels name principals
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -146,6 +149,11 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "portcullis: %v\n", err)
 		return 1
 	case <-ctx.Done():
+	}
+	ready.draining.Store(true)
+	if *unready > 0 {
+		logger.Info("shutting down: out of rotation before the drain", "unready_delay_s", unready.Seconds())
+		time.Sleep(*unready)
 	}
 	logger.Info("shutting down: draining calls in flight", "drain_s", drain.Seconds())
 	sctx, cancel := context.WithTimeout(context.Background(), *drain)
