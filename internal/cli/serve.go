@@ -91,7 +91,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	}
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 	ready := &readiness{st: st}
-	mux.Handle("/readyz", ready) // 503 while draining or when the store does not answer
+	mux.Handle("/readyz", ready)              // 503 while draining or when the store does not answer
 	mux.Handle("/metrics", metrics.Handler()) // Prometheus; no labels name principals
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
