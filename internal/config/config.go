@@ -44,6 +44,8 @@ type Config struct {
 	Guards map[string]yaml.Node `yaml:"guards"`
 	// Log sets the gateway's own log.
 	Log Log `yaml:"log"`
+	// Fleet lets replicas serve each other's legacy sessions (see fleet.go).
+	Fleet Fleet `yaml:"fleet"`
 
 	// File is the path the configuration was read from.
 	File string `yaml:"-"`
@@ -288,6 +290,7 @@ func (c *Config) validate() error {
 		}
 	}
 	errs = append(errs, c.validateAuth()...)
+	errs = append(errs, c.validateFleet()...)
 	if c.MaxMessageBytes < 0 {
 		errs = append(errs, c.at("must not be negative", "max_message_bytes"))
 	}
