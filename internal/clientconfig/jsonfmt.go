@@ -176,9 +176,9 @@ func (d *jsonDoc) entry(name string, v hujson.Value) (Entry, error) {
 	cmd := m["command"]
 	if d.f.zed && len(cmd) > 0 && cmd[0] == '{' {
 		var zc struct {
-			Path string            `json:"path"`
-			Args []string          `json:"args"`
-			Env  map[string]any    `json:"env"`
+			Path string         `json:"path"`
+			Args []string       `json:"args"`
+			Env  map[string]any `json:"env"`
 		}
 		if err := json.Unmarshal(cmd, &zc); err != nil {
 			return e, fmt.Errorf("command: %v", err)
