@@ -3,7 +3,6 @@ package scan
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -77,6 +76,7 @@ func Run(ctx context.Context, targets []Target, opts Options) *Report {
 		res := &Result{Target: t, Server: t.Entry.Name, File: t.File}
 		res.Findings = append(res.Findings, Static(t)...)
 		if !opts.Static && !t.Entry.Disabled {
+			res.Dynamic = true
 			l, err := scanServer(ctx, t, opts, res)
 			if err != nil {
 				res.Error = err.Error()
@@ -201,7 +201,7 @@ func scanServer(ctx context.Context, t Target, opts Options, res *Result) (*List
 	}
 	res.Prompts, res.Res = len(l.Prompts), len(l.Resources)+len(l.Templates)
 	res.Findings = append(res.Findings, CheckListing(t, l)...)
-	if opts.Pins != nil && t.Registered {
+	if opts.Pins != nil && t.Registry != "" {
 		pf, err := comparePins(ctx, t, l, opts.Pins)
 		if err != nil {
 			return l, err
@@ -315,7 +315,7 @@ func comparePins(ctx context.Context, t Target, l *Listing, p Pins) ([]Finding, 
 			if err != nil {
 				continue
 			}
-			want, ok, err := p.Hash(ctx, t.Entry.Name, x.kind, name)
+			want, ok, err := p.Hash(ctx, t.Registry, x.kind, name)
 			if err != nil {
 				return out, err
 			}
@@ -332,5 +332,3 @@ func comparePins(ctx context.Context, t Target, l *Listing, p Pins) ([]Finding, 
 	}
 	return out, nil
 }
-
-var errNoTools = errors.New("the server lists no tools")

@@ -54,6 +54,8 @@ func (r *Report) WriteText(w io.Writer) error {
 			mark, status = "ERR ", res.Error
 		} else if res.Target.Entry.Disabled {
 			status = "disabled (static checks only)"
+		} else if !res.Dynamic {
+			status = "static checks only"
 		}
 		fmt.Fprintf(w, "  %s %s (%s): %s\n", mark, res.Server, where, status)
 	}

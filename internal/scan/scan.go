@@ -98,8 +98,9 @@ type Target struct {
 	Client string // client id ("" for a portcullis configuration or a URL)
 	File   string
 	Entry  clientconfig.Entry
-	// Registered says whether the server is in the registry (the gateway configuration).
-	Registered bool
+	// Registry is the server's name in the registry (the gateway configuration), "" when
+	// it is not registered; pins are looked up under it.
+	Registry string
 }
 
 func (t Target) loc() Location {
@@ -120,6 +121,7 @@ type Result struct {
 	Res      int       `json:"resources"`
 	Findings []Finding `json:"findings"`
 	Error    string    `json:"error,omitempty"`
+	Dynamic  bool      `json:"dynamic"` // the server was started or contacted
 }
 
 // Report is a whole scan.
