@@ -16,6 +16,7 @@ import (
 
 	"github.com/portcullis-mcp/portcullis/internal/clientconfig"
 	"github.com/portcullis-mcp/portcullis/internal/detect"
+	"github.com/portcullis-mcp/portcullis/internal/pins"
 )
 
 func stdio(cmd string, args ...string) clientconfig.Entry {
@@ -238,5 +239,31 @@ func TestTextAndJSON(t *testing.T) {
 	}
 	if err := json.Unmarshal(buf.Bytes(), &j); err != nil || j.Summary["critical"] != 1 || len(j.Findings) != 4 || j.Findings[0].Severity != detect.Critical {
 		t.Errorf("json report (%v): %s", err, buf.String())
+	}
+}
+
+type fakePins map[string]string
+
+func (f fakePins) Hash(_ context.Context, server, kind, name string) (string, bool, error) {
+	h, ok := f[server+"/"+kind+"/"+name]
+	return h, ok, nil
+}
+
+func TestComparePins(t *testing.T) {
+	add := json.RawMessage(`{"name":"add","description":"Adds two numbers.","inputSchema":{"type":"object"}}`)
+	sub := json.RawMessage(`{"name":"sub","description":"Subtracts.","inputSchema":{"type":"object"}}`)
+	_, addHash, _ := pins.Canonical(pins.KindTool, add, "")
+	p := fakePins{"reg/tool/add": addHash, "reg/tool/sub": "sha256:00"}
+	fs, err := comparePins(context.Background(), Target{File: "/c", Registry: "reg", Entry: clientconfig.Entry{Name: "client-name"}},
+		&Listing{Tools: []json.RawMessage{add, sub}}, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(fs) != 1 || fs[0].Rule != "pin-mismatch" || fs[0].Location.Item != "tool:sub" || fs[0].Severity != detect.High {
+		t.Errorf("findings: %+v", fs)
+	}
+	fs, _ = comparePins(context.Background(), Target{Registry: "other"}, &Listing{Tools: []json.RawMessage{add}}, p)
+	if len(fs) != 1 || fs[0].Rule != "unpinned" {
+		t.Errorf("unpinned: %+v", fs)
 	}
 }
