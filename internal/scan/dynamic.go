@@ -69,31 +69,54 @@ func Run(ctx context.Context, targets []Target, opts Options) *Report {
 		res  *Result
 		name string
 	}
+	// The same server configured in several clients is started once; its findings are
+	// reported at each place, and it is not its own shadow.
+	type done struct {
+		res     *Result
+		listing *Listing
+	}
+	seen := map[string]done{}
 	for i, t := range targets {
 		if opts.Progress != nil {
 			opts.Progress(i, len(targets), t.Entry.Name)
 		}
 		res := &Result{Target: t, Server: t.Entry.Name, File: t.File}
 		res.Findings = append(res.Findings, Static(t)...)
-		if !opts.Static && !t.Entry.Disabled {
-			res.Dynamic = true
-			l, err := scanServer(ctx, t, opts, res)
-			if err != nil {
-				res.Error = err.Error()
+		if opts.Static || t.Entry.Disabled {
+			rep.Results = append(rep.Results, res)
+			continue
+		}
+		res.Dynamic = true
+		key := identity(t.Entry)
+		if prev, ok := seen[key]; ok {
+			res.Tools, res.Prompts, res.Res, res.Error = prev.res.Tools, prev.res.Prompts, prev.res.Res, prev.res.Error
+			for _, f := range prev.res.dynamic {
 				loc := t.loc()
-				res.Findings = append(res.Findings, Finding{Rule: "unscanned", Severity: detect.Medium, Location: loc,
-					Message: "the server could not be checked: " + err.Error()})
+				loc.Item, loc.Pointer = f.Location.Item, f.Location.Pointer
+				f.Location = loc
+				res.Findings = append(res.Findings, f)
 			}
-			if l != nil {
-				for _, raw := range l.Tools {
-					_, tool := poisoning.Default.CheckTool(raw)
-					tool.Server = t.Entry.Name
-					shadow = append(shadow, tool)
-					shadowOwner = append(shadowOwner, struct {
-						res  *Result
-						name string
-					}{res, tool.Name})
-				}
+			rep.Results = append(rep.Results, res)
+			continue
+		}
+		n := len(res.Findings)
+		l, err := scanServer(ctx, t, opts, res)
+		if err != nil {
+			res.Error = err.Error()
+			res.Findings = append(res.Findings, Finding{Rule: "unscanned", Severity: detect.Medium, Location: t.loc(),
+				Message: "the server could not be checked: " + err.Error()})
+		}
+		res.dynamic = append([]Finding(nil), res.Findings[n:]...)
+		seen[key] = done{res, l}
+		if l != nil {
+			for _, raw := range l.Tools {
+				_, tool := poisoning.Default.CheckTool(raw)
+				tool.Server = t.Entry.Name
+				shadow = append(shadow, tool)
+				shadowOwner = append(shadowOwner, struct {
+					res  *Result
+					name string
+				}{res, tool.Name})
 			}
 		}
 		rep.Results = append(rep.Results, res)
@@ -109,6 +132,12 @@ func Run(ctx context.Context, targets []Target, opts Options) *Report {
 		opts.Progress(len(targets), len(targets), "")
 	}
 	return rep
+}
+
+// identity is what makes two entries the same server.
+func identity(e clientconfig.Entry) string {
+	b, _ := json.Marshal([]any{e.Transport, e.Command, e.Args, e.Env, e.Cwd, e.URL, e.Headers})
+	return string(b)
 }
 
 // incoming answers what a server asks the scanner: nothing is granted.
@@ -180,8 +209,8 @@ func Connect(ctx context.Context, t Target, opts Options) (*upstream.Conn, error
 	return conn, nil
 }
 
-func scanServer(ctx context.Context, t Target, opts Options, res *Result) (*Listing, error) {
-	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
+func scanServer(parent context.Context, t Target, opts Options, res *Result) (*Listing, error) {
+	ctx, cancel := context.WithTimeout(parent, opts.Timeout)
 	defer cancel()
 	if t.Entry.Transport != clientconfig.Stdio {
 		res.Findings = append(res.Findings, CheckHTTP(ctx, t, opts)...)
@@ -209,7 +238,9 @@ func scanServer(ctx context.Context, t Target, opts Options, res *Result) (*List
 		res.Findings = append(res.Findings, pf...)
 	}
 	if opts.Active {
-		af, err := Active(ctx, t, conn, l, opts)
+		actx, acancel := context.WithTimeout(parent, 10*opts.Timeout) // many calls, each bounded
+		defer acancel()
+		af, err := Active(actx, t, conn, l, opts)
 		res.Findings = append(res.Findings, af...)
 		if err != nil {
 			return l, fmt.Errorf("active checks: %w", err)

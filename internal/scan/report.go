@@ -25,6 +25,9 @@ func (r *Report) WriteText(w io.Writer) error {
 	summary := "no findings"
 	if len(parts) > 0 {
 		summary = fmt.Sprintf("%d findings (%s)", len(fs), strings.Join(parts, ", "))
+		if len(fs) == 1 {
+			summary = fmt.Sprintf("1 finding (%s)", parts[0])
+		}
 	}
 	fmt.Fprintf(w, "portcullis scan: %d servers, %s\n", len(r.Results), summary)
 	for _, f := range fs {

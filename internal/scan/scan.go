@@ -122,6 +122,8 @@ type Result struct {
 	Findings []Finding `json:"findings"`
 	Error    string    `json:"error,omitempty"`
 	Dynamic  bool      `json:"dynamic"` // the server was started or contacted
+
+	dynamic []Finding // what scanning the server found (reused for the same server elsewhere)
 }
 
 // Report is a whole scan.
