@@ -48,17 +48,22 @@ func trimHujson(err error) string { return strings.TrimPrefix(err.Error(), "hujs
 // errLine finds "line N" in a hujson error, else the offset.
 func errLine(data []byte, err error) int {
 	s := err.Error()
-	if i := strings.Index(s, "line "); i >= 0 {
-		n, _ := strconv.Atoi(strings.FieldsFunc(s[i+5:], func(r rune) bool { return r < '0' || r > '9' })[0])
+	digits := func(s string) int {
+		f := strings.FieldsFunc(s, func(r rune) bool { return r < '0' || r > '9' })
+		if len(f) == 0 {
+			return -1
+		}
+		n, _ := strconv.Atoi(f[0])
 		return n
 	}
+	if i := strings.Index(s, "line "); i >= 0 {
+		if n := digits(s[i+5:]); n > 0 {
+			return n
+		}
+	}
 	if i := strings.Index(s, "offset "); i >= 0 {
-		f := strings.FieldsFunc(s[i+7:], func(r rune) bool { return r < '0' || r > '9' })
-		if len(f) > 0 {
-			n, _ := strconv.Atoi(f[0])
-			if n <= len(data) {
-				return bytes.Count(data[:n], []byte("\n")) + 1
-			}
+		if n := digits(s[i+7:]); n >= 0 && n <= len(data) {
+			return bytes.Count(data[:n], []byte("\n")) + 1
 		}
 	}
 	return 0
