@@ -90,12 +90,32 @@ func configTargets(path string, data []byte) ([]scan.Target, error) {
 	return out, nil
 }
 
+// fileTargets turns client entries into scan targets. An entry wrap rewrote to
+// `portcullis run --config C NAME` is scanned as the server NAME of C (its command or URL
+// as registered), located where that server is written in C.
 func fileTargets(files []*clientconfig.File, reg *discover.Registry) []scan.Target {
 	var out []scan.Target
+	wrapped := map[string][]scan.Target{}
 	for _, f := range files {
 		for _, e := range f.Entries {
 			t := scan.Target{Client: f.Client.ID, File: f.Path, Entry: e}
 			t.Registry, _ = reg.Lookup(e)
+			if a := e.Args; len(a) == 4 && a[0] == "run" && a[1] == "--config" {
+				ts, ok := wrapped[a[2]]
+				if !ok {
+					if data, err := os.ReadFile(a[2]); err == nil {
+						ts, _ = configTargets(a[2], data)
+					}
+					wrapped[a[2]] = ts
+				}
+				for _, u := range ts {
+					if u.Entry.Name == a[3] {
+						u.Client = f.Client.ID
+						u.Entry.Disabled = e.Disabled
+						t = u
+					}
+				}
+			}
 			out = append(out, t)
 		}
 	}
