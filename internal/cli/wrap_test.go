@@ -31,6 +31,10 @@ func TestWrapMalformedWritesNothing(t *testing.T) {
 		{"bad-continue.yaml", "continue", ".continue/config.yaml"},
 		{"bad-zed.jsonc", "zed", ".zed/settings.json"},
 		{"bad-cursor.json", "cursor", ".cursor/mcp.json"},
+		{"bad-claude-code.json", "claude-code", ".mcp.json"},
+		{"bad-windsurf.json", "windsurf", ".codeium/windsurf/mcp_config.json"},
+		{"bad-gemini.json", "gemini", ".gemini/settings.json"},
+		{"bad-cline.json", "cline", "cline_mcp_settings.json"},
 	} {
 		t.Run(tt.bad, func(t *testing.T) {
 			dir := t.TempDir()

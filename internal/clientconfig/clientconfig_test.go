@@ -140,6 +140,10 @@ func TestMalformed(t *testing.T) {
 		{"bad-continue.yaml", "continue", "not valid YAML"},
 		{"bad-zed.jsonc", "zed", "must be an object"},
 		{"bad-cursor.json", "cursor", "must be an object of servers"},
+		{"bad-claude-code.json", "claude-code", `server "b": url must be a string`},
+		{"bad-windsurf.json", "windsurf", "serverUrl must be a string"},
+		{"bad-gemini.json", "gemini", "not valid JSON"},
+		{"bad-cline.json", "cline", "neither a command nor a URL"},
 	} {
 		t.Run(tt.file, func(t *testing.T) {
 			path := filepath.Join("testdata", tt.file)
