@@ -22,8 +22,10 @@ import (
 	"github.com/portcullis-mcp/portcullis/internal/config"
 	"github.com/portcullis-mcp/portcullis/internal/detect"
 	"github.com/portcullis-mcp/portcullis/internal/discover"
+	"github.com/portcullis-mcp/portcullis/internal/jsonrpc"
 	"github.com/portcullis-mcp/portcullis/internal/scan"
 	"github.com/portcullis-mcp/portcullis/internal/store"
+	"github.com/portcullis-mcp/portcullis/internal/upstream"
 )
 
 func init() {
@@ -120,6 +122,22 @@ func fileTargets(files []*clientconfig.File, reg *discover.Registry) []scan.Targ
 		}
 	}
 	return out
+}
+
+// serverNameOf makes a client's server name usable where a configuration name is expected.
+func serverNameOf(name string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(name) {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('-')
+		}
+	}
+	if b.Len() == 0 {
+		return "server"
+	}
+	return b.String()
 }
 
 func isTerminal(w io.Writer) bool {
@@ -283,6 +301,15 @@ func scanCmd(args []string, stdout, stderr io.Writer) int {
 	opts := scan.Options{Static: *static, Active: *active, Timeout: *timeout}
 	if *verbose {
 		opts.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	// Stdio servers start as the gateway starts them (sandbox included, when configured).
+	opts.StdioDial = func(t scan.Target, env map[string]string) upstream.Dial {
+		logger := opts.Logger
+		if logger == nil {
+			logger = slog.New(slog.DiscardHandler)
+		}
+		s := config.Server{Name: serverNameOf(t.Entry.Name), Command: t.Entry.Command, Args: t.Entry.Args, Env: env, Dir: t.Entry.Cwd}
+		return dialer(s, jsonrpc.Limits{}, logger)
 	}
 	if *progress || isTerminal(stderr) {
 		opts.Progress = progressBar(stderr)

@@ -38,6 +38,10 @@ type Options struct {
 	HTTPClient *http.Client
 	// Environ is the environment stdio servers start with (default upstream.Environ).
 	Environ func(extra map[string]string) []string
+	// StdioDial, when set, starts stdio servers (the command line passes the gateway's own
+	// dialer, so that a scanned server starts exactly as `portcullis run` would start it,
+	// sandbox included). env is the entry's environment with references resolved.
+	StdioDial func(t Target, env map[string]string) upstream.Dial
 }
 
 // Listing is what a server lists.
@@ -175,6 +179,9 @@ func Dial(t Target, opts Options) upstream.Dial {
 	lim := jsonrpc.Limits{}
 	switch e.Transport {
 	case clientconfig.Stdio:
+		if opts.StdioDial != nil {
+			return opts.StdioDial(t, expandEnv(e.Env))
+		}
 		so := upstream.StdioOptions{Name: e.Name, Command: e.Command, Args: e.Args, Env: opts.Environ(expandEnv(e.Env)),
 			Dir: e.Cwd, Limits: lim, Logger: opts.Logger}
 		return func(ctx context.Context, in upstream.Incoming) (upstream.Transport, error) {
