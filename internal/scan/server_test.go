@@ -101,7 +101,7 @@ func TestRunSameServerTwice(t *testing.T) {
 	dir := t.TempDir()
 	starts := dir + "/starts"
 	targets := []Target{selfTarget(t, "dict", "plain", "/a.json"), selfTarget(t, "dict", "plain", "/b.json"), selfTarget(t, "copy", "reader", "/c.json")}
-	rep := Run(context.Background(), targets, Options{Timeout: 20 * time.Second, Environ: testEnviron(t, starts, dir+"/wiped")})
+	rep := Run(context.Background(), targets, Options{Timeout: 2 * time.Minute, Environ: testEnviron(t, starts, dir+"/wiped")})
 	b, _ := os.ReadFile(starts)
 	if got := strings.Count(string(b), "plain"); got != 1 {
 		t.Errorf("the same server was started %d times, want once", got)
@@ -127,7 +127,7 @@ func TestActive(t *testing.T) {
 	wiped := dir + "/wiped"
 	env := testEnviron(t, dir+"/starts", wiped)
 	rep := Run(context.Background(), []Target{selfTarget(t, "sh", "shell", "/x.json"), selfTarget(t, "rd", "reader", "/x.json"), selfTarget(t, "ok", "plain", "/x.json")},
-		Options{Timeout: 20 * time.Second, Active: true, Environ: env})
+		Options{Timeout: 2 * time.Minute, Active: true, Environ: env})
 	got := map[string]string{}
 	for _, f := range rep.Findings() {
 		if f.Detector == "active" {
@@ -139,13 +139,16 @@ func TestActive(t *testing.T) {
 		"rd": "path-traversal high tool:lookup /inputSchema/properties/word",
 	}
 	if len(got) != len(want) || got["sh"] != want["sh"] || got["rd"] != want["rd"] {
+		for _, r := range rep.Results {
+			t.Logf("%s: error %q, tools %v", r.Server, r.Error, r.Tools)
+		}
 		t.Errorf("active findings %v, want %v", got, want)
 	}
 	if _, err := os.Stat(wiped); err == nil {
 		t.Error("active checks called a tool that declares itself destructive")
 	}
 	// Without --active, nothing of the kind.
-	rep = Run(context.Background(), []Target{selfTarget(t, "sh", "shell", "/x.json")}, Options{Timeout: 20 * time.Second, Environ: env})
+	rep = Run(context.Background(), []Target{selfTarget(t, "sh", "shell", "/x.json")}, Options{Timeout: 2 * time.Minute, Environ: env})
 	if m, ok := rep.Max(); ok && m >= detect.Medium {
 		t.Errorf("findings without --active: %+v", rep.Findings())
 	}
