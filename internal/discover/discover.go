@@ -144,9 +144,11 @@ func (r *Registry) Lookup(e clientconfig.Entry) (string, bool) {
 	return "", false
 }
 
+// isWrapped says whether an entry runs a server through `portcullis run --config C NAME`.
 func isWrapped(e clientconfig.Entry) bool {
 	b := filepath.Base(e.Command)
-	return (b == "portcullis" || b == "portcullis.exe") && len(e.Args) > 0 && e.Args[0] == "run"
+	a := e.Args
+	return (b == "portcullis" || b == "portcullis.exe" || len(a) == 4 && a[1] == "--config") && len(a) > 0 && a[0] == "run"
 }
 
 // Options tune discovery.
