@@ -267,3 +267,23 @@ func TestComparePins(t *testing.T) {
 		t.Errorf("unpinned: %+v", fs)
 	}
 }
+
+func TestCheckSSE(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, "event: endpoint\ndata: /messages?sessionId=1234\n\n")
+	}))
+	defer srv.Close()
+	tg := Target{File: "/c.json", Entry: clientconfig.Entry{Name: "legacy", Line: 9, Transport: clientconfig.SSE, URL: srv.URL + "/sse"}}
+	var got []string
+	for _, f := range CheckHTTP(context.Background(), tg, Options{HTTPClient: srv.Client()}) {
+		got = append(got, f.Rule+":"+f.Severity.String())
+		if f.Location.Line != 9 {
+			t.Errorf("finding without its line: %+v", f.Location)
+		}
+	}
+	want := "no-auth:medium dns-rebinding:high session-id-in-url:medium weak-session-id:medium"
+	if strings.Join(got, " ") != want {
+		t.Errorf("got %v, want %s", got, want)
+	}
+}
