@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sort"
 	"strconv"
@@ -36,7 +37,11 @@ func vulnServer(t *testing.T) string {
 	t.Helper()
 	vulnOnce.Do(func() {
 		vulnBin = filepath.Join(binDir, "vulnserver")
-		cmd := exec.Command("go", "build", "-o", vulnBin, "./test/e2e/testdata/vulnserver")
+		goBin, err := exec.LookPath("go")
+		if err != nil {
+			goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		}
+		cmd := exec.Command(goBin, "build", "-o", vulnBin, "./test/e2e/testdata/vulnserver")
 		cmd.Dir = repoRoot
 		if out, err := cmd.CombinedOutput(); err != nil {
 			vulnErr = fmt.Errorf("building vulnserver: %v\n%s", err, out)
