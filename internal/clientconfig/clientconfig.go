@@ -74,6 +74,18 @@ type Change struct {
 type document interface {
 	entries() ([]Entry, error)
 	rewrite(changes []Change) ([]byte, error)
+	// restore returns the document with the entries at pointers as they are in orig (a
+	// document of the same format); entries missing from either are left as they are.
+	restore(orig document, pointers []string) ([]byte, error)
+}
+
+// Restore returns f's bytes with the entries at pointers put back as they are in orig
+// (the same file before it was rewritten), and everything else as it is in f now.
+func (f *File) Restore(orig *File, pointers []string) ([]byte, error) {
+	if orig.Client != f.Client {
+		return nil, &Error{Path: f.Path, Msg: "cannot restore entries across client formats"}
+	}
+	return f.doc.restore(orig.doc, pointers)
 }
 
 // Error is an error about one client configuration file.

@@ -301,8 +301,15 @@ func jsonString(s string) string {
 	return strings.TrimSuffix(buf.String(), "\n")
 }
 
+// fresh parses the document again: hujson's Clone drops trailing commas, so edits start
+// from a new parse of the same bytes.
+func (d *jsonDoc) fresh() hujson.Value {
+	v, _ := hujson.Parse(d.data) // parsed once already
+	return v
+}
+
 func (d *jsonDoc) rewrite(changes []Change) ([]byte, error) {
-	v := d.v.Clone()
+	v := d.fresh()
 	for _, ch := range changes {
 		ev := v.Find(ch.Pointer)
 		obj := members(ev)
@@ -339,6 +346,22 @@ func (d *jsonDoc) rewrite(changes []Change) ([]byte, error) {
 		if cv := v.Find(ch.Pointer + "/command"); cv != nil && members(cv) != nil {
 			lay.apply(members(cv))
 		}
+	}
+	return v.Pack(), nil
+}
+
+func (d *jsonDoc) restore(orig document, pointers []string) ([]byte, error) {
+	o, ok := orig.(*jsonDoc)
+	if !ok {
+		return nil, &Error{Path: d.path, Msg: "cannot restore from another format"}
+	}
+	v, ov := d.fresh(), o.fresh()
+	for _, p := range pointers {
+		cur, was := v.Find(p), ov.Find(p)
+		if cur == nil || was == nil {
+			continue
+		}
+		cur.Value = was.Value
 	}
 	return v.Pack(), nil
 }

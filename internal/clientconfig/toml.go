@@ -246,13 +246,37 @@ func lineKey(l string) string {
 	return strings.Trim(strings.TrimSpace(s[:i]), `"'`)
 }
 
+func tomlName(pointer string) string {
+	name := strings.TrimPrefix(pointer, "mcp_servers.")
+	if u, err := strconv.Unquote(name); err == nil {
+		name = u
+	}
+	return name
+}
+
+func (d *tomlDoc) restore(orig document, pointers []string) ([]byte, error) {
+	o, ok := orig.(*tomlDoc)
+	if !ok {
+		return nil, &Error{Path: d.path, Msg: "cannot restore from another format"}
+	}
+	lines := append([]string{}, d.lines...)
+	for _, p := range pointers {
+		name := tomlName(p)
+		start, end := (&tomlDoc{lines: lines}).table(name)
+		ostart, oend := o.table(name)
+		if start < 0 || ostart < 0 {
+			continue
+		}
+		next := append(append([]string{}, lines[:start]...), o.lines[ostart:oend]...)
+		lines = append(next, lines[end:]...)
+	}
+	return []byte(strings.Join(lines, "")), nil
+}
+
 func (d *tomlDoc) rewrite(changes []Change) ([]byte, error) {
 	lines := append([]string{}, d.lines...)
 	for _, ch := range changes {
-		name := strings.TrimPrefix(ch.Pointer, "mcp_servers.")
-		if u, err := strconv.Unquote(name); err == nil {
-			name = u
-		}
+		name := tomlName(ch.Pointer)
 		cur := &tomlDoc{lines: lines}
 		start, end := cur.table(name)
 		if start < 0 {

@@ -121,6 +121,40 @@ func delKey(m *yaml.Node, key string) {
 	}
 }
 
+func (d *yamlDoc) restore(orig document, pointers []string) ([]byte, error) {
+	o, ok := orig.(*yamlDoc)
+	if !ok {
+		return nil, &Error{Path: d.path, Msg: "cannot restore from another format"}
+	}
+	d = &yamlDoc{path: d.path, data: d.data}
+	if err := yaml.Unmarshal(d.data, &d.root); err != nil {
+		return nil, &Error{Path: d.path, Msg: err.Error()}
+	}
+	cur, err := d.list()
+	if err != nil {
+		return nil, err
+	}
+	was, err := o.list()
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range pointers {
+		var i int
+		if _, err := fmt.Sscanf(p, "/mcpServers/%d", &i); err != nil || cur == nil || was == nil || i < 0 || i >= len(cur.Content) || i >= len(was.Content) {
+			continue
+		}
+		cur.Content[i] = was.Content[i]
+	}
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(&d.root); err != nil {
+		return nil, &Error{Path: d.path, Msg: err.Error()}
+	}
+	enc.Close()
+	return buf.Bytes(), nil
+}
+
 func (d *yamlDoc) rewrite(changes []Change) ([]byte, error) {
 	d = &yamlDoc{path: d.path, data: d.data} // edit a copy
 	if err := yaml.Unmarshal(d.data, &d.root); err != nil {

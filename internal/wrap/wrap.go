@@ -57,7 +57,8 @@ type Record struct {
 	Original string    `json:"original,omitempty"` // sha256 of the bytes before
 	Wrapped  string    `json:"wrapped"`            // sha256 of the bytes wrap wrote
 	Mode     uint32    `json:"mode"`
-	Servers  []string  `json:"servers,omitempty"` // names registered in the configuration
+	Servers  []string  `json:"servers,omitempty"`  // names registered in the configuration (for the configuration: the ones wrap added)
+	Pointers []string  `json:"pointers,omitempty"` // the entries rewritten
 	At       time.Time `json:"at"`
 }
 
@@ -113,6 +114,7 @@ type Plan struct {
 	Files        []*FilePlan
 	ConfigBefore []byte // nil when the configuration does not exist yet
 	ConfigAfter  []byte
+	added        []string // servers wrap adds to the configuration
 	opts         Options
 	state        *State
 }
@@ -256,6 +258,9 @@ func Prepare(files []*clientconfig.File, opts Options) (*Plan, error) {
 			return nil, fmt.Errorf("wrap: the portcullis configuration would not be valid (nothing written): %w", err)
 		}
 		p.ConfigAfter = out
+		for _, s := range added {
+			p.added = append(p.added, s.Name)
+		}
 	}
 	return p, nil
 }
@@ -323,6 +328,11 @@ func (p *Plan) Apply() error {
 			return err
 		}
 		rec.Wrapped = sum(p.ConfigAfter)
+		for _, n := range p.added {
+			if !contains(rec.Servers, n) {
+				rec.Servers = append(rec.Servers, n)
+			}
+		}
 	}
 	for _, f := range p.Files {
 		if bytes.Equal(f.File.Data, f.After) {
@@ -348,6 +358,11 @@ func (p *Plan) Apply() error {
 		for _, s := range f.Servers {
 			if !contains(rec.Servers, s.Name) {
 				rec.Servers = append(rec.Servers, s.Name)
+			}
+		}
+		for _, ch := range f.Changes {
+			if !contains(rec.Pointers, ch.Pointer) {
+				rec.Pointers = append(rec.Pointers, ch.Pointer)
 			}
 		}
 		if err := p.state.save(p.opts.StateFile()); err != nil { // before the file changes
@@ -378,8 +393,10 @@ type Restored struct {
 }
 
 // Unwrap writes back the bytes of every wrapped file (only those of clients when not
-// empty) and forgets them. A file changed since it was wrapped is left alone unless
-// Force, in which case its current bytes are kept next to the backup.
+// empty) and forgets them. In a file changed since it was wrapped (clients rewrite their
+// own files), only the rewritten entries are put back as they were and the other changes
+// stay; the configuration loses only the servers wrap added. With Force, a changed file
+// gets its original bytes anyway, and its current bytes are kept as FILE.unwrapped.
 func Unwrap(opts Options, clients []string) ([]Restored, error) {
 	st, err := LoadState(opts.StateFile())
 	if err != nil {
@@ -393,7 +410,7 @@ func Unwrap(opts Options, clients []string) ([]Restored, error) {
 			keep = append(keep, rec)
 			continue
 		}
-		r, err := restore(rec, opts.Force)
+		r, err := restore(rec, opts.Force, restoreEntries)
 		out = append(out, r)
 		if err != nil {
 			errs = append(errs, err)
@@ -402,7 +419,7 @@ func Unwrap(opts Options, clients []string) ([]Restored, error) {
 	}
 	st.Files = keep
 	if len(keep) == 0 && st.Config != nil {
-		r, err := restore(*st.Config, opts.Force)
+		r, err := restore(*st.Config, opts.Force, removeServers)
 		out = append(out, r)
 		if err != nil {
 			errs = append(errs, err)
@@ -419,15 +436,104 @@ func Unwrap(opts Options, clients []string) ([]Restored, error) {
 	return out, errors.Join(errs...)
 }
 
-func restore(rec Record, force bool) (Restored, error) {
+// merge undoes wrap in a file that changed since it was wrapped, keeping the changes.
+type merge func(rec Record, cur, orig []byte) (out []byte, remove bool, err error)
+
+// restoreEntries puts the rewritten entries of a client file back as they were.
+func restoreEntries(rec Record, cur, orig []byte) ([]byte, bool, error) {
+	c := clientconfig.ByID(rec.Client)
+	if c == nil || len(rec.Pointers) == 0 {
+		return nil, false, errors.New("no record of the entries wrap rewrote")
+	}
+	now, err := clientconfig.Parse(c, rec.Path, cur)
+	if err != nil {
+		return nil, false, err
+	}
+	was, err := clientconfig.Parse(c, rec.Path, orig)
+	if err != nil {
+		return nil, false, err
+	}
+	out, err := now.Restore(was, rec.Pointers)
+	return out, false, err
+}
+
+// removeServers takes the servers wrap added out of the configuration.
+func removeServers(rec Record, cur, _ []byte) ([]byte, bool, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(cur, &root); err != nil {
+		return nil, false, err
+	}
+	if len(root.Content) == 0 || root.Content[0].Kind != yaml.MappingNode {
+		return nil, false, errors.New("not a mapping")
+	}
+	m := root.Content[0]
+	left := 0
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value != "servers" {
+			continue
+		}
+		list := m.Content[i+1]
+		var keep []*yaml.Node
+		for _, n := range list.Content {
+			name := ""
+			for j := 0; j+1 < len(n.Content); j += 2 {
+				if n.Content[j].Value == "name" {
+					name = n.Content[j+1].Value
+				}
+			}
+			if !contains(rec.Servers, name) {
+				keep = append(keep, n)
+			}
+		}
+		list.Content, left = keep, len(keep)
+	}
+	if left == 0 && rec.Created {
+		return nil, true, nil
+	}
+	var out bytes.Buffer
+	enc := yaml.NewEncoder(&out)
+	enc.SetIndent(2)
+	if err := enc.Encode(&root); err != nil {
+		return nil, false, err
+	}
+	enc.Close()
+	return out.Bytes(), false, nil
+}
+
+func restore(rec Record, force bool, undo merge) (Restored, error) {
 	cur, err := os.ReadFile(rec.Path)
 	missing := errors.Is(err, os.ErrNotExist)
 	if err != nil && !missing {
 		return Restored{Path: rec.Path, Action: "skipped"}, err
 	}
+	mode := os.FileMode(rec.Mode)
+	if mode == 0 {
+		mode = 0o600
+	}
 	if !missing && sum(cur) != rec.Wrapped && !force {
-		return Restored{Path: rec.Path, Action: "skipped", Note: "changed since it was wrapped"},
-			fmt.Errorf("%s changed since it was wrapped; edit it back or run unwrap --force (the current file is kept as %s.unwrapped)", rec.Path, rec.Path)
+		// Changed since (a client rewrites its own file): undo only what wrap did.
+		var orig []byte
+		if rec.Backup != "" {
+			if orig, err = os.ReadFile(rec.Backup); err != nil {
+				return Restored{Path: rec.Path, Action: "skipped"}, fmt.Errorf("%s: backup %s: %w", rec.Path, rec.Backup, err)
+			}
+		}
+		out, remove, err := undo(rec, cur, orig)
+		if err != nil {
+			return Restored{Path: rec.Path, Action: "skipped", Note: "changed since it was wrapped"},
+				fmt.Errorf("%s changed since it was wrapped and its entries cannot be put back (%v); edit it back or run unwrap --force (the current file is kept as %s.unwrapped)", rec.Path, err, rec.Path)
+		}
+		if remove {
+			if err := os.Remove(rec.Path); err != nil {
+				return Restored{Path: rec.Path, Action: "skipped"}, err
+			}
+		} else if err := writeAtomic(rec.Path, out, mode); err != nil {
+			return Restored{Path: rec.Path, Action: "skipped"}, err
+		}
+		if rec.Backup != "" {
+			os.Remove(rec.Backup)
+		}
+		return Restored{Path: rec.Path, Action: "restored", Note: "changed since it was wrapped: only wrap's changes were undone"}, nil
 	}
 	if !missing && sum(cur) != rec.Wrapped {
 		if err := writeAtomic(rec.Path+".unwrapped", cur, 0o600); err != nil {
@@ -446,10 +552,6 @@ func restore(rec Record, force bool) (Restored, error) {
 	}
 	if sum(orig) != rec.Original {
 		return Restored{Path: rec.Path, Action: "skipped"}, fmt.Errorf("%s: backup %s does not hold the original bytes any more", rec.Path, rec.Backup)
-	}
-	mode := os.FileMode(rec.Mode)
-	if mode == 0 {
-		mode = 0o600
 	}
 	if err := writeAtomic(rec.Path, orig, mode); err != nil {
 		return Restored{Path: rec.Path, Action: "skipped"}, err

@@ -114,6 +114,39 @@ func TestWrapUnwrap(t *testing.T) {
 			if _, err := os.Stat(opts.StateFile()); !os.IsNotExist(err) {
 				t.Errorf("the state file is still there")
 			}
+
+			// Again, and this time the client changes its file while wrapped.
+			p, err = Prepare([]*clientconfig.File{read(t, fx.client, path)}, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := p.Apply(); err != nil {
+				t.Fatal(err)
+			}
+			wrapped := mustRead(t, path)
+			edit := func(b []byte) []byte { return append([]byte("\n"), b...) }
+			if strings.HasSuffix(path, ".toml") || strings.HasSuffix(path, ".yaml") {
+				edit = func(b []byte) []byte { return append(append([]byte{}, b...), "\n# edited by the client\n"...) }
+			}
+			os.WriteFile(path, edit(wrapped), 0o640)
+			if _, err := Unwrap(opts, nil); err != nil {
+				t.Fatal(err)
+			}
+			got = mustRead(t, path)
+			if strings.HasSuffix(path, ".yaml") { // re-encoded: compare what it says
+				now := read(t, fx.client, path)
+				for i, e := range now.Entries {
+					o := before.Entries[i]
+					if e.Command != o.Command || strings.Join(e.Args, " ") != strings.Join(o.Args, " ") || e.URL != o.URL {
+						t.Errorf("entry %d after unwrap of the edited file: %+v, want %+v", i, e, o)
+					}
+				}
+				if !strings.Contains(string(got), "# edited by the client") {
+					t.Errorf("the client's edit is lost:\n%s", got)
+				}
+			} else if string(got) != string(edit(orig)) {
+				t.Errorf("unwrap of the edited file:\n%s\nwant:\n%s", got, edit(orig))
+			}
 		})
 	}
 }
@@ -141,20 +174,51 @@ func TestWrapKeepsExistingConfig(t *testing.T) {
 	if len(cfg.Servers) != 2 || cfg.Servers[0].Name != "memory" || cfg.Servers[1].Name != "fs" || cfg.Listen != "127.0.0.1:8931" {
 		t.Errorf("configuration after wrap: %+v", cfg.Servers)
 	}
-	// An edited client file is not overwritten by unwrap.
-	edited := read(t, "cursor", client)
-	os.WriteFile(client, append(edited.Data, ' '), 0o600)
-	if _, err := Unwrap(opts, nil); err == nil || !strings.Contains(err.Error(), "changed since it was wrapped") {
-		t.Fatalf("unwrap of an edited file: %v", err)
+	// The client rewrote its file, and the user the configuration: unwrap undoes only
+	// what wrap did.
+	wrapped, _ := os.ReadFile(client)
+	os.WriteFile(client, append([]byte("\n"), wrapped...), 0o600)
+	cur, _ := os.ReadFile(cfgPath)
+	os.WriteFile(cfgPath, append(cur, []byte("log:\n  level: debug\n")...), 0o600)
+	res, err := Unwrap(opts, nil)
+	if err != nil {
+		t.Fatalf("unwrap of edited files: %v", err)
 	}
+	if got, _ := os.ReadFile(client); string(got) != "\n"+string(orig) {
+		t.Errorf("client file after unwrap:\n%s\nwant the original entries and the edit (%+v)", got, res)
+	}
+	cfg, err = config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Servers) != 1 || cfg.Servers[0].Name != "memory" || cfg.Log.Level != "debug" {
+		t.Errorf("configuration after unwrap: servers %+v, log %+v", cfg.Servers, cfg.Log)
+	}
+	// --force restores the original bytes even of an edited file.
+	p, _ = Prepare([]*clientconfig.File{read(t, "cursor", client)}, opts)
+	if err := p.Apply(); err != nil {
+		t.Fatal(err)
+	}
+	before := string(mustRead(t, client))
+	os.WriteFile(client, []byte(before+" "), 0o600)
 	if _, err := Unwrap(Options{Config: cfgPath, Portcullis: opts.Portcullis, Force: true}, nil); err != nil {
 		t.Fatal(err)
 	}
-	got, _ := os.ReadFile(client)
-	gotCfg, _ := os.ReadFile(cfgPath)
-	if string(got) != string(orig) || string(gotCfg) != string(cfgBytes) {
-		t.Errorf("not restored:\n%s\n%s", got, gotCfg)
+	if got := mustRead(t, client); string(got) != "\n"+string(orig) {
+		t.Errorf("forced unwrap:\n%s", got)
 	}
+	if got := mustRead(t, client+".unwrapped"); string(got) != before+" " {
+		t.Errorf("the edited file was not kept")
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 func TestServerName(t *testing.T) {
