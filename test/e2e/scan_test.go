@@ -403,6 +403,15 @@ func stdioTools(t *testing.T, argv, env []string) []string {
 	return names
 }
 
+func mustReadFile(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 type clientEntry struct {
 	Command string            `json:"command"`
 	Args    []string          `json:"args"`
@@ -534,14 +543,29 @@ func TestWrapUnwrap(t *testing.T) {
 		}
 	}
 
+	// Cursor's file stays as wrap wrote it; Claude Code rewrites its own (a counter, its
+	// own layout) while wrapped, as it does all the time.
+	var doc map[string]any
+	json.Unmarshal(wrapped, &doc)
+	doc["numStartups"] = 4
+	rewritten, _ := json.Marshal(doc)
+	os.WriteFile(claude, rewritten, 0o644)
+
 	out, errs, code = runPortcullis(t, base, time.Minute, "unwrap")
 	if code != 0 {
 		t.Fatalf("unwrap exited %d: %s\n%s", code, errs, out)
 	}
-	for path, orig := range map[string][]byte{cursor: cursorOrig, claude: claudeOrig} {
-		if b, _ := os.ReadFile(path); !bytes.Equal(b, orig) {
-			t.Errorf("unwrap did not restore %s:\n%s", path, b)
-		}
+	if b, _ := os.ReadFile(cursor); !bytes.Equal(b, cursorOrig) {
+		t.Errorf("unwrap did not restore %s:\n%s", cursor, b)
+	}
+	var after, orig map[string]any
+	if err := json.Unmarshal(mustReadFile(t, claude), &after); err != nil {
+		t.Fatalf("%s after unwrap: %v", claude, err)
+	}
+	json.Unmarshal(claudeOrig, &orig)
+	orig["numStartups"] = 4.0
+	if a, o := fmt.Sprint(after), fmt.Sprint(orig); a != o {
+		t.Errorf("unwrap of the file Claude Code changed:\n%s\nwant the original servers and the new counter:\n%s", a, o)
 	}
 	if _, err := os.Stat(filepath.Join(home, ".config", "portcullis", "portcullis.yaml")); !os.IsNotExist(err) {
 		t.Errorf("the configuration wrap created is still there")
