@@ -58,6 +58,8 @@ var migrations = []string{
 	migrationPins,
 	// 4: approvals of held calls.
 	migrationApprovals,
+	// 5: daily quota and budget counters (quotas.go).
+	migrationQuotas,
 }
 
 // BusyTimeout is how long a statement waits for another connection's write lock.
