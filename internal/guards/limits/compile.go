@@ -118,7 +118,7 @@ func compileRule(i int, r Rule) (*rule, []error) {
 			bad("name", "%q: a name is 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit", r.Name)
 		}
 	}
-	cr := &rule{index: i, name: r.Name, rate: r.Rate, perPrincipal: !r.perSet}
+	cr := &rule{index: i, name: r.Name, rate: r.Rate, perPrincipal: !r.perSet && r.Per == nil}
 	pats := func(field string, ps []string) policy.Patterns {
 		p, err := policy.CompilePatterns(ps)
 		if err != nil {
@@ -184,7 +184,7 @@ func compileRule(i int, r Rule) (*rule, []error) {
 	cr.maxResultBytes, cr.timeout = r.MaxResultBytes, r.Timeout
 	cr.needsMemory = cr.ratePerNs > 0 || cr.concurrency > 0
 	cr.needsCounter = cr.dailyCalls > 0 || cr.budget > 0
-	if !cr.needsMemory && !cr.needsCounter && cr.cost == 0 && cr.maxResultBytes == 0 && cr.timeout == 0 && r.Name != "" {
+	if r.Rate == "" && r.Concurrency == 0 && r.DailyCalls == 0 && r.Cost == 0 && r.DailyBudget == 0 && r.MaxResultBytes == 0 && r.Timeout == 0 && r.Name != "" {
 		bad("name", "the rule sets no limit: give it rate, concurrency, daily_calls, cost, daily_budget, max_result_bytes or timeout")
 	}
 	if len(errs) > 0 {
