@@ -23,7 +23,9 @@ var quotaCases = []struct {
 	{"QuotaConcurrent", testQuotaConcurrent},
 }
 
-func add(key string, n, limit int64) store.QuotaAdd { return store.QuotaAdd{Key: key, N: n, Cap: limit} }
+func add(key string, n, limit int64) store.QuotaAdd {
+	return store.QuotaAdd{Key: key, N: n, Cap: limit}
+}
 
 func mustAdd(t *testing.T, s store.Store, day string, wantOK bool, want []int64, adds ...store.QuotaAdd) {
 	t.Helper()
