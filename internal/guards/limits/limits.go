@@ -247,7 +247,7 @@ func (l *limiter) checkLoop(ctx context.Context, c *guard.Call, now time.Time) *
 	r.Data = map[string]any{"limit": "loop", "retryAfterMs": retryMs(wait)}
 	if out == loopDetected {
 		msg := fmt.Sprintf("%s %q called %s %d times with the same arguments within %s; the call is refused for %s", c.Principal.Method, c.Principal.ID, what(c), lc.calls, lc.window, lc.cooldown)
-		audit.Report(ctx, audit.Finding{Detector: Name, Rule: "loop", Severity: "high", In: "arguments", Message: msg})
+		audit.Report(ctx, audit.Finding{Detector: Name, Rule: "loop", Severity: "high", In: "call", Message: msg}) // "call": about the call as a whole, nothing in it to redact
 		if l.o.Logger != nil {
 			l.o.Logger.Warn("loop detected: "+msg, "guard", Name, "principal", c.Principal.ID, "upstream", c.Server, "tool", c.Name, "incident", r.Incident)
 		}
