@@ -332,6 +332,9 @@ type GatewayConfig struct {
 	// Store is the store's path (pins, approvals, audit); writeConfig puts one in the
 	// configuration's directory when empty, so that no test uses the home directory's.
 	Store string
+	// StoreDSN, when set, is a PostgreSQL DSN: the store is {driver: postgres, dsn: ...}
+	// (replicas of a fleet share it) instead of a SQLite file.
+	StoreDSN string
 }
 
 func q(s string) string { return strconv.Quote(s) } // a YAML double-quoted scalar
@@ -343,7 +346,9 @@ func (c GatewayConfig) YAML() string {
 		fmt.Fprintf(&b, "listen: %s\n", q(c.Listen))
 	}
 	b.WriteString("auth: none\nlog:\n  level: debug\n")
-	if c.Store != "" {
+	if c.StoreDSN != "" {
+		fmt.Fprintf(&b, "store: {driver: postgres, dsn: %s}\n", q(c.StoreDSN))
+	} else if c.Store != "" {
 		fmt.Fprintf(&b, "store: {path: %s}\n", q(c.Store))
 	}
 	if c.MaxMessageBytes > 0 {
@@ -396,7 +401,7 @@ func writeConfig(t *testing.T, c GatewayConfig) string {
 	t.Helper()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "portcullis.yaml")
-	if c.Store == "" {
+	if c.Store == "" && c.StoreDSN == "" {
 		c.Store = filepath.Join(dir, "portcullis.db")
 	}
 	if err := os.WriteFile(path, []byte(c.YAML()), 0o644); err != nil {

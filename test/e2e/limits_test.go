@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/portcullis-mcp/portcullis/internal/store/postgres/pgtest"
 )
 
 // everythingStdio is the reference everything server as a stdio upstream.
@@ -346,4 +348,60 @@ func TestLimits64Sessions(t *testing.T) {
 	// And the quota stays used up.
 	m, le := callTool(t, clients[0], "echo", map[string]any{"message": "later"})
 	refused(t, m, le, codeLimit, "daily_calls", "gateway-quota", 1, dayMs)
+}
+
+// TestLimitsFleet: two `portcullis serve` replicas share one PostgreSQL store; 64
+// sessions, half on each, call at once against a daily quota of 10 for the whole fleet:
+// exactly 10 calls pass. Runs with a PostgreSQL (bash test/pg.sh go test ./test/e2e
+// -run TestLimitsFleet); skipped without one.
+func TestLimitsFleet(t *testing.T) {
+	requireE2E(t)
+	dsn := pgtest.Schema(t)
+	const quota = 10
+	cfg := GatewayConfig{Servers: []ServerConfig{everythingHTTP(t)}, StoreDSN: dsn, Guards: fmt.Sprintf(`  limits:
+    rules:
+      - name: fleet-quota
+        tools: [echo]
+        per: []
+        daily_calls: %d
+`, quota)}
+	replicas := []*Gateway{startServe(t, cfg), startServe(t, cfg)}
+	clients := make([]*HTTPClient, 64)
+	for i := range clients {
+		clients[i] = mustInit(t, replicas[i%2].URL)
+	}
+	var passedBy [2]atomic.Int64
+	var refusedN atomic.Int64
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i, c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			m, err := c.CallTool(ctx, "echo", map[string]any{"message": fmt.Sprint("session ", i)})
+			switch {
+			case err != nil:
+				t.Errorf("session %d: %v", i, err)
+			case m.Error == nil:
+				passedBy[i%2].Add(1)
+			default:
+				var le limitError
+				json.Unmarshal(m.Error.Data, &le)
+				if le.Limit != "daily_calls" || le.Rule != "fleet-quota" {
+					t.Errorf("session %d: %s", i, m.Error)
+				}
+				refusedN.Add(1)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	total := passedBy[0].Load() + passedBy[1].Load()
+	t.Logf("replica 1 passed %d, replica 2 passed %d, %d refused", passedBy[0].Load(), passedBy[1].Load(), refusedN.Load())
+	if total != quota || refusedN.Load() != 64-quota {
+		t.Errorf("%d calls passed across the replicas and %d were refused; want exactly %d and %d", total, refusedN.Load(), quota, 64-quota)
+	}
 }
