@@ -36,6 +36,8 @@ func (s *Store) AddQuotas(ctx context.Context, day string, adds []store.QuotaAdd
 			return s.quotaValues(ctx, day, adds)
 		}
 	}
+	s.quotaMu.Lock()
+	defer s.quotaMu.Unlock()
 	var q execQuerier = s.db
 	var tx *sql.Tx
 	if len(adds) > 1 {
