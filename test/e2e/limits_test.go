@@ -21,17 +21,17 @@ import (
 	"github.com/portcullis-mcp/portcullis/internal/store/postgres/pgtest"
 )
 
-// everythingStdio is the reference everything server as a stdio upstream.
-func everythingStdio(t *testing.T) ServerConfig {
+// limitsEverythingStdio is the reference everything server as a stdio upstream.
+func limitsEverythingStdio(t *testing.T) ServerConfig {
 	t.Helper()
 	js := nodeModule("@modelcontextprotocol", "server-everything", "dist", "index.js")
 	requireFile(t, js)
 	return ServerConfig{Name: "everything", Command: nodeBin, Args: []string{js, "stdio"}}
 }
 
-// everythingHTTP starts the reference everything server with its Streamable HTTP
+// limitsEverythingHTTP starts the reference everything server with its Streamable HTTP
 // transport (one process for many sessions) and returns it as an upstream.
-func everythingHTTP(t *testing.T) ServerConfig {
+func limitsEverythingHTTP(t *testing.T) ServerConfig {
 	t.Helper()
 	js := nodeModule("@modelcontextprotocol", "server-everything", "dist", "index.js")
 	requireFile(t, js)
@@ -50,19 +50,18 @@ func everythingHTTP(t *testing.T) ServerConfig {
 	return ServerConfig{Name: "everything", URL: "http://127.0.0.1:" + port + "/mcp"}
 }
 
-// limitError is a refusal's error data as the client sees it.
-type limitError struct {
-	Guard        string  `json:"guard"`
-	Limit        string  `json:"limit"`
-	Rule         string  `json:"rule"`
-	RetryAfterMs *int64  `json:"retryAfterMs"`
-	Incident     string  `json:"incident"`
-	Used, Cap    float64 `json:"-"`
+// limitsRefusal is a refusal's error data as the client sees it.
+type limitsRefusal struct {
+	Guard        string `json:"guard"`
+	Limit        string `json:"limit"`
+	Rule         string `json:"rule"`
+	RetryAfterMs *int64 `json:"retryAfterMs"`
+	Incident     string `json:"incident"`
 }
 
-// callTool calls a tool and returns the result, or the refusal's data (nil when the call
+// limitsCall calls a tool and returns the result, or the refusal's data (nil when the call
 // passed).
-func callTool(t *testing.T, c *HTTPClient, name string, args any) (*Msg, *limitError) {
+func limitsCall(t *testing.T, c *HTTPClient, name string, args any) (*Msg, *limitsRefusal) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -73,7 +72,7 @@ func callTool(t *testing.T, c *HTTPClient, name string, args any) (*Msg, *limitE
 	if m.Error == nil {
 		return m, nil
 	}
-	var le limitError
+	var le limitsRefusal
 	if err := json.Unmarshal(m.Error.Data, &le); err != nil {
 		t.Fatalf("tools/call %s: error data %s: %v", name, m.Error.Data, err)
 	}
@@ -82,7 +81,7 @@ func callTool(t *testing.T, c *HTTPClient, name string, args any) (*Msg, *limitE
 
 // refused checks that a call was refused by the limits guard's limit with code, and that
 // retryAfterMs is within [minMs, maxMs] (maxMs < 0: absent).
-func refused(t *testing.T, m *Msg, le *limitError, code int, limit, rule string, minMs, maxMs int64) {
+func limitsRefused(t *testing.T, m *Msg, le *limitsRefusal, code int, limit, rule string, minMs, maxMs int64) {
 	t.Helper()
 	if le == nil {
 		t.Fatalf("want a refusal by %s, the call passed: %s", limit, m.Result)
@@ -99,22 +98,22 @@ func refused(t *testing.T, m *Msg, le *limitError, code int, limit, rule string,
 	t.Logf("%s refused: %s", limit, m.Error.Message)
 }
 
-// mustPass calls a tool and fails the test unless it passed.
-func mustPass(t *testing.T, c *HTTPClient, name string, args any) {
+// limitsPass calls a tool and fails the test unless it passed.
+func limitsPass(t *testing.T, c *HTTPClient, name string, args any) {
 	t.Helper()
-	if m, le := callTool(t, c, name, args); le != nil {
+	if m, le := limitsCall(t, c, name, args); le != nil {
 		t.Fatalf("tools/call %s refused: %s", name, m.Error)
 	}
 }
 
 const (
-	codeLimit   = -32011
-	codeTimeout = -32013
-	dayMs       = 24 * 3600 * 1000
+	limitsCodeLimit   = -32011
+	limitsCodeTimeout = -32013
+	limitsDayMs       = 24 * 3600 * 1000
 )
 
-// msUntilMidnightUTC is what a daily refusal's retryAfterMs should be now.
-func msUntilMidnightUTC() int64 {
+// limitsUntilMidnight is what a daily refusal's retryAfterMs should be now.
+func limitsUntilMidnight() int64 {
 	now := time.Now().UTC()
 	y, mo, d := now.Date()
 	return time.Date(y, mo, d+1, 0, 0, 0, 0, time.UTC).Sub(now).Milliseconds()
@@ -122,7 +121,7 @@ func msUntilMidnightUTC() int64 {
 
 func TestLimitsEachLimit(t *testing.T) {
 	requireE2E(t)
-	g := startServe(t, GatewayConfig{Servers: []ServerConfig{everythingStdio(t)}, Guards: `  limits:
+	g := startServe(t, GatewayConfig{Servers: []ServerConfig{limitsEverythingStdio(t)}, Guards: `  limits:
     rules:
       - name: echo-rate
         tools: [echo]
@@ -149,48 +148,48 @@ func TestLimitsEachLimit(t *testing.T) {
 
 	t.Run("rate", func(t *testing.T) {
 		for i := range 2 {
-			mustPass(t, c, "echo", map[string]any{"message": fmt.Sprint("hello ", i)})
+			limitsPass(t, c, "echo", map[string]any{"message": fmt.Sprint("hello ", i)})
 		}
-		m, le := callTool(t, c, "echo", map[string]any{"message": "one too many"})
+		m, le := limitsCall(t, c, "echo", map[string]any{"message": "one too many"})
 		// One token an hour: the next is due within the hour.
-		refused(t, m, le, codeLimit, "rate", "echo-rate", 3500*1000, 3600*1000)
+		limitsRefused(t, m, le, limitsCodeLimit, "rate", "echo-rate", 3500*1000, 3600*1000)
 	})
 
 	t.Run("daily calls", func(t *testing.T) {
 		for i := range 3 {
-			mustPass(t, c, "get-sum", map[string]any{"a": i, "b": 1})
+			limitsPass(t, c, "get-sum", map[string]any{"a": i, "b": 1})
 		}
-		m, le := callTool(t, c, "get-sum", map[string]any{"a": 10, "b": 1})
-		want := msUntilMidnightUTC()
-		refused(t, m, le, codeLimit, "daily_calls", "sums", want-60000, want+1000)
+		m, le := limitsCall(t, c, "get-sum", map[string]any{"a": 10, "b": 1})
+		want := limitsUntilMidnight()
+		limitsRefused(t, m, le, limitsCodeLimit, "daily_calls", "sums", want-60000, want+1000)
 	})
 
 	t.Run("budget runs out", func(t *testing.T) {
 		// get-annotated-message costs 3 of the 7 units; get-env costs 1.
 		for range 2 {
-			mustPass(t, c, "get-annotated-message", map[string]any{"messageType": "success"})
+			limitsPass(t, c, "get-annotated-message", map[string]any{"messageType": "success"})
 		}
-		m, le := callTool(t, c, "get-annotated-message", map[string]any{"messageType": "error"})
-		want := msUntilMidnightUTC()
-		refused(t, m, le, codeLimit, "daily_budget", "wallet", want-60000, want+1000)
+		m, le := limitsCall(t, c, "get-annotated-message", map[string]any{"messageType": "error"})
+		want := limitsUntilMidnight()
+		limitsRefused(t, m, le, limitsCodeLimit, "daily_budget", "wallet", want-60000, want+1000)
 		if !strings.Contains(m.Error.Message, "costs 3 units and 1 of 7 are left today") {
 			t.Errorf("the refusal does not say what is left: %s", m.Error.Message)
 		}
-		mustPass(t, c, "get-env", nil) // the last unit
-		m, le = callTool(t, c, "get-env", nil)
-		refused(t, m, le, codeLimit, "daily_budget", "wallet", want-60000, want+1000)
+		limitsPass(t, c, "get-env", nil) // the last unit
+		m, le = limitsCall(t, c, "get-env", nil)
+		limitsRefused(t, m, le, limitsCodeLimit, "daily_budget", "wallet", want-60000, want+1000)
 	})
 
 	t.Run("max result bytes", func(t *testing.T) {
-		m, le := callTool(t, c, "get-tiny-image", nil)
-		refused(t, m, le, codeLimit, "max_result_bytes", "small-results", 0, -1)
+		m, le := limitsCall(t, c, "get-tiny-image", nil)
+		limitsRefused(t, m, le, limitsCodeLimit, "max_result_bytes", "small-results", 0, -1)
 	})
 
 	t.Run("concurrency and timeout", func(t *testing.T) {
 		// A long operation holds the rule's one slot until its 2s timeout cancels it.
 		type res struct {
 			m  *Msg
-			le *limitError
+			le *limitsRefusal
 		}
 		long := make(chan res, 1)
 		go func() {
@@ -201,45 +200,45 @@ func TestLimitsEachLimit(t *testing.T) {
 				long <- res{m, nil}
 				return
 			}
-			var le limitError
+			var le limitsRefusal
 			json.Unmarshal(m.Error.Data, &le)
 			long <- res{m, &le}
 		}()
 		// Until the long call is in flight a short one may pass; once it is, one is refused.
 		var m *Msg
-		var le *limitError
+		var le *limitsRefusal
 		for range 200 {
-			m, le = callTool(t, c, "trigger-long-running-operation", map[string]any{"duration": 0.01, "steps": 1})
+			m, le = limitsCall(t, c, "trigger-long-running-operation", map[string]any{"duration": 0.01, "steps": 1})
 			if le != nil {
 				break
 			}
 		}
-		refused(t, m, le, codeLimit, "concurrency", "long-ops", 1, 1000)
+		limitsRefused(t, m, le, limitsCodeLimit, "concurrency", "long-ops", 1, 1000)
 		r := <-long
-		refused(t, r.m, r.le, codeTimeout, "timeout", "long-ops", 0, -1)
+		limitsRefused(t, r.m, r.le, limitsCodeTimeout, "timeout", "long-ops", 0, -1)
 		// The slot is free again.
-		mustPass(t, c, "trigger-long-running-operation", map[string]any{"duration": 0.01, "steps": 1})
+		limitsPass(t, c, "trigger-long-running-operation", map[string]any{"duration": 0.01, "steps": 1})
 	})
 
 	// A tool no rule limits works on, in this session and another.
-	mustPass(t, c, "get-structured-content", map[string]any{"location": "New York"})
-	mustPass(t, mustInit(t, g.URL), "get-structured-content", map[string]any{"location": "Chicago"})
+	limitsPass(t, c, "get-structured-content", map[string]any{"location": "New York"})
+	limitsPass(t, mustInit(t, g.URL), "get-structured-content", map[string]any{"location": "Chicago"})
 }
 
 func TestLimitsExistingKeys(t *testing.T) {
 	requireE2E(t)
 	// The keys that existed before rules keep working.
-	g := startServe(t, GatewayConfig{Servers: []ServerConfig{everythingStdio(t)}, Guards: "  limits:\n    max_params_bytes: 150\n    call_timeout: 1s\n"})
+	g := startServe(t, GatewayConfig{Servers: []ServerConfig{limitsEverythingStdio(t)}, Guards: "  limits:\n    max_params_bytes: 150\n    call_timeout: 1s\n"})
 	c := mustInit(t, g.URL)
-	m, le := callTool(t, c, "echo", map[string]any{"message": strings.Repeat("x", 200)})
-	refused(t, m, le, codeLimit, "max_params_bytes", "", 0, -1)
-	m, le = callTool(t, c, "trigger-long-running-operation", map[string]any{"duration": 10, "steps": 1})
-	refused(t, m, le, codeTimeout, "call_timeout", "", 0, -1)
+	m, le := limitsCall(t, c, "echo", map[string]any{"message": strings.Repeat("x", 200)})
+	limitsRefused(t, m, le, limitsCodeLimit, "max_params_bytes", "", 0, -1)
+	m, le = limitsCall(t, c, "trigger-long-running-operation", map[string]any{"duration": 10, "steps": 1})
+	limitsRefused(t, m, le, limitsCodeTimeout, "call_timeout", "", 0, -1)
 }
 
 func TestLimitsLoop(t *testing.T) {
 	requireE2E(t)
-	g := startServe(t, GatewayConfig{Servers: []ServerConfig{everythingStdio(t)}, Guards: `  audit: {}
+	g := startServe(t, GatewayConfig{Servers: []ServerConfig{limitsEverythingStdio(t)}, Guards: `  audit: {}
   limits:
     loop:
       calls: 3
@@ -249,14 +248,14 @@ func TestLimitsLoop(t *testing.T) {
 	c := mustInit(t, g.URL)
 	same := map[string]any{"message": "are we there yet?"}
 	for range 2 {
-		mustPass(t, c, "echo", same)
+		limitsPass(t, c, "echo", same)
 	}
-	mustPass(t, c, "echo", map[string]any{"message": "something else"})
-	m, le := callTool(t, c, "echo", same)
-	refused(t, m, le, codeLimit, "loop", "", 59000, 60000)
-	m, le = callTool(t, c, "echo", same) // still cooling down
-	refused(t, m, le, codeLimit, "loop", "", 1, 60000)
-	mustPass(t, c, "echo", map[string]any{"message": "a different question"})
+	limitsPass(t, c, "echo", map[string]any{"message": "something else"})
+	m, le := limitsCall(t, c, "echo", same)
+	limitsRefused(t, m, le, limitsCodeLimit, "loop", "", 59000, 60000)
+	m, le = limitsCall(t, c, "echo", same) // still cooling down
+	limitsRefused(t, m, le, limitsCodeLimit, "loop", "", 1, 60000)
+	limitsPass(t, c, "echo", map[string]any{"message": "a different question"})
 
 	// The alert: a finding in the audit trail (once, with the call that completed the
 	// loop) and a warning in the log.
@@ -299,7 +298,7 @@ func TestLimitsLoop(t *testing.T) {
 func TestLimits64Sessions(t *testing.T) {
 	requireE2E(t)
 	const quota = 10
-	g := startServe(t, GatewayConfig{Servers: []ServerConfig{everythingHTTP(t)}, Guards: fmt.Sprintf(`  limits:
+	g := startServe(t, GatewayConfig{Servers: []ServerConfig{limitsEverythingHTTP(t)}, Guards: fmt.Sprintf(`  limits:
     max_concurrent_per_session: 4
     rules:
       - name: gateway-quota
@@ -331,7 +330,7 @@ func TestLimits64Sessions(t *testing.T) {
 				}
 				ok.Add(1)
 			default:
-				var le limitError
+				var le limitsRefusal
 				json.Unmarshal(m.Error.Data, &le)
 				if le.Limit != "daily_calls" || le.Rule != "gateway-quota" || le.RetryAfterMs == nil {
 					t.Errorf("session %d: %s", i, m.Error)
@@ -346,8 +345,8 @@ func TestLimits64Sessions(t *testing.T) {
 		t.Errorf("%d calls passed and %d were refused by the quota; want exactly %d and %d", ok.Load(), quotaRefused.Load(), quota, 64-quota)
 	}
 	// And the quota stays used up.
-	m, le := callTool(t, clients[0], "echo", map[string]any{"message": "later"})
-	refused(t, m, le, codeLimit, "daily_calls", "gateway-quota", 1, dayMs)
+	m, le := limitsCall(t, clients[0], "echo", map[string]any{"message": "later"})
+	limitsRefused(t, m, le, limitsCodeLimit, "daily_calls", "gateway-quota", 1, limitsDayMs)
 }
 
 // TestLimitsFleet: two `portcullis serve` replicas share one PostgreSQL store; 64
@@ -358,7 +357,7 @@ func TestLimitsFleet(t *testing.T) {
 	requireE2E(t)
 	dsn := pgtest.Schema(t)
 	const quota = 10
-	cfg := GatewayConfig{Servers: []ServerConfig{everythingHTTP(t)}, StoreDSN: dsn, Guards: fmt.Sprintf(`  limits:
+	cfg := GatewayConfig{Servers: []ServerConfig{limitsEverythingHTTP(t)}, StoreDSN: dsn, Guards: fmt.Sprintf(`  limits:
     rules:
       - name: fleet-quota
         tools: [echo]
@@ -388,7 +387,7 @@ func TestLimitsFleet(t *testing.T) {
 			case m.Error == nil:
 				passedBy[i%2].Add(1)
 			default:
-				var le limitError
+				var le limitsRefusal
 				json.Unmarshal(m.Error.Data, &le)
 				if le.Limit != "daily_calls" || le.Rule != "fleet-quota" {
 					t.Errorf("session %d: %s", i, m.Error)

@@ -187,24 +187,18 @@ func TestRateBurst(t *testing.T) {
 
 func TestRuleConcurrency(t *testing.T) {
 	b := newBlocker()
-	mw, err := limits.New(limits.Config{CallTimeout: time.Minute, MaxConcurrentPerSession: 100,
-		Rules: []limits.Rule{{Name: "slow", Tools: []string{"block"}, Concurrency: 2}}}, limits.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := mw(b)
 	blockCall := func(p identity.Principal) *guard.Call {
 		c := toolCall(p, "gh", "block", "{}")
 		c.Msg.Method = "block" // the blocker holds calls of method "block"
 		return c
 	}
-	// The rule is about tools/call; make it cover the blocker's method.
-	mw, err = limits.New(limits.Config{CallTimeout: time.Minute, MaxConcurrentPerSession: 100,
+	// The rule covers the blocker's method as well as tools/call.
+	mw, err := limits.New(limits.Config{CallTimeout: time.Minute, MaxConcurrentPerSession: 100,
 		Rules: []limits.Rule{{Name: "slow", Tools: []string{"block"}, Methods: []string{"block", "tools/call"}, Concurrency: 2}}}, limits.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	h = mw(b)
+	h := mw(b)
 	d1 := start(t, h, b, blockCall(alice))
 	d2 := start(t, h, b, blockCall(alice))
 	_, err = h.Handle(context.Background(), toolCall(alice, "gh", "block", "{}"))

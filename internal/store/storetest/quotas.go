@@ -23,11 +23,11 @@ var quotaCases = []struct {
 	{"QuotaConcurrent", testQuotaConcurrent},
 }
 
-func add(key string, n, limit int64) store.QuotaAdd {
+func quotaAdd(key string, n, limit int64) store.QuotaAdd {
 	return store.QuotaAdd{Key: key, N: n, Cap: limit}
 }
 
-func mustAdd(t *testing.T, s store.Store, day string, wantOK bool, want []int64, adds ...store.QuotaAdd) {
+func mustAddQuotas(t *testing.T, s store.Store, day string, wantOK bool, want []int64, adds ...store.QuotaAdd) {
 	t.Helper()
 	got, ok, err := s.AddQuotas(context.Background(), day, adds)
 	if err != nil {
@@ -41,20 +41,20 @@ func mustAdd(t *testing.T, s store.Store, day string, wantOK bool, want []int64,
 // QuotaAdds is the atomic add: it counts up to the cap and no further, per day and key.
 func testQuotaAdd(t *testing.T, s store.Store) {
 	const d1, d2 = "2026-07-28", "2026-07-29"
-	mustAdd(t, s, d1, true, []int64{1}, add("calls/a", 1, 3))
-	mustAdd(t, s, d1, true, []int64{3}, add("calls/a", 2, 3))
-	mustAdd(t, s, d1, false, []int64{3}, add("calls/a", 1, 3)) // would be 4
-	mustAdd(t, s, d1, true, []int64{3}, add("calls/a", 0, 3))  // nothing to add passes
+	mustAddQuotas(t, s, d1, true, []int64{1}, quotaAdd("calls/a", 1, 3))
+	mustAddQuotas(t, s, d1, true, []int64{3}, quotaAdd("calls/a", 2, 3))
+	mustAddQuotas(t, s, d1, false, []int64{3}, quotaAdd("calls/a", 1, 3)) // would be 4
+	mustAddQuotas(t, s, d1, true, []int64{3}, quotaAdd("calls/a", 0, 3))  // nothing to add passes
 	// Another key, another day: counters of their own.
-	mustAdd(t, s, d1, true, []int64{1}, add("calls/b", 1, 3))
-	mustAdd(t, s, d2, true, []int64{3}, add("calls/a", 3, 3))
+	mustAddQuotas(t, s, d1, true, []int64{1}, quotaAdd("calls/b", 1, 3))
+	mustAddQuotas(t, s, d2, true, []int64{3}, quotaAdd("calls/a", 3, 3))
 	// A first add larger than the cap is refused, and creates nothing.
-	mustAdd(t, s, d1, false, []int64{0}, add("units/a", 10, 5))
-	mustAdd(t, s, d1, true, []int64{5}, add("units/a", 5, 5))
+	mustAddQuotas(t, s, d1, false, []int64{0}, quotaAdd("units/a", 10, 5))
+	mustAddQuotas(t, s, d1, true, []int64{5}, quotaAdd("units/a", 5, 5))
 	// No cap.
-	mustAdd(t, s, d1, true, []int64{1000000}, add("units/free", 1000000, -1))
+	mustAddQuotas(t, s, d1, true, []int64{1000000}, quotaAdd("units/free", 1000000, -1))
 	// A raised cap admits more (the configuration changed).
-	mustAdd(t, s, d1, true, []int64{4}, add("calls/a", 1, 10))
+	mustAddQuotas(t, s, d1, true, []int64{4}, quotaAdd("calls/a", 1, 10))
 	if got, err := s.ListQuotas(context.Background(), "2026-07-30"); err != nil || len(got) != 0 {
 		t.Errorf("ListQuotas of a day without counters = %v, %v", got, err)
 	}
@@ -63,11 +63,11 @@ func testQuotaAdd(t *testing.T, s store.Store) {
 // QuotaAllOrNone: several counters move together or not at all.
 func testQuotaAllOrNone(t *testing.T, s store.Store) {
 	const d = "2026-07-28"
-	mustAdd(t, s, d, true, []int64{1, 5}, add("calls/a", 1, 2), add("units/a", 5, 10))
-	mustAdd(t, s, d, true, []int64{2, 10}, add("calls/a", 1, 2), add("units/a", 5, 10))
+	mustAddQuotas(t, s, d, true, []int64{1, 5}, quotaAdd("calls/a", 1, 2), quotaAdd("units/a", 5, 10))
+	mustAddQuotas(t, s, d, true, []int64{2, 10}, quotaAdd("calls/a", 1, 2), quotaAdd("units/a", 5, 10))
 	// calls/a is full: units/a does not move either (and the other way round).
-	mustAdd(t, s, d, false, []int64{0, 2}, add("units/b", 1, 10), add("calls/a", 1, 2))
-	mustAdd(t, s, d, false, []int64{0, 10}, add("calls/c", 1, 5), add("units/a", 1, 10))
+	mustAddQuotas(t, s, d, false, []int64{0, 2}, quotaAdd("units/b", 1, 10), quotaAdd("calls/a", 1, 2))
+	mustAddQuotas(t, s, d, false, []int64{0, 10}, quotaAdd("calls/c", 1, 5), quotaAdd("units/a", 1, 10))
 	list, err := s.ListQuotas(context.Background(), d)
 	if err != nil {
 		t.Fatal(err)
@@ -81,17 +81,17 @@ func testQuotaAllOrNone(t *testing.T, s store.Store) {
 // QuotaRefund: a negative add gives back, is never refused, and stops at 0.
 func testQuotaRefund(t *testing.T, s store.Store) {
 	const d = "2026-07-28"
-	mustAdd(t, s, d, true, []int64{3}, add("calls/a", 3, 3))
-	mustAdd(t, s, d, true, []int64{2}, add("calls/a", -1, 3))
-	mustAdd(t, s, d, true, []int64{3}, add("calls/a", 1, 3))
-	mustAdd(t, s, d, true, []int64{0}, add("calls/a", -10, 3))
-	mustAdd(t, s, d, true, []int64{0}, add("calls/new", -1, 3))
+	mustAddQuotas(t, s, d, true, []int64{3}, quotaAdd("calls/a", 3, 3))
+	mustAddQuotas(t, s, d, true, []int64{2}, quotaAdd("calls/a", -1, 3))
+	mustAddQuotas(t, s, d, true, []int64{3}, quotaAdd("calls/a", 1, 3))
+	mustAddQuotas(t, s, d, true, []int64{0}, quotaAdd("calls/a", -10, 3))
+	mustAddQuotas(t, s, d, true, []int64{0}, quotaAdd("calls/new", -1, 3))
 }
 
 func testQuotaListPrune(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	for _, day := range []string{"2026-07-27", "2026-07-28", "2026-07-29"} {
-		mustAdd(t, s, day, true, []int64{1, 2}, add("k/b", 1, -1), add("k/a", 2, -1))
+		mustAddQuotas(t, s, day, true, []int64{1, 2}, quotaAdd("k/b", 1, -1), quotaAdd("k/a", 2, -1))
 	}
 	list, err := s.ListQuotas(ctx, "2026-07-28")
 	if err != nil {
@@ -134,9 +134,9 @@ func RaceQuota(t *testing.T, stores []store.Store, callers int, limit int64) {
 		go func() {
 			defer wg.Done()
 			s := stores[i%len(stores)]
-			adds := []store.QuotaAdd{add("race/calls", 1, limit)}
+			adds := []store.QuotaAdd{quotaAdd("race/calls", 1, limit)}
 			if i%2 == 1 {
-				adds = []store.QuotaAdd{add("race/units", 2, -1), add("race/calls", 1, limit)}
+				adds = []store.QuotaAdd{quotaAdd("race/units", 2, -1), quotaAdd("race/calls", 1, limit)}
 			}
 			<-start
 			vals, ok, err := s.AddQuotas(ctx, day, adds)
