@@ -2,6 +2,7 @@ package limits
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/url"
 	"strings"
@@ -82,4 +83,51 @@ func prune(q store.Quotas, log *slog.Logger, now time.Time, zone *time.Location)
 			log.Warn("pruning old quota counters failed", "guard", Name, "before", before, "err", err)
 		}
 	}()
+}
+
+// Usage is one daily counter as an operator reads it (portcullis quotas).
+type Usage struct {
+	Key    string `json:"key"`
+	Rule   string `json:"rule"`
+	Counts string `json:"counts"` // "calls" or "units"
+	Used   int64  `json:"used"`
+	Cap    int64  `json:"cap"` // the rule's daily_calls or daily_budget now; 0 when the rule is gone
+}
+
+// Day returns the day of now in the configuration's day_zone ("2006-01-02").
+func (c Config) Day(now time.Time) (string, error) {
+	zone := time.UTC
+	if c.DayZone != "" && c.DayZone != "UTC" {
+		z, err := time.LoadLocation(c.DayZone)
+		if err != nil {
+			return "", fmt.Errorf("day_zone %q: %w", c.DayZone, err)
+		}
+		zone = z
+	}
+	return now.In(zone).Format(time.DateOnly), nil
+}
+
+// Describe names the rule and the cap of each counter.
+func (c Config) Describe(counts []store.QuotaCount) []Usage {
+	out := make([]Usage, 0, len(counts))
+	for _, q := range counts {
+		u := Usage{Key: q.Key, Used: q.N}
+		parts := strings.SplitN(q.Key, "/", 3)
+		if len(parts) >= 2 {
+			u.Rule, u.Counts = parts[0], parts[1]
+		}
+		for _, r := range c.Rules {
+			if r.Name != u.Rule {
+				continue
+			}
+			switch u.Counts {
+			case "calls":
+				u.Cap = r.DailyCalls
+			case "units":
+				u.Cap = r.DailyBudget
+			}
+		}
+		out = append(out, u)
+	}
+	return out
 }
