@@ -541,3 +541,27 @@ func TestHoldUnder64(t *testing.T) {
 		})
 	}
 }
+
+// TestPruneOldDays: when a day starts, counters older than a week are removed.
+func TestPruneOldDays(t *testing.T) {
+	g := newGW(t, limits.Config{Rules: []limits.Rule{{Name: "daily", DailyCalls: 5}}})
+	ctx := context.Background()
+	for _, day := range []string{"2026-11-20", "2026-11-26", "2026-11-27"} {
+		if _, _, err := g.store.AddQuotas(ctx, day, []store.QuotaAdd{{Key: "daily/calls/p=apikey:alice", N: 1, Cap: -1}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g.expect(t, toolCall(alice, "gh", "x", "{}"), "", 0) // the first call of 2026-12-03
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		old, _ := g.store.ListQuotas(ctx, "2026-11-20")
+		kept, _ := g.store.ListQuotas(ctx, "2026-11-26")
+		if len(old) == 0 && len(kept) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after a day started: 2026-11-20 has %v, 2026-11-26 has %v; want the first pruned, the second kept", old, kept)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

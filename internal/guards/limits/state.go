@@ -67,6 +67,9 @@ func (s *state) count(ctx context.Context, c *guard.Call, now time.Time, sel []*
 	sctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
 	vals, ok, err := s.o.Quotas.AddQuotas(sctx, day, adds)
+	if err != nil && ctx.Err() != nil {
+		return nil, ctx.Err() // the client gave up: nothing to refuse
+	}
 	if err != nil {
 		r := guard.Deny(Name, jsonrpc.CodeGatewayError, "the daily quotas of %s could not be checked, so the call was refused; retry shortly", what(c))
 		r.Data = map[string]any{"limit": "store", "retryAfterMs": 1000}
