@@ -38,6 +38,9 @@ type rule struct {
 	maxResultBytes            int
 	timeout                   time.Duration
 	needsMemory, needsCounter bool // has an in-memory limit / a daily one
+
+	buckets *bucketMap     // the rule's token buckets (memory.go), when it has a rate
+	slots   map[memKey]int // its calls in flight, when it has a concurrency
 }
 
 type loopConfig struct {

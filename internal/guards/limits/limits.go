@@ -70,7 +70,11 @@ func New(c Config, o Options) (guard.Middleware, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	st := &state{c: cc, o: o, mem: newMemory(cc.rules), days: &days{zone: cc.zone}, inflight: map[string]int{}}
+	var owner any
+	if o.Quotas != nil {
+		owner = o.Quotas
+	}
+	st := &state{c: cc, o: o, days: &days{zone: cc.zone}, sessions: attach(owner, cc.rules)}
 	if cc.loop != nil {
 		st.loops = newLoops(cc.loop)
 	}
@@ -131,17 +135,17 @@ func (l *limiter) Handle(ctx context.Context, c *guard.Call) (*jsonrpc.Message, 
 	}
 	var adm admission
 	if memoryLimits {
-		if v := l.mem.admit(now.UnixNano(), keys, &adm); v != nil {
+		if v := admitMemory(now.UnixNano(), sel, keys, &adm); v != nil {
 			return nil, v.refusal(c)
 		}
-		defer l.mem.release(&adm)
+		defer releaseSlots(&adm)
 	}
 	var counted *counted
 	if dailyLimits {
 		var refusal error
 		counted, refusal = l.count(ctx, c, now, sel, keys)
 		if refusal != nil {
-			l.mem.refund(&adm)
+			refundTokens(&adm)
 			return nil, refusal
 		}
 	}
@@ -262,21 +266,21 @@ func (s *state) enterSession(c *guard.Call) (func(), *guard.Refusal) {
 	if key == "" {
 		key = "principal:" + c.Principal.Method + ":" + c.Principal.ID
 	}
-	s.mu.Lock()
-	if s.inflight[key] >= s.c.MaxConcurrentPerSession {
-		s.mu.Unlock()
+	memMu.Lock()
+	if s.sessions[key] >= s.c.MaxConcurrentPerSession {
+		memMu.Unlock()
 		r := deny("too many calls in flight for this session (limit %d); retry when one has finished", s.c.MaxConcurrentPerSession)
 		r.Data = map[string]any{"limit": "max_concurrent_per_session", "retryAfterMs": 100}
 		return nil, r
 	}
-	s.inflight[key]++
-	s.mu.Unlock()
+	s.sessions[key]++
+	memMu.Unlock()
 	return func() {
-		s.mu.Lock()
-		if s.inflight[key]--; s.inflight[key] <= 0 {
-			delete(s.inflight, key)
+		memMu.Lock()
+		if s.sessions[key]--; s.sessions[key] <= 0 {
+			delete(s.sessions, key)
 		}
-		s.mu.Unlock()
+		memMu.Unlock()
 	}, nil
 }
 

@@ -565,3 +565,53 @@ func TestPruneOldDays(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestReloadKeepsCounters: a configuration reload builds a new chain; it takes over the
+// buckets and calls in flight of the rules it keeps, so a reload neither refills buckets
+// nor admits calls beyond a concurrency bound. A changed rate starts a fresh bucket.
+func TestReloadKeepsCounters(t *testing.T) {
+	s := openStore(t)
+	clk := newClock(noon)
+	b := newBlocker()
+	build := func(rules ...limits.Rule) guard.Handler {
+		t.Helper()
+		mw, err := limits.New(limits.Config{CallTimeout: time.Minute, MaxConcurrentPerSession: 100, Rules: rules}, limits.Options{Quotas: s, Now: clk.Now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return mw(b)
+	}
+	rate := limits.Rule{Name: "rate", Tools: []string{"echo"}, Rate: "1/h", Burst: 1}
+	conc := limits.Rule{Name: "conc", Tools: []string{"block"}, Methods: []string{"block"}, Concurrency: 1}
+	old := build(rate, conc)
+	passes(t, old, toolCall(alice, "gh", "echo", "{}"))
+	held := toolCall(alice, "gh", "block", "{}")
+	held.Msg.Method = "block"
+	done := start(t, old, b, held)
+
+	reloaded := build(conc, rate) // the same rules, in another order
+	_, err := reloaded.Handle(context.Background(), toolCall(alice, "gh", "echo", "{}"))
+	refusal(t, err, jsonrpc.CodeLimitExceeded, "rate")
+	again := *held
+	_, err = reloaded.Handle(context.Background(), &again)
+	refusal(t, err, jsonrpc.CodeLimitExceeded, "concurrency")
+
+	// The call on the old chain ends: its slot is free for the new chain.
+	b.release <- struct{}{}
+	if r := <-done; r.err != nil {
+		t.Fatal(r.err)
+	}
+	done = start(t, reloaded, b, held)
+	close(b.release)
+	<-done
+
+	// A new rate is a new bucket.
+	rate.Rate = "2/h"
+	passes(t, build(rate), toolCall(alice, "gh", "echo", "{}"))
+	// Another store (another gateway in the same process) has its own counters.
+	mw, err := limits.New(limits.Config{CallTimeout: time.Minute, MaxConcurrentPerSession: 100, Rules: []limits.Rule{rate}}, limits.Options{Quotas: openStore(t), Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	passes(t, mw(b), toolCall(alice, "gh", "echo", "{}"))
+}

@@ -2,7 +2,6 @@ package limits
 
 import (
 	"context"
-	"sync"
 	"time"
 
 	"github.com/portcullis-mcp/portcullis/internal/guard"
@@ -15,12 +14,10 @@ import (
 type state struct {
 	c     *compiled
 	o     Options
-	mem   *memory
 	loops *loops
 	days  *days
 
-	mu       sync.Mutex
-	inflight map[string]int // calls in flight per session
+	sessions map[string]int // calls in flight per session, guarded by memMu (memory.go)
 }
 
 // storeTimeout bounds one visit to the store on the hot path.
