@@ -13,9 +13,13 @@ import (
 // arguments) are remembered by time; when the calls-th identical call comes within the
 // window, that call is refused and the call stays refused for the cool-down.
 
-// maxLoopEntries bounds the distinct calls remembered. Past it, entries that are not
+// maxLoopEntries bounds the distinct calls remembered, and maxLoopSlots the times they
+// hold together (8 bytes each: 16 MiB at most). Past the bound, entries that are not
 // cooling down are forgotten (their history starts again).
-const maxLoopEntries = 1 << 16
+const (
+	maxLoopEntries = 1 << 16
+	maxLoopSlots   = 1 << 21
+)
 
 type loopEntry struct {
 	times     []int64 // ring of the last calls' times (Unix nanoseconds)
@@ -25,6 +29,7 @@ type loopEntry struct {
 
 type loops struct {
 	cfg       *loopConfig
+	max       int // entries kept at most
 	seed      maphash.Seed
 	mu        sync.Mutex
 	m         map[uint64]*loopEntry
@@ -32,7 +37,7 @@ type loops struct {
 }
 
 func newLoops(cfg *loopConfig) *loops {
-	return &loops{cfg: cfg, seed: maphash.MakeSeed(), m: map[uint64]*loopEntry{}}
+	return &loops{cfg: cfg, max: min(maxLoopEntries, maxLoopSlots/(cfg.calls-1)), seed: maphash.MakeSeed(), m: map[uint64]*loopEntry{}}
 }
 
 // loopOutcome says what the detector made of one call.
@@ -99,7 +104,7 @@ func (l *loops) observe(now int64, key uint64) (loopOutcome, time.Duration) {
 		return loopCooling, time.Duration(e.coolUntil - now)
 	}
 	if e == nil {
-		if len(l.m) >= maxLoopEntries {
+		if len(l.m) >= l.max {
 			l.sweep(now)
 			l.evict(now)
 		}
@@ -138,7 +143,7 @@ func (l *loops) sweep(now int64) {
 // evict forgets calls that are not cooling down until a tenth of the room is free.
 func (l *loops) evict(now int64) {
 	for k, e := range l.m {
-		if len(l.m) < maxLoopEntries*9/10 {
+		if len(l.m) < l.max*9/10 {
 			return
 		}
 		if now >= e.coolUntil {
