@@ -30,16 +30,3 @@ func CompilePatterns(ps []string) (Patterns, error) {
 
 // Match reports whether s matches one of the patterns (or the list is empty).
 func (p Patterns) Match(s string) bool { return p.gs.match(s) }
-
-// Any reports whether the list matches anything (it is empty or holds "*").
-func (p Patterns) Any() bool {
-	if len(p.gs) == 0 {
-		return true
-	}
-	for i := range p.gs {
-		if p.gs[i].kind == globAny {
-			return true
-		}
-	}
-	return false
-}
