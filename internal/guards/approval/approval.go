@@ -68,7 +68,7 @@ type Options struct {
 	Signer *Signer
 	// Key loads the signer on first use when Signer is nil; with neither, a random key
 	// of the process's own.
-	Key func() (*Signer, error)
+	Key    func() (*Signer, error)
 	Logger *slog.Logger
 	Now    func() time.Time
 	// Notify is told of every new pending approval (the webhook); nil: nobody.

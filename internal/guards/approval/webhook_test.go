@@ -48,7 +48,10 @@ func TestWebhookLinks(t *testing.T) {
 
 	for _, approve := range []bool{true, false} {
 		done := make(chan error, 1)
-		go func() { _, err := h.Handle(context.Background(), call(`{"approve":`+map[bool]string{true: "true", false: "false"}[approve]+`}`, nil)); done <- err }()
+		go func() {
+			_, err := h.Handle(context.Background(), call(`{"approve":`+map[bool]string{true: "true", false: "false"}[approve]+`}`, nil))
+			done <- err
+		}()
 		n := <-notices
 		if n.Server != "fs" || n.Tool != "write" || n.Principal != "alice" || !strings.HasPrefix(n.ApproveURL, gw.URL+LinkPath) {
 			t.Fatalf("notice %+v", n)
