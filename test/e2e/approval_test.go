@@ -11,6 +11,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -297,5 +298,80 @@ func TestApprovalCLI(t *testing.T) {
 	// A settled approval cannot be settled again.
 	if _, err := cli(t, "approvals", "deny", p.ID, "--config", g.Config, "--as", "carol"); err == nil {
 		t.Error("an approved approval was denied afterwards")
+	}
+}
+
+// modernCall sends a sessionless 2026-07-28 tools/call that declares elicitation, with
+// extra params (the retry's requestState and inputResponses).
+func modernCall(t *testing.T, url string, id int, name string, args any, extra map[string]any) *Msg {
+	t.Helper()
+	params := map[string]any{"name": name, "arguments": args}
+	for k, v := range extra {
+		params[k] = v
+	}
+	params["_meta"] = map[string]any{
+		"io.modelcontextprotocol/protocolVersion":    modernVersion,
+		"io.modelcontextprotocol/clientCapabilities": map[string]any{"elicitation": map[string]any{"form": map[string]any{}}},
+		"io.modelcontextprotocol/clientInfo":         map[string]any{"name": "portcullis-e2e", "version": "1.0.0"},
+	}
+	body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params})
+	h := http.Header{}
+	h.Set("MCP-Protocol-Version", modernVersion)
+	h.Set("Mcp-Method", "tools/call")
+	h.Set("Mcp-Name", name)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	resp, err := newHTTPClient(url).PostWith(ctx, body, h)
+	if err != nil || resp.Msg == nil {
+		t.Fatalf("2026-07-28 tools/call: %v", err)
+	}
+	return resp.Msg
+}
+
+// A 2026-07-28 client is asked with an input_required result (an elicitation request and
+// a signed requestState); its retry with the answer is released once, and never for other
+// arguments; the server sees only the released call.
+func TestApprovalModernInputRequired(t *testing.T) {
+	g, memFile := approvalGateway(t, "60s")
+	name := "approval-modern"
+	m := modernCall(t, g.URL, 1, "create_entities", entity(name), nil)
+	var ir struct {
+		ResultType    string `json:"resultType"`
+		InputRequests map[string]struct {
+			Method string `json:"method"`
+			Params struct {
+				Message string `json:"message"`
+			} `json:"params"`
+		} `json:"inputRequests"`
+		RequestState string `json:"requestState"`
+	}
+	if m.Error != nil || json.Unmarshal(m.Result, &ir) != nil || ir.ResultType != "input_required" || ir.RequestState == "" {
+		t.Fatalf("first answer: %s %s", m.errorOrNil(), m.Result)
+	}
+	var key, msg string
+	for k, r := range ir.InputRequests {
+		if r.Method == "elicitation/create" {
+			key, msg = k, r.Params.Message
+		}
+	}
+	if key == "" || !strings.Contains(msg, `"name":"`+name+`"`) || !strings.Contains(msg, "Tool: create_entities") {
+		t.Fatalf("input requests %s", m.Result)
+	}
+	if memoryHas(t, memFile, name) {
+		t.Fatal("the server saw the held call")
+	}
+	accept := map[string]any{"requestState": ir.RequestState, "inputResponses": map[string]any{key: map[string]any{"action": "accept", "content": map[string]any{"scope": "once"}}}}
+	// The answer on other arguments releases nothing.
+	if m := modernCall(t, g.URL, 2, "create_entities", entity(name+"-other"), accept); m.Error == nil {
+		t.Fatalf("a requestState released a call with other arguments: %s", m.Result)
+	}
+	if m := modernCall(t, g.URL, 3, "create_entities", entity(name), accept); m.Error != nil || strings.Contains(string(m.Result), "input_required") {
+		t.Fatalf("accepted retry: %s %s", m.errorOrNil(), m.Result)
+	}
+	if !memoryHas(t, memFile, name) || memoryHas(t, memFile, name+"-other") {
+		t.Fatal("the memory server does not hold exactly the approved entity")
+	}
+	if m := modernCall(t, g.URL, 4, "create_entities", entity(name), accept); m.Error == nil || m.Error.Code != -32010 {
+		t.Fatalf("a replayed retry: %s %s", m.errorOrNil(), m.Result)
 	}
 }
