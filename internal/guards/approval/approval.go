@@ -222,6 +222,9 @@ func (h *handler) Handle(ctx context.Context, c *guard.Call) (*jsonrpc.Message, 
 // hold waits for approval a to be settled, asking the user meanwhile when ask is set, and
 // returns it settled. At the timeout it is settled as expired.
 func (g *Guard) hold(ctx context.Context, c *guard.Call, a store.Approval, ask bool) (store.Approval, error) {
+	// The person's time is the approval's timeout, not the server's call_timeout.
+	resume := guard.PauseTimeouts(ctx)
+	defer resume()
 	wctx, cancel := context.WithDeadline(ctx, a.ExpiresAt)
 	defer cancel()
 	wake := make(chan struct{}, 1)

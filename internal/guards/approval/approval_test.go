@@ -347,3 +347,22 @@ func TestArgumentsCanonical(t *testing.T) {
 		t.Errorf("resources/read: %s", r)
 	}
 }
+
+// The wait for a person does not count against the call's timeout (limits' call_timeout):
+// a call approved after longer than that still reaches the server, with time left.
+func TestHoldPausesCallTimeout(t *testing.T) {
+	st := openStore(t)
+	h, u, _ := newGuard(t, st, Config{})
+	ctx, stop := guard.PausableTimeout(context.Background(), 50*time.Millisecond, errors.New("call timeout"))
+	defer stop()
+	done := make(chan error, 1)
+	go func() { _, err := h.Handle(ctx, call(`{}`, nil)); done <- err }()
+	a := waitPending(t, st)
+	time.Sleep(150 * time.Millisecond) // longer than the call timeout
+	if _, err := Settle(context.Background(), st, a.ID, Decision{Approve: true, Approver: "bob", Via: "cli"}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil || u.n() != 1 {
+		t.Fatalf("%v, upstream %d", err, u.n())
+	}
+}
