@@ -11,7 +11,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	neturl "net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -373,5 +376,88 @@ func TestApprovalModernInputRequired(t *testing.T) {
 	}
 	if m := modernCall(t, g.URL, 4, "create_entities", entity(name), accept); m.Error == nil || m.Error.Code != -32010 {
 		t.Fatalf("a replayed retry: %s %s", m.errorOrNil(), m.Result)
+	}
+}
+
+// The webhook gets each pending approval with signed links; the gateway serves them on its
+// HTTP listener: the approve link releases the held call, the deny link refuses the next,
+// and a used link settles nothing again.
+func TestApprovalWebhookLinks(t *testing.T) {
+	requireE2E(t)
+	requireFile(t, memoryServerJS())
+	notices := make(chan map[string]any, 4)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var n map[string]any
+		json.NewDecoder(r.Body).Decode(&n)
+		notices <- n
+	}))
+	defer hook.Close()
+	mem := memoryServer(t)
+	dir := t.TempDir()
+	const base = "http://gateway.invalid" // links are rewritten to the gateway's real address
+	g := startServe(t, GatewayConfig{Servers: []ServerConfig{mem}, Guards: fmt.Sprintf(`  authz:
+    default: allow
+    rules:
+      - {name: memory-writes, effect: approve, tools: [create_entities], approvers: [ops]}
+  approval:
+    timeout: 60s
+    key_file: %s
+    webhook: {url: %s, base_url: %s}
+`, q(filepath.Join(dir, "approval.key")), q(hook.URL), q(base))})
+	memFile := mem.Env["MEMORY_FILE_PATH"]
+
+	for _, tc := range []struct {
+		link string
+		pass bool
+	}{{"approve_url", true}, {"deny_url", false}} {
+		name := "approval-link-" + strings.TrimSuffix(tc.link, "_url")
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		cmd := nodeCommand(ctx, filepath.Join(repoRoot, "test", "e2e", "clients", "sdk-client.mjs"),
+			"--call", "create_entities", argsJSON(t, entity(name)), "--url", g.URL)
+		var stdout bytes.Buffer
+		cmd.Stdout = &stdout
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		var n map[string]any
+		select {
+		case n = <-notices:
+		case <-time.After(60 * time.Second):
+			t.Fatal("no webhook notice")
+		}
+		if n["tool"] != "create_entities" || n["server"] != "memory" || !strings.Contains(fmt.Sprint(n["arguments"]), name) {
+			t.Fatalf("notice %v", n)
+		}
+		link := strings.Replace(fmt.Sprint(n[tc.link]), base, g.Base, 1)
+		resp, err := http.Get(link)
+		if err != nil {
+			t.Fatal(err)
+		}
+		page, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(page), "create_entities") || memoryHas(t, memFile, name) {
+			t.Fatalf("GET %s: %d %s", tc.link, resp.StatusCode, page)
+		}
+		u, _ := neturl.Parse(link)
+		resp, err = http.PostForm(g.Base+u.Path, u.Query())
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("POST %s: %v %v", tc.link, err, resp.Status)
+		}
+		resp.Body.Close()
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("sdk-client: %v", err)
+		}
+		cancel()
+		var res sdkResult
+		json.Unmarshal(bytes.TrimSpace(stdout.Bytes()), &res)
+		if len(res.Calls) != 1 || (res.Calls[0].Error == nil) != tc.pass || memoryHas(t, memFile, name) != tc.pass {
+			t.Fatalf("%s: %s", tc.link, stdout.String())
+		}
+		// Used: the link settles nothing again.
+		resp, err = http.PostForm(g.Base+u.Path, u.Query())
+		if err != nil || resp.StatusCode != http.StatusConflict {
+			t.Errorf("second POST %s: %v %v", tc.link, err, resp.Status)
+		}
+		resp.Body.Close()
 	}
 }
