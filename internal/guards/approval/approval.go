@@ -163,6 +163,21 @@ func (h *handler) Handle(ctx context.Context, c *guard.Call) (*jsonrpc.Message, 
 		return h.next.Handle(ctx, c)
 	}
 	g := h.g
+	// The person's time is the approval's timeout, not the server's call_timeout: the
+	// call's timeouts stop while it is held and go on when it is released.
+	resume := guard.PauseTimeouts(ctx)
+	held := true
+	defer func() {
+		if held {
+			resume()
+		}
+	}()
+	next := h.next
+	h = &handler{g: g, next: guard.HandlerFunc(func(ctx context.Context, c *guard.Call) (*jsonrpc.Message, error) {
+		held = false
+		resume()
+		return next.Handle(ctx, c)
+	})}
 	if g.o.Store == nil {
 		return nil, guard.Deny(Name, jsonrpc.CodeApprovalRequired, "%s needs a person's approval (%s), and the gateway has no store to hold approvals in, so it was refused", what(c), reasons(c.Holds))
 	}
@@ -222,9 +237,6 @@ func (h *handler) Handle(ctx context.Context, c *guard.Call) (*jsonrpc.Message, 
 // hold waits for approval a to be settled, asking the user meanwhile when ask is set, and
 // returns it settled. At the timeout it is settled as expired.
 func (g *Guard) hold(ctx context.Context, c *guard.Call, a store.Approval, ask bool) (store.Approval, error) {
-	// The person's time is the approval's timeout, not the server's call_timeout.
-	resume := guard.PauseTimeouts(ctx)
-	defer resume()
 	wctx, cancel := context.WithDeadline(ctx, a.ExpiresAt)
 	defer cancel()
 	wake := make(chan struct{}, 1)
