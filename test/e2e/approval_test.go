@@ -18,9 +18,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/portcullis-mcp/portcullis/internal/store/postgres/pgtest"
 )
 
 type approvalResult struct {
@@ -459,5 +464,107 @@ func TestApprovalWebhookLinks(t *testing.T) {
 			t.Errorf("second POST %s: %v %v", tc.link, err, resp.Status)
 		}
 		resp.Body.Close()
+	}
+}
+
+// startServePG starts serve with c's configuration on the PostgreSQL store dsn.
+func startServePG(t *testing.T, c GatewayConfig, dsn string) *Gateway {
+	t.Helper()
+	for attempt := 0; ; attempt++ {
+		c.Listen = "127.0.0.1:" + strconv.Itoa(freePort(t))
+		c.Store = ""
+		cfg := filepath.Join(t.TempDir(), "portcullis.yaml")
+		if err := os.WriteFile(cfg, []byte(c.YAML()+"store: {driver: postgres, dsn: "+q(dsn)+"}\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		p := startProc(t, "portcullis serve", exec.Command(portcullisBin, "serve", "--config", cfg))
+		g := &Gateway{Proc: p, Base: "http://" + c.Listen, URL: "http://" + c.Listen + "/mcp", Config: cfg}
+		err := waitFor(30*time.Second, p, func() error {
+			resp, err := http.Get(g.Base + "/healthz")
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			return nil
+		})
+		if err == nil {
+			return g
+		}
+		if attempt < 2 && strings.Contains(p.Stderr.String(), "address already in use") {
+			continue
+		}
+		t.Fatalf("portcullis serve did not come up: %v\n%s", err, p.Stderr.String())
+	}
+}
+
+// A fleet on PostgreSQL: a call held on one replica is released when the command line
+// (through the other replica's configuration) approves it. The replica looks at the store
+// only once an hour, so only PostgreSQL's notification can release it.
+func TestApprovalFleet(t *testing.T) {
+	requireE2E(t)
+	requireFile(t, memoryServerJS())
+	dsn := pgtest.Schema(t)
+	mem := memoryServer(t)
+	dir := t.TempDir()
+	guards := fmt.Sprintf(`  authz:
+    default: allow
+    rules:
+      - {name: memory-writes, effect: approve, tools: [create_entities]}
+  approval:
+    timeout: 5m
+    poll_interval: 1h
+    key_file: %s
+`, q(filepath.Join(dir, "approval.key")))
+	r1 := startServePG(t, GatewayConfig{Servers: []ServerConfig{mem}, Guards: guards}, dsn)
+	r2 := startServePG(t, GatewayConfig{Servers: []ServerConfig{mem}, Guards: guards}, dsn)
+	name := "approval-fleet"
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := nodeCommand(ctx, filepath.Join(repoRoot, "test", "e2e", "clients", "sdk-client.mjs"),
+		"--call", "create_entities", argsJSON(t, entity(name)), "--url", r1.URL)
+	var stdout bytes.Buffer
+	cmd.Stdout = &stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := awaitPending(t, r2.Config, map[string]bool{})
+	// The held call subscribes to notifications right after recording its approval; wait
+	// until replica 1 is listening so that the notice cannot go out before.
+	waitListening(t, dsn)
+	if _, err := cli(t, "approvals", "approve", p.ID, "--config", r2.Config, "--as", "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("sdk-client: %v", err)
+	}
+	var res sdkResult
+	json.Unmarshal(bytes.TrimSpace(stdout.Bytes()), &res)
+	if len(res.Calls) != 1 || res.Calls[0].Error != nil || !memoryHas(t, mem.Env["MEMORY_FILE_PATH"], name) {
+		t.Fatalf("held call on replica 1: %s", stdout.String())
+	}
+}
+
+// waitListening waits until some connection listens for settled approvals.
+func waitListening(t *testing.T, dsn string) {
+	t.Helper()
+	err := waitFor(60*time.Second, nil, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			return err
+		}
+		defer conn.Close(ctx)
+		var n int
+		if err := conn.QueryRow(ctx, "SELECT COUNT(*) FROM pg_stat_activity WHERE state = 'idle' AND query = 'LISTEN portcullis_approvals'").Scan(&n); err != nil {
+			return err
+		}
+		if n == 0 {
+			return fmt.Errorf("nobody listens")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
