@@ -109,22 +109,31 @@ func (g *Guard) sign() (*Signer, error) {
 // current is the guard of the running chain, for the link endpoints.
 var current atomic.Pointer[Guard]
 
+// check checks the fields of a configuration (not the webhook's).
+func (c *Config) check() error {
+	var errs []error
+	if c.Timeout < 0 {
+		errs = append(errs, fieldErr("timeout", "must be positive"))
+	}
+	if c.GrantDuration < 0 || c.GrantDuration > MaxGrant {
+		errs = append(errs, fieldErr("grant_duration", "must be between 1s and %s", MaxGrant))
+	}
+	if c.PollInterval < 0 {
+		errs = append(errs, fieldErr("poll_interval", "must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
 // Compile checks a configuration.
 func Compile(c Config, o Options) (*Guard, error) {
+	if err := c.check(); err != nil {
+		return nil, err
+	}
 	if c.Timeout == 0 {
 		c.Timeout = 5 * time.Minute
 	}
-	if c.Timeout < 0 {
-		return nil, errors.New("timeout must be positive")
-	}
 	if c.GrantDuration == 0 {
 		c.GrantDuration = 15 * time.Minute
-	}
-	if c.GrantDuration < 0 || c.GrantDuration > MaxGrant {
-		return nil, fmt.Errorf("grant_duration must be between 1s and %s", MaxGrant)
-	}
-	if c.PollInterval < 0 {
-		return nil, errors.New("poll_interval must be positive")
 	}
 	poll := c.PollInterval
 	if poll == 0 {
