@@ -150,7 +150,9 @@ func (l *limiter) Handle(ctx context.Context, c *guard.Call) (*jsonrpc.Message, 
 		}
 	}
 
-	tctx, cancel := context.WithTimeoutCause(ctx, timeout, errTimeout)
+	// A pausable timeout rather than a context deadline: the approval guard pauses it
+	// while a person decides (guard.PauseTimeouts).
+	tctx, cancel := guard.PausableTimeout(ctx, timeout, errTimeout)
 	defer cancel()
 	resp, err := l.next.Handle(tctx, c)
 	if err != nil {
