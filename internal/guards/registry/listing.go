@@ -22,7 +22,8 @@ const sep = "__"
 // listing checks every item of a list result against its pin and returns the result
 // without the items held back, with collision and imitation findings in the kept items'
 // _meta.
-func (g *Guard) listing(ctx context.Context, c *guard.Call, next guard.Handler, kind, field string, resp *jsonrpc.Message) (*jsonrpc.Message, error) {
+// gens are the servers' generations from before the listing was asked.
+func (g *Guard) listing(ctx context.Context, c *guard.Call, next guard.Handler, kind, field string, resp *jsonrpc.Message, gens map[string]uint64) (*jsonrpc.Message, error) {
 	if err := g.checker.Refresh(ctx); err != nil {
 		return nil, g.fault(err)
 	}
@@ -41,7 +42,7 @@ func (g *Guard) listing(ctx context.Context, c *guard.Call, next guard.Handler, 
 			if err := g.relist(ctx, c, next, s, kind); err != nil {
 				g.log.LogAttrs(ctx, slog.LevelWarn, "server's templates could not be checked; they are hidden",
 					slog.String("upstream", s), slog.String("err", err.Error()))
-				g.state.forget(s, kind, nil)
+				g.state.changed(s, kind)
 			}
 		}
 	}
@@ -73,7 +74,11 @@ func (g *Guard) listing(ctx context.Context, c *guard.Call, next guard.Handler, 
 		}
 		k := store.PinKey{Server: server, Kind: kind, Name: local}
 		keys[i] = k
-		v := g.observe(ctx, c, k, it)
+		gen, known := gens[server]
+		if !known {
+			gen = ^uint64(0) // a server the gateway does not front: never recorded
+		}
+		v := g.observe(ctx, c, k, it, gen)
 		keep[i] = v.Allowed()
 		if !keep[i] {
 			changed = true

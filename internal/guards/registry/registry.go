@@ -122,10 +122,20 @@ func New(st store.Pins, c Config, o Options) (*Guard, error) {
 type State struct {
 	mu      sync.RWMutex
 	offered map[store.PinKey]string
+	// gen counts, per server, the times what it offers was forgotten: a listing that was
+	// under way when its server said its list changed must not record what it read.
+	gen map[string]uint64
 }
 
 // NewState returns an empty state.
-func NewState() *State { return &State{offered: map[store.PinKey]string{}} }
+func NewState() *State { return &State{offered: map[store.PinKey]string{}, gen: map[string]uint64{}} }
+
+// generation returns the server's generation (see gen).
+func (s *State) generation(server string) uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.gen[server]
+}
 
 // shared is the process's state: a reload builds a new guard, but what servers offer is a
 // property of the servers.
@@ -141,12 +151,37 @@ func (s *State) get(k store.PinKey) (string, bool) {
 	return h, ok
 }
 
-func (s *State) set(k store.PinKey, hash string) {
+// set records what a listing read, unless the server's list changed since the listing
+// began (at generation gen).
+func (s *State) set(k store.PinKey, hash string, gen uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.gen[k.Server] != gen {
+		return
+	}
 	if _, ok := s.offered[k]; ok || len(s.offered) < maxOffered {
 		s.offered[k] = hash
 	}
+}
+
+// changed forgets what server offers of kind (every kind when kind is "") and moves its
+// generation: the server said its list changed, or it was restarted.
+func (s *State) changed(server, kind string) {
+	s.mu.Lock()
+	s.gen[server]++
+	s.mu.Unlock()
+	s.forget(server, kind, nil)
+}
+
+// snapshot returns the generations of servers.
+func (s *State) snapshot(servers []string) map[string]uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make(map[string]uint64, len(servers))
+	for _, n := range servers {
+		out[n] = s.gen[n]
+	}
+	return out
 }
 
 // forget drops what server offers of kind (every kind when kind is ""), except the names in
@@ -163,10 +198,10 @@ func (s *State) forget(server, kind string, keep map[string]bool) {
 
 // Reconnected tells the guard that server was (re)started or reconnected: what it offers
 // is checked again before the next call to it.
-func Reconnected(server string) { shared.forget(server, "", nil) }
+func Reconnected(server string) { shared.changed(server, "") }
 
 // Reconnected is State's form of the package function.
-func (s *State) Reconnected(server string) { s.forget(server, "", nil) }
+func (s *State) Reconnected(server string) { s.changed(server, "") }
 
 // listChanged maps a list_changed notification to the kinds it concerns.
 var listChanged = map[string][]string{
@@ -196,7 +231,7 @@ func (g *Guard) handle(ctx context.Context, c *guard.Call, next guard.Handler) (
 	if c.Direction == guard.Outbound {
 		if kinds, ok := listChanged[m.Method]; ok && c.Server != "" {
 			for _, k := range kinds {
-				g.state.forget(c.Server, k, nil)
+				g.state.changed(c.Server, k)
 			}
 			g.log.LogAttrs(ctx, slog.LevelDebug, "list changed; definitions are checked again before the next call",
 				slog.String("upstream", c.Server), slog.String("method", m.Method))
@@ -207,11 +242,16 @@ func (g *Guard) handle(ctx context.Context, c *guard.Call, next guard.Handler) (
 		return next.Handle(ctx, c)
 	}
 	if kind, field, ok := pins.ListKind(m.Method); ok {
+		servers := g.servers
+		if c.Server != "" {
+			servers = []string{c.Server}
+		}
+		gens := g.state.snapshot(servers) // before the servers answer
 		resp, err := next.Handle(ctx, c)
 		if err != nil || resp == nil || resp.Error != nil || len(resp.Result) == 0 {
 			return resp, err
 		}
-		return g.listing(ctx, c, next, kind, field, resp)
+		return g.listing(ctx, c, next, kind, field, resp, gens)
 	}
 	switch m.Method {
 	case "tools/call":
@@ -353,6 +393,7 @@ func (g *Guard) relist(ctx context.Context, c *guard.Call, next guard.Handler, s
 	_, field, _ := pins.ListKind(method)
 	params := []byte(`{}`)
 	seen := map[string]bool{}
+	gen := g.state.generation(server)
 	for page := 0; page < maxPages; page++ {
 		lc := &guard.Call{Msg: &jsonrpc.Message{ID: c.Msg.ID, Method: method, Params: params}, Direction: guard.Inbound,
 			Session: c.Session, Principal: c.Principal, Server: server, Era: c.Era, Client: c.Client}
@@ -371,7 +412,7 @@ func (g *Guard) relist(ctx context.Context, c *guard.Call, next guard.Handler, s
 		jsonrpc.Elements(arr, func(item []byte) bool {
 			name, _ := jsonrpc.LookupString(item, pins.KeyField(kind))
 			if name != "" {
-				g.observe(ctx, c, store.PinKey{Server: server, Kind: kind, Name: name}, item)
+				g.observe(ctx, c, store.PinKey{Server: server, Kind: kind, Name: name}, item, gen)
 				seen[name] = true
 			}
 			return true
@@ -387,14 +428,15 @@ func (g *Guard) relist(ctx context.Context, c *guard.Call, next guard.Handler, s
 }
 
 // observe decides on one offered definition and remembers what the server offers.
-func (g *Guard) observe(ctx context.Context, c *guard.Call, k store.PinKey, item []byte) pins.Verdict {
+// gen is the server's generation when the listing began.
+func (g *Guard) observe(ctx context.Context, c *guard.Call, k store.PinKey, item []byte, gen uint64) pins.Verdict {
 	canon, hash, err := pins.Canonical(k.Kind, item, k.Name)
 	if err != nil {
 		g.log.LogAttrs(ctx, slog.LevelWarn, "definition could not be hashed; hidden", slog.String("upstream", k.Server),
 			slog.String("kind", k.Kind), slog.String("name", k.Name), slog.String("err", err.Error()))
 		return pins.Changed
 	}
-	g.state.set(k, hash)
+	g.state.set(k, hash, gen)
 	v, err := g.checker.Observe(withCall(ctx, c), k, canon, hash)
 	if err != nil {
 		g.log.LogAttrs(ctx, slog.LevelError, "pin could not be recorded; hidden", slog.String("upstream", k.Server),

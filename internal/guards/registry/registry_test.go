@@ -23,6 +23,8 @@ type fakeServers struct {
 	mu    sync.Mutex
 	lists map[string]map[string]string
 	calls []string
+	// onList, when set, runs while a listing is answered (after the answer was read).
+	onList func()
 }
 
 func (f *fakeServers) set(server, method, items string) {
@@ -45,6 +47,12 @@ func (f *fakeServers) Handle(ctx context.Context, c *guard.Call) (*jsonrpc.Messa
 			items := f.lists[c.Server][c.Msg.Method]
 			if items == "" {
 				items = "[]"
+			}
+			if on := f.onList; on != nil {
+				f.onList = nil
+				f.mu.Unlock()
+				on()
+				f.mu.Lock()
 			}
 			return jsonrpc.NewResult(c.Msg.ID, json.RawMessage(`{"`+field+`":`+items+`}`)), nil
 		}
@@ -343,5 +351,23 @@ func TestStoreFailureFailsClosed(t *testing.T) {
 	}
 	if _, err := r.do("s", "tools/list", map[string]any{}, ""); err == nil {
 		t.Fatal("a listing was passed with the pins unreadable")
+	}
+}
+
+// TestListChangedDuringListing: a server changes its tool while the gateway reads its
+// listing and says so before the listing's answer is checked; what the listing read must
+// not stand for what the server offers now.
+func TestListChangedDuringListing(t *testing.T) {
+	r := newRig(t, "tofu", "s")
+	r.up.set("s", "tools/list", "["+addV1+"]")
+	r.up.onList = func() {
+		r.up.set("s", "tools/list", "["+addV2+"]")
+		r.notify("s", "notifications/tools/list_changed")
+	}
+	if got := r.names("s", "tools/list"); len(got) != 1 {
+		t.Fatalf("first listing = %v", got)
+	}
+	if err := r.call("s", "add"); !refusedBy(err, "changed") {
+		t.Fatalf("call after a change announced during the listing = %v", err)
 	}
 }
