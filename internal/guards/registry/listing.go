@@ -222,19 +222,21 @@ func withCall(ctx context.Context, c *guard.Call) context.Context {
 const maxDiff = 16 << 10
 
 // report records what the checker decided: an alert for a changed definition (a rug
-// pull), a warning for a new one held for review, information for a new pin.
+// pull), a warning for a new one held for review. A definition pinned on first use is
+// only logged: the pin itself (who, when, what) is its record.
 func (g *Guard) report(ctx context.Context, e pins.Event) {
+	if e.Verdict == pins.PinnedNow {
+		g.log.LogAttrs(ctx, slog.LevelInfo, "pinned on first use", slog.String("upstream", e.Key.Server),
+			slog.String("kind", e.Key.Kind), slog.String("name", e.Key.Name), slog.String("hash", e.Hash))
+		return
+	}
 	ev := &trail.Event{Kind: "security", Direction: "outbound", Server: e.Key.Server, Tool: e.Key.Name}
 	if c, _ := ctx.Value(callKey{}).(*guard.Call); c != nil {
 		ev.Principal, ev.AuthMethod, ev.Session, ev.Method = c.Principal.ID, c.Principal.Method, c.Session, c.Msg.Method
 	}
-	level := slog.LevelInfo
+	level := slog.LevelWarn
 	switch e.Verdict {
-	case pins.PinnedNow:
-		ev.Code, ev.Decision = trail.CodePinned, trail.Allowed
-		ev.Message = fmt.Sprintf("%s %q of server %q pinned on first use (%s)", e.Key.Kind, e.Key.Name, e.Key.Server, pins.Short(e.Hash))
 	case pins.New:
-		level = slog.LevelWarn
 		ev.Code, ev.Decision = trail.CodePinReview, trail.Denied
 		ev.Message = fmt.Sprintf("%s %q of server %q is new: hidden until a person approves it (portcullis pins approve %s %s)\n%s",
 			e.Key.Kind, e.Key.Name, e.Key.Server, e.Key.Server, e.Key.Name, cut(e.Diff))
