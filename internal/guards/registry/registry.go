@@ -19,6 +19,7 @@ package registry
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -125,10 +126,36 @@ type State struct {
 	// gen counts, per server, the times what it offers was forgotten: a listing that was
 	// under way when its server said its list changed must not record what it read.
 	gen map[string]uint64
+	// hashes remembers the canonical hash of the raw bytes last listed for a key, so that
+	// an unchanged listing is not decoded again.
+	hashes map[store.PinKey]rawHash
+}
+
+type rawHash struct {
+	raw  [sha256.Size]byte
+	hash string
 }
 
 // NewState returns an empty state.
-func NewState() *State { return &State{offered: map[store.PinKey]string{}, gen: map[string]uint64{}} }
+func NewState() *State {
+	return &State{offered: map[store.PinKey]string{}, gen: map[string]uint64{}, hashes: map[store.PinKey]rawHash{}}
+}
+
+// hashOf returns the canonical hash last computed for these raw bytes of k.
+func (s *State) hashOf(k store.PinKey, raw [sha256.Size]byte) (string, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	h, ok := s.hashes[k]
+	return h.hash, ok && h.raw == raw
+}
+
+func (s *State) rememberHash(k store.PinKey, raw [sha256.Size]byte, hash string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.hashes[k]; ok || len(s.hashes) < maxOffered {
+		s.hashes[k] = rawHash{raw, hash}
+	}
+}
 
 // generation returns the server's generation (see gen).
 func (s *State) generation(server string) uint64 {
@@ -430,6 +457,11 @@ func (g *Guard) relist(ctx context.Context, c *guard.Call, next guard.Handler, s
 // observe decides on one offered definition and remembers what the server offers.
 // gen is the server's generation when the listing began.
 func (g *Guard) observe(ctx context.Context, c *guard.Call, k store.PinKey, item []byte, gen uint64) pins.Verdict {
+	raw := sha256.Sum256(item)
+	if hash, ok := g.state.hashOf(k, raw); ok && g.checker.Allowed(k, hash) {
+		g.state.set(k, hash, gen) // the same bytes as an approved definition: nothing to decode
+		return pins.Approved
+	}
 	canon, hash, err := pins.Canonical(k.Kind, item, k.Name)
 	if err != nil {
 		g.log.LogAttrs(ctx, slog.LevelWarn, "definition could not be hashed; hidden", slog.String("upstream", k.Server),
@@ -437,6 +469,7 @@ func (g *Guard) observe(ctx context.Context, c *guard.Call, k store.PinKey, item
 		return pins.Changed
 	}
 	g.state.set(k, hash, gen)
+	g.state.rememberHash(k, raw, hash)
 	v, err := g.checker.Observe(withCall(ctx, c), k, canon, hash)
 	if err != nil {
 		g.log.LogAttrs(ctx, slog.LevelError, "pin could not be recorded; hidden", slog.String("upstream", k.Server),

@@ -102,7 +102,7 @@ func (e *events) codes() []string {
 }
 
 type rig struct {
-	t     *testing.T
+	t     testing.TB
 	st    store.Store
 	up    *fakeServers
 	ev    *events
@@ -111,7 +111,7 @@ type rig struct {
 	id    int64
 }
 
-func newRig(t *testing.T, mode string, servers ...string) *rig {
+func newRig(t testing.TB, mode string, servers ...string) *rig {
 	t.Helper()
 	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "p.db"))
 	if err != nil {
