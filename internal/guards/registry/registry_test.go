@@ -389,3 +389,16 @@ func TestImitationReported(t *testing.T) {
 		t.Errorf("findings must not hide items: %v", got)
 	}
 }
+
+// TestRestartDuringRelist: another session starting the server while a call lists it
+// does not make the call fail (what the call's own listing read decides).
+func TestRestartDuringRelist(t *testing.T) {
+	r := newRig(t, "tofu", "s")
+	r.up.set("s", "tools/list", "["+addV1+"]")
+	r.names("s", "tools/list")
+	r.state.Reconnected("s")
+	r.up.onList = func() { r.state.Reconnected("s") }
+	if err := r.call("s", "add"); err != nil {
+		t.Fatalf("call while the server restarted for another session: %v", err)
+	}
+}
