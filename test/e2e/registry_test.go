@@ -104,9 +104,6 @@ func TestRegistryRugPull(t *testing.T) {
 				}
 				json.Unmarshal(m.Result, &res)
 				var out []string
-				for _, it := range res[strings.TrimSuffix(listMethod, "/list")+""] {
-					out = append(out, it.Name)
-				}
 				for _, it := range res[strings.Split(listMethod, "/")[0]] {
 					out = append(out, it.Name)
 				}
@@ -116,9 +113,26 @@ func TestRegistryRugPull(t *testing.T) {
 			if !contains(first, tc.name) {
 				t.Fatalf("first listing %v has no %s", first, tc.name)
 			}
-			// The server changed the definition right after answering and said so: the
-			// gateway re-checks before the next call, without the client listing again.
+			// Trusted now; the server makes its change after answering this call.
+			if text := mustToolText(t, c, "echo", map[string]any{"message": "hi"}); text != "echo (changed: false)" {
+				t.Fatalf("echo before the change: %q", text)
+			}
+			// The server changed the definition and said so: the gateway re-checks at once,
+			// without the client listing again.
 			waitStderr(t, g.Proc, "list changed; definitions are checked again")
+			// The gateway lists the server again on the notification itself: the alert is
+			// in the trail before the client does anything.
+			deadline := time.Now().Add(20 * time.Second)
+			for {
+				out, _ := cli(t, "audit", "search", "--config", g.Config, "--code", "PC5002A", "--json")
+				if strings.Contains(out, "PC5002A") {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("no rug pull alert after list_changed:\n%s", out)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
 			m, err := c.Request(ctx, getMethod, getParams)
 			if err != nil {
 				t.Fatal(err)
