@@ -10,6 +10,10 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"encoding/pem"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -335,4 +339,62 @@ func TestRegistryEnforce(t *testing.T) {
 		os.WriteFile(regPath, orig, 0o644)
 		cli(t, "registry", "sign", "--key", key, regPath)
 	})
+}
+
+// TestRegistrySPKI: an HTTPS server whose registry entry pins its certificate key is
+// reached while it presents that key, and refused (with an alert) when the entry pins
+// another, although its certificate is trusted.
+func TestRegistrySPKI(t *testing.T) {
+	requireE2E(t)
+	upstream := startEverythingHTTP(t)
+	target, _ := url.Parse(upstream)
+	proxy := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: target.Host})
+	proxy.FlushInterval = -1 // stream SSE
+	tlsSrv := httptest.NewTLSServer(proxy)
+	defer tlsSrv.Close()
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "ca.pem")
+	os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tlsSrv.Certificate().Raw}), 0o644)
+	t.Setenv("SSL_CERT_FILE", ca) // the gateway trusts the test server's certificate
+	httpsURL := tlsSrv.URL + "/mcp"
+	pin, code := cli(t, "registry", "spki", httpsURL)
+	if code != 0 {
+		t.Fatalf("registry spki: %s", pin)
+	}
+	pin = strings.TrimSpace(pin)
+	for _, tc := range []struct {
+		name, pin string
+		ok        bool
+	}{
+		{"pinned key", pin, true},
+		{"another key", "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			reg := filepath.Join(t.TempDir(), "registry.yaml")
+			os.WriteFile(reg, []byte("servers:\n  - name: everything\n    owner: e2e\n    url: "+q(httpsURL)+"\n    spki_sha256: ["+q(tc.pin)+"]\n"), 0o644)
+			g := startServe(t, GatewayConfig{Servers: []ServerConfig{{Name: "everything", URL: httpsURL}}, Guards: "  audit: {}\n",
+				Extra: "registry: {file: " + q(reg) + ", enforce: true}\n"})
+			c := newHTTPClient(g.URL)
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			c.Initialize(ctx)
+			m, err := c.CallTool(ctx, "test_simple_text", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.ok {
+				if m.Error != nil {
+					t.Fatalf("call through the pinned key: %v", m.Error)
+				}
+				return
+			}
+			if m.Error == nil || !strings.Contains(m.Error.Message, "not the pinned one") {
+				t.Fatalf("call to a server with another key: %s %v", m.Result, m.errorOrNil())
+			}
+			out, code := cli(t, "audit", "search", "--config", g.Config, "--code", "PC5003A", "--json")
+			if code != 0 || !strings.Contains(out, "not the pinned one") {
+				t.Fatalf("audit search for the refusal: exit %d\n%s", code, out)
+			}
+		})
+	}
 }
