@@ -449,84 +449,42 @@ func (rn *Runner) gitleaks(rep *Report, dir string) error {
 }
 
 func (rn *Runner) bipia(rep *Report, dir string) error {
-	type ctx struct{ family, text string }
-	var ctxs []ctx
-	for _, f := range []struct{ file, family string }{{"email_test.jsonl", "email"}, {"table_test.jsonl", "table"}, {"code_test.jsonl", "code"}} {
-		p := filepath.Join(dir, f.file)
-		if _, err := os.Stat(p); err != nil {
-			continue
-		}
-		if err := readJSONL(p, func(_ int, b []byte) error {
-			var c map[string]any
-			if err := json.Unmarshal(b, &c); err != nil {
-				return err
-			}
-			switch v := c["context"].(type) {
-			case string:
-				ctxs = append(ctxs, ctx{f.family, v})
-			case []any: // code contexts are lists of lines
-				var lines []string
-				for _, l := range v {
-					if s, ok := l.(string); ok {
-						lines = append(lines, s)
-					}
-				}
-				ctxs = append(ctxs, ctx{f.family, strings.Join(lines, "\n")})
-			}
-			return nil
-		}); err != nil {
-			return err
-		}
+	ctxs, attacks, err := LoadBIPIA(dir)
+	if err != nil {
+		return err
 	}
-	clean := rep.group("bipia", "result (clean contexts)", "")
-	for i, c := range ctxs {
-		clean.add(false, rn.resultFlagged(c.text), fmt.Sprintf("%s context %d", c.family, i))
-	}
-	attacks := rep.group("bipia", "result (attacks in contexts)", "each attack inserted at the start, middle and end of three contexts of its kind (text attacks: email and table; code attacks: code)")
+	clean := rep.group("bipia", "result (clean contexts, held out)", "email_test contexts and the odd-numbered table and code contexts: never seen by the trainer")
+	cleanTrain := rep.group("bipia", "result (clean contexts, training split)", "email_train contexts and the even-numbered table and code contexts: the learned model was trained on these, so this row is not a measure of it")
 	var textCtx, codeCtx []string
 	for _, c := range ctxs {
-		if c.family == "code" {
-			codeCtx = append(codeCtx, c.text)
+		g := clean
+		if c.Train {
+			g = cleanTrain
+		} else if c.Family == "code" {
+			codeCtx = append(codeCtx, c.Text)
 		} else {
-			textCtx = append(textCtx, c.text)
+			textCtx = append(textCtx, c.Text)
 		}
+		g.add(false, rn.resultFlagged(c.Text), c.ID())
 	}
-	for _, f := range []struct {
-		file string
-		ctx  []string
-	}{{"text_attack_test.json", textCtx}, {"code_attack_test.json", codeCtx}} {
-		b, err := os.ReadFile(filepath.Join(dir, f.file))
-		if err != nil || len(f.ctx) == 0 {
+	held := rep.group("bipia", "result (attacks in contexts, held out)", "each held-out attack (BIPIA's test attacks, whose categories the training attacks do not share) inserted at the start, middle and end of three held-out contexts of its kind (text attacks: email and table; code attacks: code)")
+	n := 0
+	for _, a := range attacks {
+		if a.Train {
 			continue
 		}
-		var m map[string][]string
-		if err := json.Unmarshal(b, &m); err != nil {
-			return err
+		cs := textCtx
+		if a.Code {
+			cs = codeCtx
 		}
-		cats := make([]string, 0, len(m))
-		for k := range m {
-			cats = append(cats, k)
+		if len(cs) == 0 {
+			continue
 		}
-		sort.Strings(cats)
-		n := 0
-		for _, cat := range cats {
-			for j, a := range m[cat] {
-				for pos := 0; pos < 3; pos++ {
-					c := f.ctx[(n*3+pos)%len(f.ctx)]
-					var text string
-					switch pos {
-					case 0:
-						text = a + "\n" + c
-					case 1:
-						text = c[:len(c)/2] + "\n" + a + "\n" + c[len(c)/2:]
-					default:
-						text = c + "\n" + a
-					}
-					attacks.add(true, rn.resultFlagged(text), fmt.Sprintf("%s #%d pos %d: %s", cat, j, pos, detect.Evidence(a)))
-				}
-				n++
-			}
+		for pos := 0; pos < 3; pos++ {
+			text := Plant(cs[(n*3+pos)%len(cs)], a.Text, pos)
+			held.add(true, rn.resultFlagged(text), fmt.Sprintf("%s #%d pos %d: %s", a.Category, a.Index, pos, detect.Evidence(a.Text)))
 		}
+		n++
 	}
 	return nil
 }

@@ -46,7 +46,7 @@ func TestSharedCorpora(t *testing.T) {
 	if g := get("gitleaks", "result (secrets)"); rate(g.Caught, g.Malicious) < 0.95 || rate(g.Flagged, g.Benign) > 0.05 {
 		t.Errorf("gitleaks %d/%d caught, %d/%d flagged; want >= 95%% and <= 5%%", g.Caught, g.Malicious, g.Flagged, g.Benign)
 	}
-	if g := get("bipia", "result (clean contexts)"); rate(g.Flagged, g.Benign) > 0.02 {
+	if g := get("bipia", "result (clean contexts, held out)"); rate(g.Flagged, g.Benign) > 0.02 {
 		t.Errorf("BIPIA clean contexts flagged %d/%d, want <= 2%%", g.Flagged, g.Benign)
 	}
 }
