@@ -265,18 +265,18 @@ func (f *featurizer) flush() {
 		f.first = cl
 	}
 	f.has[cl] = true
-	f.add(mix(h^tagWord)&mask)
+	f.add(mix(h^tagWord) & mask)
 	if f.wl > 5 {
-		f.add(mix(f.stem^tagStem)&mask)
+		f.add(mix(f.stem^tagStem) & mask)
 	}
 	if f.nwords > 0 {
-		f.add(mix(h*31^f.prev*tagBi)&mask)
+		f.add(mix(h*31^f.prev*tagBi) & mask)
 	}
 	if f.nwords > 1 {
-		f.add(mix(h*31^f.prev*tagBi^f.prev2*tagTri)&mask)
+		f.add(mix(h*31^f.prev*tagBi^f.prev2*tagTri) & mask)
 	}
 	if f.nwords < 2 {
-		f.add(mix(h^tagFirst*uint32(f.nwords+1))&mask)
+		f.add(mix(h^tagFirst*uint32(f.nwords+1)) & mask)
 	}
 	f.prev2, f.prev = f.prev, h
 	f.nwords++
