@@ -257,13 +257,25 @@ func (rn *Runner) msb(rep *Report, dir string) error {
 		return err
 	}
 	originals := map[string][]listed{}
+	// A variant whose description and parameters are an original's (only the name differs,
+	// or nothing does) is a copy: alone, it is the benign original.
+	copyKey := func(t msbTool) string { b, _ := json.Marshal([]any{t.Description, t.Params}); return string(b) }
+	origKeys := map[string]bool{}
 	for _, t := range tools {
 		if t.Variant == "original" {
 			originals[t.Server] = append(originals[t.Server], listed{server: "original", raw: t.raw(), id: t.Name})
+			origKeys[copyKey(t)] = true
+		}
+	}
+	copies := 0
+	for _, t := range tools {
+		if t.Variant != "original" && origKeys[copyKey(t)] {
+			copies++
 		}
 	}
 	ctxGroup := rep.group("msb", "listing (variant beside the originals)", "each attack variant listed by a second server next to the original server's tools, as MSB runs them")
 	aloneGroup := rep.group("msb", "listing (variant alone)", "each attack variant in a listing of its own: name-overlap and tool-transfer variants copy the original and are only visible next to it")
+	alteredGroup := rep.group("msb", "listing (variant alone, altered text only)", fmt.Sprintf("the variants alone, less the %d whose description and parameters are exactly an original's (the name differs or nothing does): no check of a single listing can tell those from the benign original", copies))
 	for _, t := range tools {
 		id := t.Variant + "/" + t.Name
 		if t.Variant == "original" {
@@ -272,6 +284,7 @@ func (rn *Runner) msb(rep *Report, dir string) error {
 				if l.id == t.Name {
 					ctxGroup.add(false, flagged(fs[i]), id)
 					aloneGroup.add(false, flagged(fs[i]), id)
+					alteredGroup.add(false, flagged(fs[i]), id)
 					break
 				}
 			}
@@ -282,6 +295,9 @@ func (rn *Runner) msb(rep *Report, dir string) error {
 		ctxGroup.add(true, flagged(fs[len(fs)-1]), id)
 		alone := rn.checkListing([]listed{{server: "attack", raw: t.raw(), id: t.Name}})
 		aloneGroup.add(true, flagged(alone[0]), id)
+		if !origKeys[copyKey(t)] {
+			alteredGroup.add(true, flagged(alone[0]), id)
+		}
 	}
 	// Injection payloads, in descriptions or in results.
 	return readJSONL(filepath.Join(dir, "msb_injection_payloads.jsonl"), func(_ int, b []byte) error {
