@@ -20,6 +20,7 @@ import (
 	"github.com/portcullis-mcp/portcullis/internal/detect/canary"
 	"github.com/portcullis-mcp/portcullis/internal/detect/injection"
 	"github.com/portcullis-mcp/portcullis/internal/detect/invisible"
+	"github.com/portcullis-mcp/portcullis/internal/detect/pii"
 	"github.com/portcullis-mcp/portcullis/internal/detect/secrets"
 	"github.com/portcullis-mcp/portcullis/internal/guard"
 	"github.com/portcullis-mcp/portcullis/internal/jsonrpc"
@@ -46,6 +47,8 @@ type Config struct {
 	Secrets     string          `yaml:"secrets"`      // redact (default) | block | alert | off
 	Injection   string          `yaml:"injection"`    // alert (default) | block | redact | off
 	Invisible   string          `yaml:"invisible"`    // strip (default) | visible | alert | off
+	PII         string          `yaml:"pii"`          // redact (default) | block | alert | off
+	PIISeverity detect.Severity `yaml:"pii_severity"` // personal data below is ignored (default medium: cards and IBANs; low adds e-mail addresses and phone numbers)
 	MinSeverity detect.Severity `yaml:"min_severity"` // findings below are ignored (default medium)
 	Methods     []string        `yaml:"methods"`      // default tools/call, resources/read, prompts/get
 	CanaryFile  string          `yaml:"canary_file"`  // canary tokens (default $PORTCULLIS_CANARY_FILE)
@@ -120,8 +123,14 @@ func Compile(c Config, extras []Extra, logger *slog.Logger) (*Guard, error) {
 	if c.Invisible, err = oneOf("invisible", c.Invisible, Strip, Visible, Alert, Off); err != nil {
 		return nil, err
 	}
+	if c.PII, err = oneOf("pii", c.PII, Redact, Block, Alert, Off); err != nil {
+		return nil, err
+	}
 	if c.MinSeverity == detect.Info {
 		c.MinSeverity = detect.Medium
+	}
+	if c.PIISeverity == detect.Info {
+		c.PIISeverity = detect.Medium
 	}
 	if len(c.Methods) == 0 {
 		c.Methods = []string{"tools/call", "resources/read", "prompts/get"}
@@ -260,6 +269,24 @@ func (g *Guard) Inspect(result []byte) ([]byte, []detect.Finding, []detect.Findi
 			if len(fs) > 0 {
 				all = append(all, fs...)
 				switch g.c.Secrets {
+				case Redact:
+					spans := make([]detect.Span, 0, len(fs))
+					for _, f := range fs {
+						spans = append(spans, detect.Span{Start: f.Start, End: f.End, Marker: "[REDACTED:" + f.Rule + "]"})
+					}
+					text = detect.Replace(text, spans)
+					changed = true
+				case Block:
+					block = append(block, fs...)
+				case Alert:
+					alerts = append(alerts, fs...)
+				}
+			}
+		}
+		if g.c.PII != Off {
+			if fs := pii.ScanAtLeast(text, pointer(), g.c.PIISeverity); len(fs) > 0 {
+				all = append(all, fs...)
+				switch g.c.PII {
 				case Redact:
 					spans := make([]detect.Span, 0, len(fs))
 					for _, f := range fs {
