@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/portcullis-mcp/portcullis/internal/audit"
 	"github.com/portcullis-mcp/portcullis/internal/detect"
 	"github.com/portcullis-mcp/portcullis/internal/detect/canary"
 	"github.com/portcullis-mcp/portcullis/internal/detect/injection"
@@ -167,7 +168,11 @@ func (g *Guard) Middleware() guard.Middleware {
 			}
 			out, fs, block := g.Inspect(resp.Result)
 			for _, f := range fs {
-				g.log.LogAttrs(ctx, slog.LevelWarn, "finding in result", slog.String("upstream", c.Server), slog.String("method", m.Method),
+				level, msg := slog.LevelWarn, "finding in result"
+				if f.Severity == detect.Critical {
+					level, msg = slog.LevelError, "ALERT: critical finding in result"
+				}
+				g.log.LogAttrs(ctx, level, msg, slog.String("upstream", c.Server), slog.String("method", m.Method),
 					slog.String("tool", c.Name), slog.String("principal", c.Principal.ID), slog.String("detector", f.Detector),
 					slog.String("rule", f.Rule), slog.String("severity", f.Severity.String()), slog.String("pointer", f.Pointer),
 					slog.String("message", f.Message), slog.Bool("blocked", len(block) > 0))
@@ -178,6 +183,7 @@ func (g *Guard) Middleware() guard.Middleware {
 			if len(fs) == 0 {
 				return resp, nil
 			}
+			audit.Report(ctx, detect.AuditFindings(fs, "result")...)
 			nr := *resp
 			nr.Result = out
 			return &nr, nil
