@@ -195,7 +195,9 @@ type rootsClient struct {
 	asked int
 }
 
-func (c *rootsClient) Capabilities() json.RawMessage { return json.RawMessage(`{"roots":{"listChanged":true}}`) }
+func (c *rootsClient) Capabilities() json.RawMessage {
+	return json.RawMessage(`{"roots":{"listChanged":true}}`)
+}
 func (c *rootsClient) Request(ctx context.Context, m *jsonrpc.Message) (*jsonrpc.Message, error) {
 	c.asked++
 	if m.Method != "roots/list" {
