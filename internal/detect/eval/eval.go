@@ -219,6 +219,19 @@ func (rn *Runner) checkListing(tools []listed) [][]detect.Finding {
 	return out
 }
 
+// Flagged reports whether findings reach the warning level (what the figures count).
+func Flagged(fs []detect.Finding) bool { return flagged(fs) }
+
+// CheckServerListing runs the listing checks on the tools (raw MCP definitions) of one
+// server's tools/list, as the published figures do, and returns the findings per tool.
+func (rn *Runner) CheckServerListing(server string, tools [][]byte) [][]detect.Finding {
+	list := make([]listed, len(tools))
+	for i, t := range tools {
+		list[i] = listed{server: server, raw: t}
+	}
+	return rn.checkListing(list)
+}
+
 type msbTool struct {
 	Server      string `json:"server"`
 	Variant     string `json:"attack_variant"`
