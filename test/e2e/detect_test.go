@@ -61,9 +61,14 @@ func TestDetectors(t *testing.T) {
 	if token == "" {
 		t.Fatalf("no token in canary output:\n%s", out)
 	}
+	const decoy = "export_workspace_credentials"
+	if out, err := exec.Command(portcullisBin, "canary", "create", "-kind", "tool", "-base", decoy, "-file", canaryFile, "-note", "e2e decoy").CombinedOutput(); err != nil {
+		t.Fatalf("portcullis canary create -kind tool: %v\n%s", err, out)
+	}
 	g := startServe(t, GatewayConfig{
 		Servers: []ServerConfig{{Name: "leaky", Command: bin, Env: map[string]string{"LEAKY_DIR": dir}}},
-		Guards:  "  detect-args:\n    canary_file: " + q(canaryFile) + "\n",
+		Guards: "  detect-args:\n    canary_file: " + q(canaryFile) + "\n" +
+			"  detect-listings:\n    canary_file: " + q(canaryFile) + "\n",
 	})
 	c := mustInit(t, g.URL)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -76,6 +81,9 @@ func TestDetectors(t *testing.T) {
 	if strings.Contains(strings.Join(names, ","), "add") || !strings.Contains(strings.Join(names, ","), "read_file") {
 		t.Errorf("tools listed = %v; want the poisoned tool add hidden and the others shown", names)
 	}
+	if !strings.Contains(strings.Join(names, ","), decoy) {
+		t.Errorf("tools listed = %v; want the decoy tool %s listed", names, decoy)
+	}
 
 	refused := []struct {
 		tool, detector string
@@ -84,6 +92,8 @@ func TestDetectors(t *testing.T) {
 		{"read_file", "pathtrav", map[string]any{"path": "../../etc/passwd"}},
 		{"fetch", "ssrf", map[string]any{"url": "http://169.254.169.254/latest/meta-data/"}},
 		{"echo", "canary", map[string]any{"text": "my key is " + token}},
+		{"echo", "secrets", map[string]any{"text": "aws_access_key_id = AKIAZ7QJ3NB4X5TLUE6M"}},
+		{decoy, "canary", map[string]any{"scope": "all"}},
 	}
 	for _, r := range refused {
 		os.Remove(filepath.Join(dir, "call-"+r.tool))
@@ -119,6 +129,20 @@ func TestDetectors(t *testing.T) {
 	}
 	if !strings.Contains(cfg, "[REDACTED:aws-access-key-id]") || !strings.Contains(cfg, "[REDACTED:github-token]") || !strings.Contains(cfg, "region = eu-west-1") {
 		t.Errorf("config = %q, want the secrets redacted and the rest kept", cfg)
+	}
+	customer := mustToolText(t, c, "get_customer", nil)
+	if strings.Contains(customer, "4111 1111") || strings.Contains(customer, "DE89") ||
+		!strings.Contains(customer, "card: [REDACTED:card-number]") || !strings.Contains(customer, "iban: [REDACTED:iban]") ||
+		!strings.Contains(customer, "email: ada@example.com") {
+		t.Errorf("customer = %q, want the card and IBAN redacted and the rest kept", customer)
+	}
+	// The canary token and the decoy call each raised an alert.
+	alerts := func() int { return strings.Count(g.Stderr.String(), "ALERT: critical finding in arguments") }
+	for deadline := time.Now().Add(5 * time.Second); alerts() < 2 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if alerts() < 2 || !strings.Contains(g.Stderr.String(), decoy) {
+		t.Errorf("want two canary alerts in the gateway's log (token, decoy call), got %d", alerts())
 	}
 	logged := func() bool { return strings.Contains(g.Stderr.String(), "finding in result") }
 	for deadline := time.Now().Add(5 * time.Second); !logged() && time.Now().Before(deadline); {
