@@ -56,6 +56,12 @@ func Find(text string) []Match {
 	var out []Match
 	n := len(text)
 	for i := 0; i < n; {
+		for i < n && !startByte[text[i]] {
+			i++
+		}
+		if i >= n {
+			break
+		}
 		c := text[i]
 		switch {
 		case isDigit(c) || c == '+' || c == '(':
@@ -102,6 +108,18 @@ func Find(text string) []Match {
 	}
 	return out
 }
+
+// startByte marks the bytes that can start something Find looks for.
+var startByte = func() (t [256]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'A'; c <= 'Z'; c++ {
+		t[c] = true
+	}
+	t['+'], t['('], t['@'] = true, true, true
+	return
+}()
 
 // skipToken moves past a run of digits and letters.
 func skipToken(text string, i int) int {
