@@ -76,6 +76,7 @@ func (g *Group) add(malicious, flagged bool, id string) {
 type Runner struct {
 	args    *detectargs.Guard
 	results *detectresults.Guard
+	rules   *detectresults.Guard // the same without the learned model
 	poison  *poisoning.Detector
 }
 
@@ -90,7 +91,12 @@ func NewRunner() (*Runner, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Runner{args: a, results: r, poison: poisoning.Default}, nil
+	off := false
+	rules, err := detectresults.Compile(detectresults.Config{InjectionModel: &off}, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &Runner{args: a, results: r, rules: rules, poison: poisoning.Default}, nil
 }
 
 func flagged(fs []detect.Finding) bool {
@@ -334,9 +340,11 @@ func (rn *Runner) msb(rep *Report, dir string) error {
 	})
 }
 
-func (rn *Runner) resultFlagged(text string) bool {
+func (rn *Runner) resultFlagged(text string) bool { return resultFlagged(rn.results, text) }
+
+func resultFlagged(g *detectresults.Guard, text string) bool {
 	res, _ := json.Marshal(map[string]any{"content": []any{map[string]any{"type": "text", "text": text}}})
-	_, fs, _ := rn.results.Inspect(res)
+	_, fs, _ := g.Inspect(res)
 	return flagged(fs)
 }
 
@@ -483,6 +491,7 @@ func (rn *Runner) bipia(rep *Report, dir string) error {
 		return err
 	}
 	clean := rep.group("bipia", "result (clean contexts, held out)", "email_test contexts and the odd-numbered table and code contexts: never seen by the trainer")
+	cleanRules := rep.group("bipia", "result (clean contexts, held out, rules only)", "the same without the learned model (detect-results injection_model: false)")
 	cleanTrain := rep.group("bipia", "result (clean contexts, training split)", "email_train contexts and the even-numbered table and code contexts: the learned model was trained on these, so this row is not a measure of it")
 	var textCtx, codeCtx []string
 	for _, c := range ctxs {
@@ -495,8 +504,12 @@ func (rn *Runner) bipia(rep *Report, dir string) error {
 			textCtx = append(textCtx, c.Text)
 		}
 		g.add(false, rn.resultFlagged(c.Text), c.ID())
+		if !c.Train {
+			cleanRules.add(false, resultFlagged(rn.rules, c.Text), c.ID())
+		}
 	}
 	held := rep.group("bipia", "result (attacks in contexts, held out)", "each held-out attack (BIPIA's test attacks, whose categories the training attacks do not share) inserted at the start, middle and end of three held-out contexts of its kind (text attacks: email and table; code attacks: code)")
+	heldRules := rep.group("bipia", "result (attacks in contexts, held out, rules only)", "the same without the learned model")
 	n := 0
 	for _, a := range attacks {
 		if a.Train {
@@ -511,7 +524,9 @@ func (rn *Runner) bipia(rep *Report, dir string) error {
 		}
 		for pos := 0; pos < 3; pos++ {
 			text := Plant(cs[(n*3+pos)%len(cs)], a.Text, pos)
-			held.add(true, rn.resultFlagged(text), fmt.Sprintf("%s #%d pos %d: %s", a.Category, a.Index, pos, detect.Evidence(a.Text)))
+			id := fmt.Sprintf("%s #%d pos %d: %s", a.Category, a.Index, pos, detect.Evidence(a.Text))
+			held.add(true, rn.resultFlagged(text), id)
+			heldRules.add(true, resultFlagged(rn.rules, text), id)
 		}
 		n++
 	}
@@ -658,8 +673,8 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 	fmt.Fprintln(w, "### Misses and false flags")
 	fmt.Fprintln(w)
 	for _, g := range r.Groups {
-		if len(g.Misses)+len(g.FalseFlags) == 0 {
-			continue
+		if len(g.Misses)+len(g.FalseFlags) == 0 || strings.HasSuffix(g.Surface, "rules only)") {
+			continue // a rules-only row repeats its row's list and more
 		}
 		fmt.Fprintf(w, "<details><summary>%s, %s: %d missed, %d falsely flagged</summary>\n\n", g.Corpus, g.Surface, len(g.Misses), len(g.FalseFlags))
 		for _, m := range g.Misses {

@@ -45,14 +45,17 @@ const (
 
 // Config is the guard's configuration section.
 type Config struct {
-	Secrets     string          `yaml:"secrets"`      // redact (default) | block | alert | off
-	Injection   string          `yaml:"injection"`    // alert (default) | block | redact | off
-	Invisible   string          `yaml:"invisible"`    // strip (default) | visible | alert | off
-	PII         string          `yaml:"pii"`          // redact (default) | block | alert | off
-	PIISeverity detect.Severity `yaml:"pii_severity"` // personal data below is ignored (default medium: cards and IBANs; low adds e-mail addresses and phone numbers)
-	MinSeverity detect.Severity `yaml:"min_severity"` // findings below are ignored (default medium)
-	Methods     []string        `yaml:"methods"`      // default tools/call, resources/read, prompts/get
-	CanaryFile  string          `yaml:"canary_file"`  // canary tokens (default $PORTCULLIS_CANARY_FILE)
+	Secrets   string `yaml:"secrets"`   // redact (default) | block | alert | off
+	Injection string `yaml:"injection"` // alert (default) | block | redact | off
+	Invisible string `yaml:"invisible"` // strip (default) | visible | alert | off
+	// InjectionModel: the learned model (internal/detect/injection, model.bin) also reads
+	// each line; default true.
+	InjectionModel *bool           `yaml:"injection_model"`
+	PII            string          `yaml:"pii"`          // redact (default) | block | alert | off
+	PIISeverity    detect.Severity `yaml:"pii_severity"` // personal data below is ignored (default medium: cards and IBANs; low adds e-mail addresses and phone numbers)
+	MinSeverity    detect.Severity `yaml:"min_severity"` // findings below are ignored (default medium)
+	Methods        []string        `yaml:"methods"`      // default tools/call, resources/read, prompts/get
+	CanaryFile     string          `yaml:"canary_file"`  // canary tokens (default $PORTCULLIS_CANARY_FILE)
 }
 
 // Extra scans a string of a result; canary tokens plug in here. Its findings block.
@@ -137,6 +140,9 @@ func Compile(c Config, extras []Extra, logger *slog.Logger) (*Guard, error) {
 		c.Methods = []string{"tools/call", "resources/read", "prompts/get"}
 	}
 	g := &Guard{c: c, methods: map[string]bool{}, extras: extras, secrets: secrets.Default, inj: injection.Default, log: logger}
+	if c.InjectionModel != nil && !*c.InjectionModel {
+		g.inj = injection.Default.WithModel(nil)
+	}
 	g.kw, g.nsec = combined()
 	for _, m := range c.Methods {
 		g.methods[m] = true
