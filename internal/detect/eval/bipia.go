@@ -12,8 +12,8 @@ import (
 // from, and a held-out part, which the published figures measure:
 //
 //   - attacks: *_attack_train.json train, *_attack_test.json are held out (BIPIA's own
-//     split; the two have different attack categories, so held-out attacks are kinds the
-//     model never saw);
+//     split; of the 25 held-out categories only "Language Translation" is also a training
+//     category, so held-out attacks are mostly kinds the model never saw);
 //   - contexts: email_train.jsonl trains, email_test.jsonl is held out; table and code
 //     contexts come only as *_test.jsonl in the corpus, so the even-numbered ones (0, 2, ...)
 //     train and the odd-numbered ones are held out.

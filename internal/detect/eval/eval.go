@@ -508,7 +508,7 @@ func (rn *Runner) bipia(rep *Report, dir string) error {
 			cleanRules.add(false, resultFlagged(rn.rules, c.Text), c.ID())
 		}
 	}
-	held := rep.group("bipia", "result (attacks in contexts, held out)", "each held-out attack (BIPIA's test attacks, whose categories the training attacks do not share) inserted at the start, middle and end of three held-out contexts of its kind (text attacks: email and table; code attacks: code)")
+	held := rep.group("bipia", "result (attacks in contexts, held out)", "each held-out attack (BIPIA's test attacks: of their 25 categories only Language Translation is also a training category) inserted at the start, middle and end of three held-out contexts of its kind (text attacks: email and table; code attacks: code)")
 	heldRules := rep.group("bipia", "result (attacks in contexts, held out, rules only)", "the same without the learned model")
 	n := 0
 	for _, a := range attacks {
