@@ -152,3 +152,33 @@ func TestDetectors(t *testing.T) {
 		t.Errorf("the gateway did not log the finding")
 	}
 }
+
+// TestClientRoots: with no roots in the configuration, detect-args bounds path arguments
+// by the roots the client declared (the official SDK client answering roots/list).
+func TestClientRoots(t *testing.T) {
+	requireE2E(t)
+	requireFile(t, nodeModule("@modelcontextprotocol", "sdk", "package.json"))
+	bin := buildLeaky(t)
+	dir := t.TempDir()
+	g := startServe(t, GatewayConfig{
+		Servers: []ServerConfig{{Name: "leaky", Command: bin, Env: map[string]string{"LEAKY_DIR": dir}}},
+	})
+	root := filepath.Join(dir, "project")
+	inside, outside := filepath.Join(root, "src", "main.go"), filepath.Join(dir, "elsewhere", "notes.txt")
+	script := filepath.Join(repoRoot, "test", "e2e", "clients", "sdk-client.mjs")
+	out, err := runNode(t, 2*time.Minute, nil, script, "--root", "file://"+root,
+		"--call", "read_file", `{"path":"`+inside+`"}`, "--call", "read_file", `{"path":"`+outside+`"}`, "--url", g.URL)
+	if err != nil {
+		t.Fatalf("sdk-client: %v\n%s", err, out)
+	}
+	var res sdkResult
+	if err := json.Unmarshal([]byte(strings.TrimSpace(out)), &res); err != nil || len(res.Calls) != 2 {
+		t.Fatalf("sdk-client output: %v\n%s", err, out)
+	}
+	if text, isErr := toolText(res.Calls[0].Result); res.Calls[0].Error != nil || isErr || text != "read "+inside {
+		t.Errorf("read inside the client's root: %s / %s", res.Calls[0].Error, res.Calls[0].Result)
+	}
+	if e := res.Calls[1].Error; e == nil || e.Code != -32010 || !strings.Contains(e.Message, "path") {
+		t.Errorf("read outside the client's root: %v / %s, want a -32010 refusal", e, res.Calls[1].Result)
+	}
+}
