@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"io/fs"
 	"math"
 	"math/rand/v2"
@@ -61,8 +62,8 @@ type params struct {
 	seed   uint64
 }
 
-// train fits logistic regression with AdaGrad on the examples and returns float weights.
-func train(xs []example, p params) ([]float64, float64) {
+// fit fits logistic regression with AdaGrad on the examples and returns float weights.
+func fit(xs []example, p params) ([]float64, float64) {
 	w := make([]float64, 1<<injection.Bits)
 	g2 := make([]float64, len(w))
 	var bias, gb float64
@@ -172,22 +173,52 @@ func readTools(path string) ([]string, error) {
 }
 
 func main() {
-	bipia := flag.String("bipia", "../shared/eval/bipia", "the BIPIA corpus directory")
-	var negatives []string
+	var o options
+	flag.StringVar(&o.bipia, "bipia", "../shared/eval/bipia", "the BIPIA corpus directory")
 	flag.Func("negatives", "extra negatives (repeatable): a directory of .md/.mdx/.txt documents, or a JSONL file of tool definitions (their descriptions)", func(s string) error {
-		negatives = append(negatives, s)
+		o.negatives = append(o.negatives, s)
 		return nil
 	})
 	out := flag.String("out", "internal/detect/injection/model.bin", "where to write the model")
-	fp := flag.Float64("fp", 0.01, "the share of training contexts the threshold may flag (cross-validated)")
-	verbose := flag.Bool("v", false, "print the highest-scoring contexts and the lowest-scoring attacks (cross-validated)")
-	negWeight := flag.Float64("negweight", 0.25, "the weight of each extra negative segment (BIPIA's count 1)")
-	epochs := flag.Int("epochs", 30, "passes over the data")
+	flag.Float64Var(&o.fp, "fp", 0.02, "the share of training contexts the threshold may flag (cross-validated)")
+	flag.BoolVar(&o.verbose, "v", false, "print the highest-scoring contexts and the lowest-scoring attacks (cross-validated)")
+	flag.Float64Var(&o.negWeight, "negweight", 0.25, "the weight of each extra negative segment (BIPIA's count 1)")
+	flag.IntVar(&o.epochs, "epochs", 30, "passes over the data")
 	flag.Parse()
-	ctxs, attacks, err := eval.LoadBIPIA(*bipia)
+	o.w = os.Stdout
+	m, err := train(o)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "train:", err)
 		os.Exit(1)
+	}
+	if err := os.WriteFile(*out, m.Encode(), 0o644); err != nil {
+		fmt.Fprintln(os.Stderr, "train:", err)
+		os.Exit(1)
+	}
+	fmt.Printf("wrote %s (%d weights, %d non-zero)\n", *out, len(m.W), nonzero(m.W))
+}
+
+// options are the trainer's inputs.
+type options struct {
+	bipia     string
+	negatives []string
+	fp        float64
+	negWeight float64
+	epochs    int
+	verbose   bool
+	w         io.Writer
+}
+
+// train learns the model; deterministic for the same inputs.
+func train(o options) (*injection.Model, error) {
+	bipia, negatives, fp, negWeight, epochs, verbose := &o.bipia, o.negatives, &o.fp, &o.negWeight, &o.epochs, &o.verbose
+
+	ctxs, attacks, err := eval.LoadBIPIA(*bipia)
+	if err != nil {
+		return nil, err
+	}
+	if len(ctxs) == 0 || len(attacks) == 0 {
+		return nil, fmt.Errorf("%s: no BIPIA contexts or attacks", *bipia)
 	}
 	// Documents of the training split: contexts (negative) and attacks (positive).
 	type doc struct {
@@ -210,8 +241,7 @@ func main() {
 	for _, path := range negatives {
 		ds, err := readNegatives(path)
 		if err != nil {
-			fmt.Fprintln(os.Stderr, "train:", err)
-			os.Exit(1)
+			return nil, err
 		}
 		for _, d := range ds {
 			for _, s := range segments(d) {
@@ -236,7 +266,7 @@ func main() {
 	const folds = 5
 	oof := make([]float64, len(docs))
 	for k := 0; k < folds; k++ {
-		w, b := train(examplesOf(func(i int) bool { return i%folds != k }), p)
+		w, b := fit(examplesOf(func(i int) bool { return i%folds != k }), p)
 		m := quantize(w, b, 0)
 		for i, d := range docs {
 			if i%folds != k {
@@ -256,11 +286,11 @@ func main() {
 		}
 		sort.Slice(idx, func(a, b int) bool { return oof[idx[a]] > oof[idx[b]] })
 		for _, i := range idx[:min(8, len(idx))] {
-			fmt.Printf("  context %.2f\n", oof[i])
+			fmt.Fprintf(o.w, "  context %.2f\n", oof[i])
 		}
 		for i := nctx; i < len(docs); i++ {
 			if oof[i] < 3 {
-				fmt.Printf("  attack %.2f %.70q\n", oof[i], docs[i].text)
+				fmt.Fprintf(o.w, "  attack %.2f %.70q\n", oof[i], docs[i].text)
 			}
 		}
 	}
@@ -274,15 +304,10 @@ func main() {
 			caught++
 		}
 	}
-	fmt.Printf("cross-validated on the training split: threshold %.3f, contexts flagged %d/%d, attacks caught %d/%d\n",
+	fmt.Fprintf(o.w, "cross-validated on the training split: threshold %.3f, contexts flagged %d/%d, attacks caught %d/%d\n",
 		threshold, allowed, nctx, caught, len(docs)-nctx)
-	w, b := train(examplesOf(func(int) bool { return true }), p)
-	m := quantize(w, b, threshold)
-	if err := os.WriteFile(*out, m.Encode(), 0o644); err != nil {
-		fmt.Fprintln(os.Stderr, "train:", err)
-		os.Exit(1)
-	}
-	fmt.Printf("wrote %s (%d weights, %d non-zero)\n", *out, len(m.W), nonzero(m.W))
+	w, b := fit(examplesOf(func(int) bool { return true }), p)
+	return quantize(w, b, threshold), nil
 }
 
 func nonzero(w []int8) int {
