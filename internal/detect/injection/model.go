@@ -369,22 +369,21 @@ func (m *Model) Best(text string) (score float32, start, end int, ok bool) {
 	// Where the next line break and cell border are, found with IndexByte and kept until
 	// passed, so that every byte is searched once.
 	nl, cr, bar := -1, -1, -1
-	next := func(pos int, at *int, c byte) int {
-		if *at < pos && *at != len(text) {
-			if k := strings.IndexByte(text[pos:], c); k >= 0 {
-				*at = pos + k
-			} else {
-				*at = len(text)
-			}
-		}
-		return *at
-	}
 	for pos := 0; pos < len(text); {
 		i := pos
 		for i < len(text) && lineMarker[text[i]] {
 			i++
 		}
-		e := min(next(i, &nl, '\n'), next(i, &cr, '\r'), next(i, &bar, '|'))
+		if nl < i {
+			nl = indexFrom(text, i, '\n')
+		}
+		if cr < i {
+			cr = indexFrom(text, i, '\r')
+		}
+		if bar < i {
+			bar = indexFrom(text, i, '|')
+		}
+		e := min(nl, cr, bar)
 		if i < e && (text[i] >= 'A' && text[i] <= 'Z' || text[i] >= 0x80) {
 			// The first sentence of the line: three words at least.
 			sentence, words, inWord := -1, 0, false
@@ -420,6 +419,14 @@ func (m *Model) Best(text string) (score float32, start, end int, ok bool) {
 		pos = e + 1
 	}
 	return
+}
+
+// indexFrom returns the index of c in text at or after i, or len(text).
+func indexFrom(text string, i int, c byte) int {
+	if k := strings.IndexByte(text[i:], c); k >= 0 {
+		return i + k
+	}
+	return len(text)
 }
 
 var lineMarker = func() (t [256]bool) {
