@@ -28,6 +28,7 @@ const (
 	KindResponse = "response" // the outcome of a request, recorded before it is released
 	KindSystem   = "system"   // the audit trail itself: started, recovered
 	KindDecision = "decision" // a decision about a call while it was handled: an approval
+	KindAlert    = "alert"    // an alert rule fired on findings
 )
 
 // Decisions.
@@ -71,6 +72,8 @@ const (
 	CodeDeniedAudit      = "PC1902E" // refused because it could not be recorded (written on recovery)
 	CodeAuthFailed       = "PC7001W" // a request refused at the edge: authentication failed
 	CodeSessionMisuse    = "PC7002W" // a session id presented by a principal that does not own it
+	CodeUnroutable       = "PC2003W" // refused by the router: unknown server prefix, name or resource
+	CodeAlert            = "PC8001W" // an alert rule fired (findings of a severity, at a rate)
 )
 
 // DeniedCode returns the event code for a refusal by guard.
@@ -93,6 +96,8 @@ func DeniedCode(guard string, rpcCode int) string {
 		return CodeDeniedRegistry
 	case "approval":
 		return CodeDeniedApproval
+	case "router":
+		return CodeUnroutable
 	}
 	return CodeDenied
 }
@@ -133,6 +138,9 @@ type Event struct {
 	LatencyMicros int64  `json:"latency_us,omitempty"`
 	Approval      string `json:"approval,omitempty"` // the id of the approval a decision event is about
 	Approver      string `json:"approver,omitempty"` // who settled it, and how: "alice via cli"
+	TraceID       string `json:"trace_id,omitempty"` // W3C trace context: the call's trace
+	SpanID        string `json:"span_id,omitempty"`  // and span (the client's on a request, the gateway's on a response)
+	Alert         string `json:"alert,omitempty"`    // on an alert: the rule that fired
 
 	Findings      []Finding       `json:"findings,omitempty"`
 	Arguments     json.RawMessage `json:"arguments,omitempty"`      // policy "full"
@@ -184,6 +192,9 @@ func (e *Event) AppendBody(dst []byte) []byte {
 	}
 	dst = str(dst, "approval", e.Approval, false)
 	dst = str(dst, "approver", e.Approver, false)
+	dst = str(dst, "trace_id", e.TraceID, false)
+	dst = str(dst, "span_id", e.SpanID, false)
+	dst = str(dst, "alert", e.Alert, false)
 	if len(e.Findings) > 0 {
 		dst = append(dst, `,"findings":[`...)
 		for i, f := range e.Findings {

@@ -61,4 +61,14 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
     echo "no PostgreSQL server: install Debian's postgresql package, or the PostgreSQL tests skip" >&2
   fi
 fi
+# rsyslog from Debian's packages: a real syslog receiver for the audit trail's RFC 5424 sink
+# (the test starts its own rsyslogd with its own configuration on a loopback port).
+if ! command -v rsyslogd >/dev/null 2>&1 && [ ! -x /usr/sbin/rsyslogd ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends rsyslog >/dev/null
+  else
+    echo "no rsyslogd: install Debian's rsyslog package, or the syslog receiver test skips" >&2
+  fi
+fi
 echo "e2e dependencies in $dir"

@@ -18,7 +18,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/portcullis-mcp/portcullis/internal/audit"
+	trail "github.com/portcullis-mcp/portcullis/internal/audit"
 	"github.com/portcullis-mcp/portcullis/internal/detect"
 	"github.com/portcullis-mcp/portcullis/internal/detect/canary"
 	"github.com/portcullis-mcp/portcullis/internal/detect/cmdinj"
@@ -236,6 +236,14 @@ func (h *handler) Handle(ctx context.Context, c *guard.Call) (*jsonrpc.Message, 
 		return h.next.Handle(ctx, c)
 	}
 	block := detect.AtLeast(fs, h.g.c.Block)
+	for _, f := range fs { // into the call's audit event, allowed or not
+		ptr := f.Pointer
+		if p, ok := strings.CutPrefix(ptr, "/arguments"); ok && (p == "" || p[0] == '/') {
+			ptr = p
+		}
+		trail.Report(ctx, trail.Finding{Detector: f.Detector, Rule: f.Rule, Severity: f.Severity.String(), Pointer: ptr,
+			In: "arguments", Evidence: f.Evidence, Message: f.Message})
+	}
 	for _, f := range fs {
 		level, msg := slog.LevelWarn, "finding in arguments"
 		if f.Severity == detect.Critical {
@@ -252,11 +260,6 @@ func (h *handler) Handle(ctx context.Context, c *guard.Call) (*jsonrpc.Message, 
 				c.Holds = append(c.Holds, Hold(held))
 			}
 		}
-		af := detect.AuditFindings(fs, "arguments")
-		for i := range af { // the trail's pointers point into the arguments
-			af[i].Pointer = strings.TrimPrefix(af[i].Pointer, "/arguments")
-		}
-		audit.Report(ctx, af...)
 		return h.next.Handle(ctx, c)
 	}
 	return nil, Refusal(m.Method, c.Name, block)

@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strings"
 
+	trail "github.com/portcullis-mcp/portcullis/internal/audit"
 	"github.com/portcullis-mcp/portcullis/internal/detect"
 	"github.com/portcullis-mcp/portcullis/internal/detect/canary"
 	"github.com/portcullis-mcp/portcullis/internal/detect/poisoning"
@@ -135,6 +136,10 @@ func (g *Guard) Middleware() guard.Middleware {
 }
 
 func (g *Guard) logFindings(ctx context.Context, c *guard.Call, item string, fs []detect.Finding, action string) {
+	for _, f := range fs { // into the listing's audit event; the pointer is within the item
+		trail.Report(ctx, trail.Finding{Detector: f.Detector, Rule: f.Rule, Severity: f.Severity.String(), Pointer: f.Pointer,
+			In: "listing", Evidence: f.Evidence, Message: item + " (" + action + "): " + f.Message})
+	}
 	for _, f := range fs {
 		g.log.LogAttrs(ctx, slog.LevelWarn, "finding in listing", slog.String("upstream", c.Server), slog.String("method", c.Msg.Method),
 			slog.String("item", item), slog.String("principal", c.Principal.ID), slog.String("detector", f.Detector),

@@ -16,7 +16,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/portcullis-mcp/portcullis/internal/audit"
+	trail "github.com/portcullis-mcp/portcullis/internal/audit"
 	"github.com/portcullis-mcp/portcullis/internal/detect"
 	"github.com/portcullis-mcp/portcullis/internal/detect/canary"
 	"github.com/portcullis-mcp/portcullis/internal/detect/injection"
@@ -173,6 +173,10 @@ func (g *Guard) Middleware() guard.Middleware {
 				return resp, err
 			}
 			out, fs, block := g.Inspect(resp.Result)
+			for _, f := range fs { // into the call's audit event, allowed or not
+				trail.Report(ctx, trail.Finding{Detector: f.Detector, Rule: f.Rule, Severity: f.Severity.String(), Pointer: f.Pointer,
+					In: "result", Evidence: f.Evidence, Message: f.Message})
+			}
 			for _, f := range fs {
 				level, msg := slog.LevelWarn, "finding in result"
 				if f.Severity == detect.Critical {
@@ -189,7 +193,6 @@ func (g *Guard) Middleware() guard.Middleware {
 			if len(fs) == 0 {
 				return resp, nil
 			}
-			audit.Report(ctx, detect.AuditFindings(fs, "result")...)
 			nr := *resp
 			nr.Result = out
 			return &nr, nil
