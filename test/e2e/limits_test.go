@@ -130,7 +130,7 @@ func TestLimitsEachLimit(t *testing.T) {
       - name: long-ops
         tools: [trigger-long-running-operation]
         concurrency: 1
-        timeout: 2s
+        timeout: 8s
       - name: sums
         tools: [get-sum]
         daily_calls: 3
@@ -186,7 +186,7 @@ func TestLimitsEachLimit(t *testing.T) {
 	})
 
 	t.Run("concurrency and timeout", func(t *testing.T) {
-		// A long operation holds the rule's one slot until its 2s timeout cancels it.
+		// A long operation holds the rule's one slot until its 8s timeout cancels it.
 		type res struct {
 			m  *Msg
 			le *limitsRefusal
@@ -195,26 +195,38 @@ func TestLimitsEachLimit(t *testing.T) {
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
-			m, err := c.CallTool(ctx, "trigger-long-running-operation", map[string]any{"duration": 30, "steps": 1})
-			if err != nil || m.Error == nil {
-				long <- res{m, nil}
+			for {
+				m, err := c.CallTool(ctx, "trigger-long-running-operation", map[string]any{"duration": 30, "steps": 1})
+				if err != nil || m.Error == nil {
+					long <- res{m, nil}
+					return
+				}
+				var le limitsRefusal
+				json.Unmarshal(m.Error.Data, &le)
+				if le.Limit == "concurrency" && ctx.Err() == nil {
+					continue // a short call held the slot at that moment: try again
+				}
+				long <- res{m, &le}
 				return
 			}
-			var le limitsRefusal
-			json.Unmarshal(m.Error.Data, &le)
-			long <- res{m, &le}
 		}()
 		// Until the long call is in flight a short one may pass; once it is, one is refused.
 		var m *Msg
 		var le *limitsRefusal
-		for range 200 {
+		var r res
+		done := false
+		for !done && le == nil {
 			m, le = limitsCall(t, c, "trigger-long-running-operation", map[string]any{"duration": 0.01, "steps": 1})
-			if le != nil {
-				break
+			select {
+			case r = <-long:
+				done = true
+			default:
 			}
 		}
 		limitsRefused(t, m, le, limitsCodeLimit, "concurrency", "long-ops", 1, 1000)
-		r := <-long
+		if !done {
+			r = <-long
+		}
 		limitsRefused(t, r.m, r.le, limitsCodeTimeout, "timeout", "long-ops", 0, -1)
 		// The slot is free again.
 		limitsPass(t, c, "trigger-long-running-operation", map[string]any{"duration": 0.01, "steps": 1})
