@@ -27,6 +27,7 @@ const (
 	KindRequest  = "request"  // a request, recorded before it is passed on
 	KindResponse = "response" // the outcome of a request, recorded before it is released
 	KindSystem   = "system"   // the audit trail itself: started, recovered
+	KindAdmin    = "admin"    // what a person did on the dashboard: logins, approvals, exports
 )
 
 // Decisions.
@@ -60,6 +61,12 @@ const (
 	CodeDeniedAudit      = "PC1902E" // refused because it could not be recorded (written on recovery)
 	CodeAuthFailed       = "PC7001W" // a request refused at the edge: authentication failed
 	CodeSessionMisuse    = "PC7002W" // a session id presented by a principal that does not own it
+	CodeAdminLogin       = "PC8001I" // a person logged in to the dashboard
+	CodeAdminLoginFailed = "PC8002W" // a dashboard login refused (bad key, no role)
+	CodeAdminLogout      = "PC8003I" // a person logged out of the dashboard
+	CodeAdminAction      = "PC8101I" // a dashboard action, recorded before it is carried out
+	CodeAdminDone        = "PC8102I" // a dashboard action carried out
+	CodeAdminRefused     = "PC8103W" // a dashboard action refused (role, CSRF) or that failed
 )
 
 // DeniedCode returns the event code for a refusal by guard.
