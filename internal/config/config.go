@@ -44,6 +44,8 @@ type Config struct {
 	Guards map[string]yaml.Node `yaml:"guards"`
 	// Log sets the gateway's own log.
 	Log Log `yaml:"log"`
+	// Admin is the dashboard's listener (see Admin); nil without one.
+	Admin *Admin `yaml:"admin"`
 
 	// File is the path the configuration was read from.
 	File string `yaml:"-"`
@@ -174,6 +176,11 @@ func lineError(file string, ix lineIndex, msg string) error {
 			field = ix.field(line, nil)
 		}
 		if f := unknownFieldRE.FindStringSubmatch(m[2]); f != nil {
+			for _, p := range ix[line] { // the key itself, when its value is a list or mapping
+				if p.key && (p.field == f[1] || strings.HasSuffix(p.field, "."+f[1])) {
+					field = p.field
+				}
+			}
 			if field != f[1] && !strings.HasSuffix(field, "."+f[1]) {
 				field = f[1]
 			}
@@ -288,6 +295,7 @@ func (c *Config) validate() error {
 		}
 	}
 	errs = append(errs, c.validateAuth()...)
+	errs = append(errs, c.validateAdmin()...)
 	if c.MaxMessageBytes < 0 {
 		errs = append(errs, c.at("must not be negative", "max_message_bytes"))
 	}
