@@ -134,7 +134,13 @@ func serve(args []string, stdout, stderr io.Writer) int {
 			logger.Info("guards reloaded", "guards", g.Guards())
 		}
 	}()
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
+	admin, err := startDashboard(cfg, st, auth.tls, logger, errc)
+	if err != nil {
+		fmt.Fprintf(stderr, "portcullis: %v\n", err)
+		return 1
+	}
+	defer admin.Shutdown(context.Background())
 	scheme := "http"
 	if auth.tls != nil {
 		scheme = "https"
@@ -160,6 +166,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	defer cancel()
 	// First the HTTP server: no new requests, long-lived streams end, and every call in
 	// flight finishes and writes its response. Then the servers' sessions are closed.
+	admin.Shutdown(sctx)
 	if err := srv.Shutdown(sctx); err != nil {
 		logger.Warn("calls still in flight when the drain time ran out", "err", err)
 	}

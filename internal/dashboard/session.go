@@ -1,0 +1,297 @@
+package dashboard
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/portcullis-mcp/portcullis/internal/audit"
+	"github.com/portcullis-mcp/portcullis/internal/config"
+	"github.com/portcullis-mcp/portcullis/internal/identity"
+)
+
+// Role is what a person may do on the dashboard; each role includes the ones below it.
+type Role int
+
+const (
+	RoleNone     Role = iota
+	RoleViewer        // reads every view
+	RoleApprover      // also settles held calls
+	RoleAdmin         // also approves changed tool definitions
+)
+
+func (r Role) String() string {
+	switch r {
+	case RoleViewer:
+		return "viewer"
+	case RoleApprover:
+		return "approver"
+	case RoleAdmin:
+		return "admin"
+	}
+	return "none"
+}
+
+// RoleOf returns the highest role any of groups has in roles.
+func RoleOf(roles config.Roles, groups []string) Role {
+	has := func(gs []string) bool {
+		return slices.ContainsFunc(groups, func(g string) bool { return slices.Contains(gs, g) })
+	}
+	switch {
+	case has(roles.Admin):
+		return RoleAdmin
+	case has(roles.Approver):
+		return RoleApprover
+	case has(roles.Viewer):
+		return RoleViewer
+	}
+	return RoleNone
+}
+
+const (
+	sessionCookie = "__Host-portcullis-session"
+	loginCookie   = "__Host-portcullis-login" // binds the login form's CSRF token to the browser
+	maxSessions   = 10000
+)
+
+// session is one person logged in.
+type session struct {
+	id      string
+	p       identity.Principal
+	role    Role
+	csrf    string
+	expires time.Time
+	flash   string // a message for the next page (after an action without script)
+}
+
+type sessions struct {
+	ttl time.Duration
+	now func() time.Time
+	key []byte // signs login-form tokens
+
+	mu sync.Mutex
+	m  map[string]*session
+}
+
+func newSessions(ttl time.Duration, now func() time.Time) *sessions {
+	return &sessions{ttl: ttl, now: now, key: []byte(random()), m: map[string]*session{}}
+}
+
+func random() string {
+	var b [32]byte
+	rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+func (ss *sessions) create(p identity.Principal, role Role) *session {
+	s := &session{id: random(), p: p, role: role, csrf: random(), expires: ss.now().Add(ss.ttl)}
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if len(ss.m) >= maxSessions {
+		now := ss.now()
+		for id, o := range ss.m {
+			if now.After(o.expires) {
+				delete(ss.m, id)
+			}
+		}
+		if len(ss.m) >= maxSessions { // still full: the oldest login goes
+			var oldest *session
+			for _, o := range ss.m {
+				if oldest == nil || o.expires.Before(oldest.expires) {
+					oldest = o
+				}
+			}
+			delete(ss.m, oldest.id)
+		}
+	}
+	ss.m[s.id] = s
+	return s
+}
+
+// from returns the request's live session, or nil.
+func (ss *sessions) from(r *http.Request) *session {
+	c, err := r.Cookie(sessionCookie)
+	if err != nil || c.Value == "" {
+		return nil
+	}
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	s := ss.m[c.Value]
+	if s == nil {
+		return nil
+	}
+	if ss.now().After(s.expires) {
+		delete(ss.m, s.id)
+		return nil
+	}
+	return s
+}
+
+func (ss *sessions) setFlash(s *session, msg string) {
+	ss.mu.Lock()
+	s.flash = msg
+	ss.mu.Unlock()
+}
+
+func (ss *sessions) takeFlash(s *session) string {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	f := s.flash
+	s.flash = ""
+	return f
+}
+
+func (ss *sessions) drop(id string) {
+	ss.mu.Lock()
+	delete(ss.m, id)
+	ss.mu.Unlock()
+}
+
+// loginToken is the login form's CSRF token for the browser's login cookie.
+func (ss *sessions) loginToken(cookie string) string {
+	m := hmac.New(sha256.New, ss.key)
+	m.Write([]byte(cookie))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+func cookie(name, value string, maxAge int) *http.Cookie {
+	return &http.Cookie{Name: name, Value: value, Path: "/", MaxAge: maxAge, Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode}
+}
+
+type ctxKey struct{}
+
+func sessionOf(ctx context.Context) *session {
+	s, _ := ctx.Value(ctxKey{}).(*session)
+	return s
+}
+
+// need serves h to a logged-in person with at least role min. Pages send others to the
+// login page; actions are refused (401 without a session, 403 without the role or without
+// the session's CSRF token), and refused actions are audited.
+func (s *Server) need(min Role, h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sess := s.sess.from(r)
+		unsafe := r.Method != http.MethodGet && r.Method != http.MethodHead
+		if sess == nil {
+			if unsafe {
+				s.refused(r, nil, "not logged in", r.Method+" "+r.URL.Path)
+				http.Error(w, "dashboard: log in first", http.StatusUnauthorized)
+				return
+			}
+			http.Redirect(w, r, "/login", http.StatusSeeOther)
+			return
+		}
+		if unsafe {
+			tok := r.Header.Get("X-CSRF-Token")
+			if tok == "" {
+				tok = r.PostFormValue("csrf")
+			}
+			if subtle.ConstantTimeCompare([]byte(tok), []byte(sess.csrf)) != 1 {
+				s.refused(r, sess, "missing or wrong CSRF token", r.Method+" "+r.URL.Path)
+				http.Error(w, "dashboard: the form is stale or forged (CSRF token); reload the page", http.StatusForbidden)
+				return
+			}
+		}
+		if sess.role < min {
+			if unsafe {
+				s.refused(r, sess, "role "+sess.role.String()+" may not do this (needs "+min.String()+")", r.Method+" "+r.URL.Path)
+			}
+			http.Error(w, fmt.Sprintf("dashboard: your role (%s) may not do this; it needs %s", sess.role, min), http.StatusForbidden)
+			return
+		}
+		h(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, sess)))
+	})
+}
+
+func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
+	if s.sess.from(r) != nil {
+		http.Redirect(w, r, "/", http.StatusSeeOther)
+		return
+	}
+	s.showLogin(w, r, "", http.StatusOK)
+}
+
+func (s *Server) showLogin(w http.ResponseWriter, r *http.Request, msg string, status int) {
+	c, err := r.Cookie(loginCookie)
+	val := ""
+	if err == nil && len(c.Value) >= 40 {
+		val = c.Value
+	} else {
+		val = random()
+		http.SetCookie(w, cookie(loginCookie, val, 3600))
+	}
+	w.WriteHeader(status)
+	s.render(w, r, "login", map[string]any{"Token": s.sess.loginToken(val), "Error": msg})
+}
+
+// login checks an API key from the store and opens a session with the role of its groups.
+func (s *Server) login(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
+	c, err := r.Cookie(loginCookie)
+	if err != nil || subtle.ConstantTimeCompare([]byte(r.PostFormValue("csrf")), []byte(s.sess.loginToken(c.Value))) != 1 {
+		s.refused(r, nil, "login form without its CSRF token", "")
+		s.showLogin(w, r, "The login form expired; try again.", http.StatusForbidden)
+		return
+	}
+	key := strings.TrimSpace(r.PostFormValue("key"))
+	p, err := s.o.Keys.Verify(r.Context(), key)
+	role := RoleNone
+	if err == nil {
+		role = RoleOf(s.o.Roles, p.Groups)
+	}
+	rec := s.recorder()
+	e := &audit.Event{Kind: audit.KindAdmin, Method: "dashboard/login", Principal: p.ID, AuthMethod: p.Method}
+	switch {
+	case err != nil:
+		e.Code, e.Decision, e.Message = audit.CodeAdminLoginFailed, audit.Denied, fmt.Sprintf("login refused: %v (from %s)", err, r.RemoteAddr)
+	case role == RoleNone:
+		e.Code, e.Decision, e.Message = audit.CodeAdminLoginFailed, audit.Denied,
+			fmt.Sprintf("login refused: groups %v have no dashboard role in admin.roles (from %s)", p.Groups, r.RemoteAddr)
+	default:
+		e.Code, e.Decision, e.Message = audit.CodeAdminLogin, audit.Allowed, fmt.Sprintf("logged in as %s (from %s)", role, r.RemoteAddr)
+	}
+	if rec == nil {
+		s.showLogin(w, r, "The audit trail is off, so nobody can log in: enable guards.audit.", http.StatusServiceUnavailable)
+		return
+	}
+	if rerr := rec.Record(context.WithoutCancel(r.Context()), e); rerr != nil {
+		s.log.Error("could not record a dashboard login; refused", "err", rerr)
+		s.showLogin(w, r, "The login could not be recorded in the audit trail, so it was refused.", http.StatusServiceUnavailable)
+		return
+	}
+	if e.Code != audit.CodeAdminLogin {
+		msg := "That key was not accepted."
+		if err == nil {
+			msg = "That key's groups have no dashboard role."
+		}
+		s.showLogin(w, r, msg, http.StatusUnauthorized)
+		return
+	}
+	sess := s.sess.create(p, role)
+	http.SetCookie(w, cookie(sessionCookie, sess.id, int(s.o.SessionTTL/time.Second)))
+	http.SetCookie(w, cookie(loginCookie, "", -1))
+	http.Redirect(w, r, "/", http.StatusSeeOther)
+}
+
+func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
+	sess := sessionOf(r.Context())
+	s.sess.drop(sess.id)
+	if rec := s.recorder(); rec != nil {
+		e := &audit.Event{Code: audit.CodeAdminLogout, Kind: audit.KindAdmin, Method: "dashboard/logout", Principal: sess.p.ID,
+			AuthMethod: sess.p.Method, Message: "logged out"}
+		if err := rec.Record(context.WithoutCancel(r.Context()), e); err != nil {
+			s.log.Error("could not record a dashboard logout", "err", err)
+		}
+	}
+	http.SetCookie(w, cookie(sessionCookie, "", -1))
+	http.Redirect(w, r, "/login", http.StatusSeeOther)
+}
