@@ -51,11 +51,10 @@ func when(s string) (time.Time, error) {
 func (s *Server) auditSearch(w http.ResponseWriter, r *http.Request) {
 	v := r.URL.Query()
 	q, err := query(v, 100)
-	data := map[string]any{"Q": v, "Export": r.URL.RawQuery}
+	data := map[string]any{"Q": v, "Export": r.URL.RawQuery, "Rows": []row{}}
 	if err != nil {
 		data["Error"] = err.Error()
-		w.WriteHeader(http.StatusBadRequest)
-		s.render(w, r, "audit", data)
+		s.renderStatus(w, r, "audit", data, http.StatusBadRequest)
 		return
 	}
 	recs, err := s.o.Store.SearchAudit(r.Context(), q)

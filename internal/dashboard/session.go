@@ -229,8 +229,7 @@ func (s *Server) showLogin(w http.ResponseWriter, r *http.Request, msg string, s
 		val = random()
 		http.SetCookie(w, cookie(loginCookie, val, 3600))
 	}
-	w.WriteHeader(status)
-	s.render(w, r, "login", map[string]any{"Token": s.sess.loginToken(val), "Error": msg})
+	s.renderStatus(w, r, "login", map[string]any{"Token": s.sess.loginToken(val), "Error": msg}, status)
 }
 
 // login checks an API key from the store and opens a session with the role of its groups.

@@ -110,14 +110,16 @@ func layout(bars []Bar, label func(int) string, every, step int) int {
 		b.ShowLabel = i%every == 0
 		b.X = 40 + i*step
 		b.LabelX = b.X + barW/2
-		y := 10 + chartH
-		part := func(n int) (int, int) {
-			h := n * chartH / top
-			if n > 0 && h == 0 {
-				h = 1
+		base, acc, y := 10+chartH, 0, 10+chartH
+		part := func(n int) (int, int) { // cumulative, so the stack's height is exact
+			acc += n
+			yt := base - acc*chartH/top
+			if n > 0 && yt == y {
+				yt--
 			}
-			y -= h
-			return y, h
+			h := y - yt
+			y = yt
+			return yt, h
 		}
 		b.YA, b.HA = part(b.Allowed)
 		b.YD, b.HD = part(b.Denied)

@@ -101,6 +101,11 @@ func parsePages() (map[string]*template.Template, error) {
 
 // render writes page name inside the layout, with the session's user, role and CSRF token.
 func (s *Server) render(w http.ResponseWriter, r *http.Request, name string, data map[string]any) {
+	s.renderStatus(w, r, name, data, http.StatusOK)
+}
+
+// renderStatus is render with an HTTP status.
+func (s *Server) renderStatus(w http.ResponseWriter, r *http.Request, name string, data map[string]any, status int) {
 	if data == nil {
 		data = map[string]any{}
 	}
@@ -123,6 +128,7 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, name string, dat
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
 	w.Write(buf.Bytes())
 }
 
