@@ -332,6 +332,8 @@ type GatewayConfig struct {
 	// Store is the store's path (pins, approvals, audit); writeConfig puts one in the
 	// configuration's directory when empty, so that no test uses the home directory's.
 	Store string
+	// Extra is top-level YAML appended as it is (admin: ..., for instance).
+	Extra string
 }
 
 func q(s string) string { return strconv.Quote(s) } // a YAML double-quoted scalar
@@ -379,6 +381,9 @@ func (c GatewayConfig) YAML() string {
 				fmt.Fprintf(&b, "      %s: %s\n", k, q(s.Env[k]))
 			}
 		}
+	}
+	if c.Extra != "" {
+		b.WriteString(strings.TrimSuffix(c.Extra, "\n") + "\n")
 	}
 	if c.Guards != "" {
 		b.WriteString("guards:\n")
