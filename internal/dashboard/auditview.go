@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/csv"
 	"fmt"
+	"html/template"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -51,7 +52,17 @@ func when(s string) (time.Time, error) {
 func (s *Server) auditSearch(w http.ResponseWriter, r *http.Request) {
 	v := r.URL.Query()
 	q, err := query(v, 100)
-	data := map[string]any{"Q": v, "Export": r.URL.RawQuery, "Rows": []row{}}
+	data := map[string]any{"Q": v, "Rows": []row{}}
+	for _, f := range []string{"jsonl", "csv"} {
+		ev := url.Values{"format": {f}}
+		for _, k := range []string{"principal", "server", "tool", "method", "decision", "code", "since", "until", "limit"} {
+			if x := v.Get(k); x != "" {
+				ev.Set(k, x)
+			}
+		}
+		// Built here from encoded values: a relative URL of the dashboard's own.
+		data["Export_"+f] = template.URL("/audit/export?" + ev.Encode())
+	}
 	if err != nil {
 		data["Error"] = err.Error()
 		s.renderStatus(w, r, "audit", data, http.StatusBadRequest)
