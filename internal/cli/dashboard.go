@@ -41,7 +41,12 @@ func startDashboard(cfg *config.Config, st store.Store, serverTLS *tls.Config, l
 		}
 		servers = append(servers, si)
 	}
-	dash, err := dashboard.New(dashboard.Options{
+	var sso *dashboard.OIDCOptions
+	if o := a.OIDC; o != nil {
+		sso = &dashboard.OIDCOptions{Issuer: o.Issuer, ClientID: o.ClientID, ClientSecret: o.ClientSecret, RedirectURL: o.RedirectURL,
+			GroupsClaim: o.GroupsClaim, UserClaim: o.UserClaim, Scopes: o.Scopes}
+	}
+	dash, err := dashboard.New(dashboard.Options{OIDC: sso,
 		Store: st, Keys: identity.NewAPIKeys(st, 0, logger), Roles: a.Roles, SessionTTL: a.SessionTTL, Servers: servers,
 		Listen: a.Listen, AllowedHosts: a.AllowedHosts, Logger: logger,
 		Audit: func() dashboard.Recorder {

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net/url"
 	"time"
 )
 
@@ -23,6 +24,18 @@ type Admin struct {
 	Roles        Roles         `yaml:"roles"`
 	SessionTTL   time.Duration `yaml:"session_ttl"`
 	AllowedHosts []string      `yaml:"allowed_hosts"`
+	OIDC         *AdminOIDC    `yaml:"oidc"`
+}
+
+// AdminOIDC is the dashboard's OpenID Connect login.
+type AdminOIDC struct {
+	Issuer       string   `yaml:"issuer"`
+	ClientID     string   `yaml:"client_id"`
+	ClientSecret string   `yaml:"client_secret"` // ${VAR} and ${file:PATH} are expanded
+	RedirectURL  string   `yaml:"redirect_url"`
+	GroupsClaim  string   `yaml:"groups_claim"`
+	UserClaim    string   `yaml:"user_claim"`
+	Scopes       []string `yaml:"scopes"` // default openid profile email groups
 }
 
 // Roles maps each dashboard role to the groups that have it.
@@ -57,6 +70,28 @@ func (c *Config) validateAdmin() []error {
 			if g == "" {
 				bad("a group name is empty", "roles", role, i)
 			}
+		}
+	}
+	if o := a.OIDC; o != nil {
+		switch u, err := url.Parse(o.Issuer); {
+		case o.Issuer == "":
+			bad("set the issuer (https://...)", "oidc", "issuer")
+		case err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && LoopbackAddr(u.Host))):
+			bad(fmt.Sprintf("%q is not an https URL (http is accepted for loopback issuers only)", o.Issuer), "oidc", "issuer")
+		}
+		if o.ClientID == "" {
+			bad("set the client id registered with the issuer", "oidc", "client_id")
+		}
+		secret, err := c.expand(o.ClientSecret)
+		if err != nil {
+			bad(err.Error(), "oidc", "client_secret")
+		}
+		o.ClientSecret = secret
+		switch u, err := url.Parse(o.RedirectURL); {
+		case o.RedirectURL == "":
+			bad("set the dashboard's callback URL (https://HOST:PORT/login/oidc/callback), as registered with the issuer", "oidc", "redirect_url")
+		case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") || u.Path != "/login/oidc/callback":
+			bad(fmt.Sprintf("%q is not the dashboard's callback URL (http(s)://HOST:PORT/login/oidc/callback)", o.RedirectURL), "oidc", "redirect_url")
 		}
 	}
 	if a.SessionTTL < 0 {

@@ -69,6 +69,8 @@ type Options struct {
 	AllowedHosts []string
 	Logger       *slog.Logger
 	Now          func() time.Time
+	// OIDC enables single sign-on besides API keys; nil: API keys only.
+	OIDC *OIDCOptions
 }
 
 // Server is the dashboard's HTTP handler.
@@ -78,6 +80,7 @@ type Server struct {
 	pages map[string]*template.Template
 	csrf  *http.CrossOriginProtection
 	sess  *sessions
+	oidc  *oidcLogin // nil without single sign-on
 	done  chan struct{}
 	stop  sync.Once
 	log   *slog.Logger
@@ -102,6 +105,9 @@ func New(o Options) (*Server, error) {
 	}
 	s := &Server{o: o, mux: http.NewServeMux(), done: make(chan struct{}), log: o.Logger.With("component", "dashboard")}
 	s.sess = newSessions(o.SessionTTL, o.Now)
+	if o.OIDC != nil {
+		s.oidc = &oidcLogin{o: *o.OIDC, pending: map[string]oidcPending{}}
+	}
 	pages, err := parsePages()
 	if err != nil {
 		return nil, err
@@ -125,6 +131,10 @@ func (s *Server) routes() {
 	}))
 	s.mux.HandleFunc("GET /login", s.loginPage)
 	s.mux.HandleFunc("POST /login", s.login)
+	if s.oidc != nil {
+		s.mux.HandleFunc("GET /login/oidc", s.oidcStart)
+		s.mux.HandleFunc("GET /login/oidc/callback", s.oidcCallback)
+	}
 	s.mux.Handle("POST /logout", s.need(RoleViewer, s.logout))
 	s.mux.Handle("GET /{$}", s.need(RoleViewer, s.summary))
 	s.mux.Handle("GET /live", s.need(RoleViewer, s.live))

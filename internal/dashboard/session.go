@@ -229,7 +229,7 @@ func (s *Server) showLogin(w http.ResponseWriter, r *http.Request, msg string, s
 		val = random()
 		http.SetCookie(w, cookie(loginCookie, val, 3600))
 	}
-	s.renderStatus(w, r, "login", map[string]any{"Token": s.sess.loginToken(val), "Error": msg}, status)
+	s.renderStatus(w, r, "login", map[string]any{"Token": s.sess.loginToken(val), "Error": msg, "SSO": s.oidc != nil}, status)
 }
 
 // login checks an API key from the store and opens a session with the role of its groups.
@@ -243,6 +243,15 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	}
 	key := strings.TrimSpace(r.PostFormValue("key"))
 	p, err := s.o.Keys.Verify(r.Context(), key)
+	if s.finishLogin(w, r, p, err) {
+		http.Redirect(w, r, "/", http.StatusSeeOther)
+	}
+}
+
+// finishLogin records a login (p, or err when the credential was refused) and, when p has
+// a role and the login was recorded, opens the session. Otherwise it shows the login page
+// again and returns false.
+func (s *Server) finishLogin(w http.ResponseWriter, r *http.Request, p identity.Principal, err error) bool {
 	role := RoleNone
 	if err == nil {
 		role = RoleOf(s.o.Roles, p.Groups)
@@ -260,25 +269,28 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	}
 	if rec == nil {
 		s.showLogin(w, r, "The audit trail is off, so nobody can log in: enable guards.audit.", http.StatusServiceUnavailable)
-		return
+		return false
 	}
 	if rerr := rec.Record(context.WithoutCancel(r.Context()), e); rerr != nil {
 		s.log.Error("could not record a dashboard login; refused", "err", rerr)
 		s.showLogin(w, r, "The login could not be recorded in the audit trail, so it was refused.", http.StatusServiceUnavailable)
-		return
+		return false
 	}
 	if e.Code != audit.CodeAdminLogin {
 		msg := "That key was not accepted."
-		if err == nil {
-			msg = "That key's groups have no dashboard role."
+		switch {
+		case err == nil:
+			msg = "Your groups have no dashboard role."
+		case p.Method == "" && r.URL.Path != "/login":
+			msg = "The sign-on was not accepted."
 		}
 		s.showLogin(w, r, msg, http.StatusUnauthorized)
-		return
+		return false
 	}
 	sess := s.sess.create(p, role)
 	http.SetCookie(w, cookie(sessionCookie, sess.id, int(s.o.SessionTTL/time.Second)))
 	http.SetCookie(w, cookie(loginCookie, "", -1))
-	http.Redirect(w, r, "/", http.StatusSeeOther)
+	return true
 }
 
 func (s *Server) logout(w http.ResponseWriter, r *http.Request) {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/portcullis-mcp/portcullis/internal/audit"
 	"github.com/portcullis-mcp/portcullis/internal/identity"
+	"github.com/portcullis-mcp/portcullis/internal/identity/oidctest"
 	"github.com/portcullis-mcp/portcullis/internal/store"
 	"github.com/portcullis-mcp/portcullis/internal/store/sqlite"
 )
@@ -22,6 +23,7 @@ const chromiumBin = "/usr/bin/chromium" // Debian's chromium (test/e2e/deps.sh)
 // dashboardRun is what test/e2e/clients/dashboard.mjs saw.
 type dashboardRun struct {
 	AdminRole, ApproverRole, ViewerRole string
+	SSOUser, SSORole                    string
 	FeedRow                             string
 	ApproveID, DenyID                   string
 	ShownArguments                      string
@@ -92,11 +94,17 @@ func TestDashboard(t *testing.T) {
 	}
 
 	adminAddr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	iss := oidctest.New() // single sign-on: the authorization code flow
+	defer iss.Close()
+	flow := iss.ServeCodeFlow("portcullis-dashboard", "e2e-secret")
+	flow.SetUser(map[string]any{"sub": "u-17", "email": "sam@example.com", "groups": []any{"auditors"}})
 	g := startServe(t, GatewayConfig{
 		Store:   dbPath,
 		Servers: []ServerConfig{{Name: "everything", Command: everythingBin}},
 		Guards:  "  audit: {}\n",
-		Extra: fmt.Sprintf("admin:\n  listen: %q\n  roles: {admin: [secops], approver: [oncall], viewer: [auditors]}\n", adminAddr),
+		Extra: fmt.Sprintf("admin:\n  listen: %q\n  roles: {admin: [secops], approver: [oncall], viewer: [auditors]}\n"+
+			"  oidc: {issuer: %q, client_id: portcullis-dashboard, client_secret: e2e-secret, redirect_url: %q, user_claim: email}\n",
+			adminAddr, iss.URL, "http://"+adminAddr+"/login/oidc/callback"),
 	})
 	shots := filepath.Join(repoRoot, "docs", "screenshots")
 	if err := os.MkdirAll(shots, 0o755); err != nil {
@@ -104,7 +112,7 @@ func TestDashboard(t *testing.T) {
 	}
 	env := []string{"BASE=http://" + adminAddr, "MCP_URL=" + g.URL, "SHOTS=" + shots, "CHROMIUM=" + chromiumBin,
 		"ADMIN_KEY=" + keys["ada"], "APPROVER_KEY=" + keys["otto"], "VIEWER_KEY=" + keys["vera"],
-		"APPROVE_ID=e2e-approve", "DENY_ID=e2e-deny", "PIN_SERVER=everything", "PIN_NAME=test_simple_text"}
+		"APPROVE_ID=e2e-approve", "DENY_ID=e2e-deny", "PIN_SERVER=everything", "PIN_NAME=test_simple_text", "SSO=1"}
 	out, err := runNode(t, 3*time.Minute, env, filepath.Join(repoRoot, "test", "e2e", "clients", "dashboard.mjs"))
 	if err != nil {
 		t.Fatalf("dashboard.mjs: %v\n%s", err, g.Stderr.String())
@@ -120,6 +128,9 @@ func TestDashboard(t *testing.T) {
 	}
 	if run.AdminRole != "admin" || run.ApproverRole != "approver" || run.ViewerRole != "viewer" {
 		t.Errorf("roles: %q %q %q", run.AdminRole, run.ApproverRole, run.ViewerRole)
+	}
+	if run.SSOUser != "sam@example.com" || run.SSORole != "viewer" {
+		t.Errorf("single sign-on in the browser: %q as %q, want sam@example.com as viewer", run.SSOUser, run.SSORole)
 	}
 	if !strings.Contains(run.FeedRow, "allowed") || !strings.Contains(run.FeedRow, "anonymous") {
 		t.Errorf("live feed row %q", run.FeedRow)
@@ -185,7 +196,7 @@ func TestDashboard(t *testing.T) {
 		}
 	}
 	for _, want := range []string{
-		"PC8001I ada dashboard/login", "PC8001I otto dashboard/login", "PC8001I vera dashboard/login",
+		"PC8001I ada dashboard/login", "PC8001I sam@example.com dashboard/login", "PC8001I otto dashboard/login", "PC8001I vera dashboard/login",
 		"PC8002W  dashboard/login",
 		"PC8102I otto dashboard/approve", "PC8102I otto dashboard/deny", "PC8102I ada dashboard/approve-pin",
 		"PC8103W vera dashboard", "PC8103W  dashboard", "PC8102I ada dashboard/export",

@@ -87,6 +87,17 @@ try {
   out.adminRole = await login(admin, env("ADMIN_KEY"));
   check(out.adminRole === "admin", "admin role: " + out.adminRole);
 
+  // ---- single sign-on (OIDC authorization code flow) in the browser ----
+  if (process.env.SSO === "1") {
+    const ssoPage = await newPage();
+    await ssoPage.goto(BASE + "/login");
+    await ssoPage.click("#sso");
+    await ssoPage.waitForURL(BASE + "/"); // issuer, callback, then the dashboard's own page moves on
+    out.ssoUser = (await ssoPage.textContent("#user")).trim();
+    out.ssoRole = (await ssoPage.textContent("#role")).trim();
+    await ssoPage.context().close();
+  }
+
   // ---- the live feed: a call appears as it is recorded ----
   await admin.goto(BASE + "/live");
   await admin.waitForSelector("#feed-state:text('live')");
