@@ -27,6 +27,7 @@ const (
 	KindRequest  = "request"  // a request, recorded before it is passed on
 	KindResponse = "response" // the outcome of a request, recorded before it is released
 	KindSystem   = "system"   // the audit trail itself: started, recovered
+	KindDecision = "decision" // a decision about a call while it was handled: an approval
 	KindAdmin    = "admin"    // what a person did on the dashboard: logins, approvals, exports
 )
 
@@ -57,7 +58,12 @@ const (
 	CodeDeniedDetectRes  = "PC4002W" // refused by detect-results
 	CodeDeniedDetectList = "PC4003W" // refused by detect-listings
 	CodeDeniedRegistry   = "PC5001W" // refused by registry
+	CodeApprovalAsked    = "PC6000I" // a held call: the user was asked (2026-07-28 input_required)
 	CodeDeniedApproval   = "PC6001W" // refused by approval (rejected or timed out)
+	CodeApproved         = "PC6002I" // a held call approved by a person (approver, via, scope)
+	CodeApprovalDenied   = "PC6003W" // a held call denied by a person
+	CodeApprovalExpired  = "PC6004W" // a held call nobody settled in time: denied
+	CodeApprovalGranted  = "PC6005I" // a held call released by an earlier session or duration approval
 	CodeDeniedAudit      = "PC1902E" // refused because it could not be recorded (written on recovery)
 	CodeAuthFailed       = "PC7001W" // a request refused at the edge: authentication failed
 	CodeSessionMisuse    = "PC7002W" // a session id presented by a principal that does not own it
@@ -127,6 +133,8 @@ type Event struct {
 	Message       string `json:"message,omitempty"`
 	Incident      string `json:"incident,omitempty"`
 	LatencyMicros int64  `json:"latency_us,omitempty"`
+	Approval      string `json:"approval,omitempty"` // the id of the approval a decision event is about
+	Approver      string `json:"approver,omitempty"` // who settled it, and how: "alice via cli"
 
 	Findings      []Finding       `json:"findings,omitempty"`
 	Arguments     json.RawMessage `json:"arguments,omitempty"`      // policy "full"
@@ -176,6 +184,8 @@ func (e *Event) AppendBody(dst []byte) []byte {
 		dst = append(dst, `,"latency_us":`...)
 		dst = strconv.AppendInt(dst, e.LatencyMicros, 10)
 	}
+	dst = str(dst, "approval", e.Approval, false)
+	dst = str(dst, "approver", e.Approver, false)
 	if len(e.Findings) > 0 {
 		dst = append(dst, `,"findings":[`...)
 		for i, f := range e.Findings {

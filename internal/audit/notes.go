@@ -9,8 +9,9 @@ import (
 // detectors (which the audit guard writes with the call's outcome, and uses to keep
 // secrets out of the trail).
 type Notes struct {
-	mu       sync.Mutex
-	findings []Finding
+	mu        sync.Mutex
+	findings  []Finding
+	decisions []Event
 }
 
 type notesKey struct{}
@@ -37,4 +38,24 @@ func (n *Notes) Findings() []Finding {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return append([]Finding(nil), n.findings...)
+}
+
+// Decide adds a decision about the call in ctx (an approval: code, guard, approval id,
+// approver, message), which the audit guard records as an event of kind "decision"
+// before the call's response event. A no-op when audit is off.
+func Decide(ctx context.Context, e Event) {
+	n, _ := ctx.Value(notesKey{}).(*Notes)
+	if n == nil {
+		return
+	}
+	n.mu.Lock()
+	n.decisions = append(n.decisions, e)
+	n.mu.Unlock()
+}
+
+// Decisions returns the decisions reported.
+func (n *Notes) Decisions() []Event {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]Event(nil), n.decisions...)
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/portcullis-mcp/portcullis/internal/upstream"
 
 	// Guards register themselves.
+	_ "github.com/portcullis-mcp/portcullis/internal/guards/approval"
 	_ "github.com/portcullis-mcp/portcullis/internal/guards/audit"
 	_ "github.com/portcullis-mcp/portcullis/internal/guards/authz"
 	_ "github.com/portcullis-mcp/portcullis/internal/guards/detectargs"

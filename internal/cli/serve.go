@@ -18,6 +18,7 @@ import (
 
 	trail "github.com/portcullis-mcp/portcullis/internal/audit"
 	"github.com/portcullis-mcp/portcullis/internal/config"
+	"github.com/portcullis-mcp/portcullis/internal/guards/approval"
 	auditguard "github.com/portcullis-mcp/portcullis/internal/guards/audit"
 	tracing "github.com/portcullis-mcp/portcullis/internal/guards/trace"
 	"github.com/portcullis-mcp/portcullis/internal/identity"
@@ -89,6 +90,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		mux.Handle(identity.MetadataPath, auth.metadata)
 		mux.Handle(identity.MetadataPath+"/mcp", auth.metadata)
 	}
+	mux.Handle(approval.LinkPath, approval.Links()) // signed approve/deny links (webhook); 404 without one
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 	ready := &readiness{st: st}
 	mux.Handle("/readyz", ready)              // 503 while draining or when the store does not answer

@@ -85,6 +85,14 @@ func (a *auditor) Handle(ctx context.Context, c *guard.Call) (*jsonrpc.Message, 
 	notes := &trail.Notes{}
 	resp, err := a.next.Handle(trail.WithNotes(ctx, notes), c)
 	end := a.o.Now()
+	for _, d := range notes.Decisions() {
+		e := a.event(c, end)
+		e.Kind, e.Code, e.Guard, e.Message, e.Approval, e.Approver = trail.KindDecision, d.Code, d.Guard, d.Message, d.Approval, d.Approver
+		e.Decision, e.Call = d.Decision, req.ID
+		if rerr := a.r.Record(ctx, e); rerr != nil {
+			return nil, a.unavailable(c, rerr)
+		}
+	}
 	out := a.event(c, end)
 	out.Kind = trail.KindResponse
 	out.Call = req.ID

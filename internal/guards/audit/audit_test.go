@@ -301,3 +301,28 @@ func indent(s string) string {
 	}
 	return b.String()
 }
+
+// Decisions guards report (an approval: who approved, how) are recorded between the
+// request and the response, tied to the request, in the hash chain.
+func TestDecisionEvents(t *testing.T) {
+	f := newFixture(t, auditguard.Options{})
+	f.inner = func(ctx context.Context, c *guard.Call) (*jsonrpc.Message, error) {
+		trail.Decide(ctx, trail.Event{Code: trail.CodeApproved, Guard: "approval", Decision: "approved", Approval: "ap_1", Approver: "bob via cli", Message: "approved (scope once)"})
+		return jsonrpc.NewResult(c.Msg.ID, json.RawMessage(`{}`)), nil
+	}
+	if _, err := f.h.Handle(context.Background(), call(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	ev := f.sink.Events()
+	if len(ev) != 3 {
+		t.Fatalf("%d events, want 3", len(ev))
+	}
+	d := ev[1]
+	if d.Kind != trail.KindDecision || d.Code != trail.CodeApproved || d.Approval != "ap_1" || d.Approver != "bob via cli" || d.Call != ev[0].ID ||
+		d.Principal != "alice" || d.Tool != "echo" || d.Prev != ev[0].Hash || ev[2].Prev != d.Hash {
+		t.Errorf("decision event %+v", d)
+	}
+	if line := string(d.AppendCanonical(nil)); !strings.Contains(line, `"approval":"ap_1","approver":"bob via cli"`) {
+		t.Errorf("canonical form %s", line)
+	}
+}

@@ -42,6 +42,9 @@ type Config struct {
 	ResolveTimeout  time.Duration   `yaml:"resolve_timeout"`  // default 500ms
 	CommandTools    []string        `yaml:"command_tools"`    // "server/tool" globs of tools that run commands (besides those detected)
 	Block           detect.Severity `yaml:"block"`            // refuse at or above (default high)
+	// Approve, when set, holds calls with a finding at or above it (and below block) for a
+	// person's approval (guard.Hold; the approval guard asks). Unset: such calls pass.
+	Approve *detect.Severity `yaml:"approve"`
 	Disable         []string        `yaml:"disable"`          // detectors off: pathtrav, ssrf, cmdinj, canary
 	CanaryFile      string          `yaml:"canary_file"`      // canary tokens (default $PORTCULLIS_CANARY_FILE)
 }
@@ -139,6 +142,9 @@ func Compile(c Config, o Options) (*Guard, error) {
 	if c.ResolveTimeout < 0 {
 		return nil, fmt.Errorf("resolve_timeout must not be negative")
 	}
+	if c.Approve != nil && *c.Approve >= c.Block {
+		return nil, fmt.Errorf("approve (%s) must be below block (%s): calls at block are refused, not held", *c.Approve, c.Block)
+	}
 	if o.Catalog == nil {
 		o.Catalog = toolinfo.NewCatalog()
 	}
@@ -202,9 +208,30 @@ func (h *handler) Handle(ctx context.Context, c *guard.Call) (*jsonrpc.Message, 
 			slog.String("message", f.Message), slog.Bool("blocked", len(block) > 0))
 	}
 	if len(block) == 0 {
+		if a := h.g.c.Approve; a != nil {
+			if held := detect.AtLeast(fs, *a); len(held) > 0 {
+				c.Holds = append(c.Holds, Hold(held))
+			}
+		}
 		return h.next.Handle(ctx, c)
 	}
 	return nil, Refusal(m.Method, c.Name, block)
+}
+
+// Hold is the hold for findings at the approval severity: the person asked sees what was
+// found and where.
+func Hold(fs []detect.Finding) guard.Hold {
+	top := fs[0]
+	for _, f := range fs[1:] {
+		if f.Severity > top.Severity {
+			top = f
+		}
+	}
+	reason := fmt.Sprintf("%s finding (%s) at %s: %s", top.Severity, top.Detector, top.Pointer, top.Message)
+	if len(fs) > 1 {
+		reason += fmt.Sprintf(", and %d more", len(fs)-1)
+	}
+	return guard.Hold{Guard: Name, Reason: reason}
 }
 
 // Refusal is the refusal for blocking findings.

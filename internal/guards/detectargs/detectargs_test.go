@@ -146,3 +146,54 @@ func TestCanaryRefused(t *testing.T) {
 		t.Errorf("findings %v, want a critical canary sighting", fs)
 	}
 }
+
+// With approve set, findings at or above it and below block hold the call for a person
+// (guard.Hold) instead of passing it; blocking findings are still refused.
+func TestApproveSeverityHolds(t *testing.T) {
+	probe, err := Compile(Config{Block: detect.Critical}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	probe.Record("fs", []byte(listing))
+	fs := probe.Check(context.Background(), "fs", "read_file", true, []byte(`{"path":"../../etc/passwd"}`))
+	sev, _ := detect.Max(fs)
+	if len(fs) == 0 || sev >= detect.Critical {
+		t.Fatalf("probe findings %v", fs)
+	}
+	for _, tc := range []struct {
+		approve *detect.Severity
+		held    bool
+	}{
+		{nil, false},
+		{&sev, true},
+	} {
+		mw, err := New(Config{Block: detect.Critical, Approve: tc.approve}, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		up := &upstream{}
+		h := mw(up)
+		h.Handle(context.Background(), &guard.Call{Msg: jsonrpc.NewRequest(jsonrpc.IntID(9), "tools/list", map[string]any{}), Server: "fs"})
+		c := call("read_file", map[string]any{"path": "../../etc/passwd"})
+		c.Direction = guard.Inbound
+		if _, err := h.Handle(context.Background(), c); err != nil {
+			t.Fatal(err)
+		}
+		if held := len(c.Holds) == 1; held != tc.held {
+			t.Fatalf("approve %v: holds %+v", tc.approve, c.Holds)
+		}
+		if tc.held && (c.Holds[0].Guard != Name || !strings.Contains(c.Holds[0].Reason, "/arguments/path")) {
+			t.Errorf("hold %+v", c.Holds[0])
+		}
+		clean := call("read_file", map[string]any{"path": "notes.txt"})
+		clean.Direction = guard.Inbound
+		h.Handle(context.Background(), clean)
+		if len(clean.Holds) != 0 {
+			t.Errorf("a call without findings was held: %+v", clean.Holds)
+		}
+	}
+	high := detect.High
+	if _, err := Compile(Config{Block: detect.High, Approve: &high}, Options{}); err == nil {
+		t.Error("approve at block accepted")
+	}
+}

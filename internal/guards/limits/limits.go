@@ -104,8 +104,10 @@ func (l *limiter) Handle(ctx context.Context, c *guard.Call) (*jsonrpc.Message, 
 		}
 		l.mu.Unlock()
 	}()
-	ctx, cancel := context.WithTimeoutCause(ctx, l.c.CallTimeout, errTimeout)
-	defer cancel()
+	// A pausable timeout rather than a context deadline: the approval guard pauses it
+	// while a person decides (guard.PauseTimeouts).
+	ctx, stop := guard.PausableTimeout(ctx, l.c.CallTimeout, errTimeout)
+	defer stop()
 	resp, err := l.next.Handle(ctx, c)
 	if err != nil {
 		if errors.Is(context.Cause(ctx), errTimeout) {

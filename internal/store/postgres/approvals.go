@@ -112,6 +112,11 @@ func (s *Store) SettleApproval(ctx context.Context, id string, d store.ApprovalD
 		WHERE id = $8 AND status = 'pending'`, d.Status, d.Scope, d.GrantUntil, d.Approver, d.Via, d.Note, at, id); err != nil {
 		return store.Approval{}, err
 	}
+	// Delivered on commit to every process listening (WatchApprovals): a call held on one
+	// replica is released when another replica or the command line settles it.
+	if _, err := tx.Exec(ctx, "SELECT pg_notify($1, $2)", approvalChannel, id); err != nil {
+		return store.Approval{}, err
+	}
 	if err := tx.Commit(ctx); err != nil {
 		return store.Approval{}, err
 	}

@@ -65,7 +65,8 @@ const migrationLock = 0x7063756c6c6973
 
 // Store is a store.Store in a PostgreSQL database.
 type Store struct {
-	pool *pgxpool.Pool
+	pool  *pgxpool.Pool
+	watch watchers // LISTEN/NOTIFY of settled approvals (notify.go)
 }
 
 var _ store.Store = (*Store)(nil)
@@ -151,6 +152,7 @@ func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
 
 // Close closes every connection.
 func (s *Store) Close() error {
+	s.closeWatch()
 	s.pool.Close()
 	return nil
 }
