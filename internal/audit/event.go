@@ -38,8 +38,9 @@ const (
 	Failed  = "failed"  // the gateway could not complete the call (server unreachable, timeout, fault)
 )
 
-// Stable event codes: PC, four digits (group), then I (info), W (warning: a refusal) or E
-// (error). Codes never change meaning; new situations get new codes.
+// Stable event codes: PC, four digits (group), then I (info), W (warning: a refusal), E
+// (error) or A (alert: a security event a person must look at now). Codes never change
+// meaning; new situations get new codes.
 const (
 	CodeRequest          = "PC1001I" // a client request, before it is passed on
 	CodeAllowed          = "PC1002I" // a client request answered (result or server error)
@@ -58,6 +59,11 @@ const (
 	CodeDeniedDetectRes  = "PC4002W" // refused by detect-results
 	CodeDeniedDetectList = "PC4003W" // refused by detect-listings
 	CodeDeniedRegistry   = "PC5001W" // refused by registry
+	CodeRugPull          = "PC5002A" // a pinned tool, prompt or template definition changed (the diff is in the message); blocked until approved
+	CodeRegistryRefused  = "PC5003A" // a server refused by the registry: not listed, source or binary hash or certificate not matching, bad signature
+	CodePinned           = "PC5004I" // a definition pinned on first use
+	CodePinReview        = "PC5005W" // a new definition held for review
+	CodeSupplyChain      = "PC5006W" // a registry finding: unpinned package, server or tool imitating another, tool name collision
 	CodeApprovalAsked    = "PC6000I" // a held call: the user was asked (2026-07-28 input_required)
 	CodeDeniedApproval   = "PC6001W" // refused by approval (rejected or timed out)
 	CodeApproved         = "PC6002I" // a held call approved by a person (approver, via, scope)

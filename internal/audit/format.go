@@ -30,13 +30,15 @@ func FormatByName(name string) (Format, error) {
 func FormatJSON(dst []byte, e *Event) []byte { return e.AppendCanonical(dst) }
 
 // Severity maps an event to a 0..10 scale (CEF): 3 for information, 6 for a refusal, 8
-// for an error.
+// for an error, 10 for an alert.
 func Severity(e *Event) int {
 	switch e.Code[len(e.Code)-1] {
 	case 'W':
 		return 6
 	case 'E':
 		return 8
+	case 'A':
+		return 10
 	}
 	return 3
 }
@@ -125,7 +127,7 @@ func FormatOCSF(dst []byte, e *Event) []byte {
 	if e.Kind == KindRequest || e.Kind == KindSystem {
 		status, statusID = "Unknown", 0
 	}
-	sev := map[int]int{3: 1, 6: 3, 8: 4}[Severity(e)] // Informational, Medium, High
+	sev := map[int]int{3: 1, 6: 3, 8: 4, 10: 5}[Severity(e)] // Informational, Medium, High, Critical
 	unmapped := map[string]any{"code": e.Code, "kind": e.Kind, "seq": e.Seq, "prev": e.Prev, "hash": e.Hash}
 	for k, v := range map[string]string{"guard": e.Guard, "incident": e.Incident, "decision": e.Decision,
 		"direction": e.Direction, "arguments_hmac": e.ArgumentsHMAC, "result_hmac": e.ResultHMAC} {

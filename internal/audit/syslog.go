@@ -107,6 +107,8 @@ func (s *Syslog) Encode(dst []byte, e *Event) []byte {
 		sev = 4
 	case 'E':
 		sev = 3
+	case 'A':
+		sev = 1 // alert
 	}
 	dst = append(dst, '<')
 	dst = strconv.AppendInt(dst, int64(s.o.Facility*8+sev), 10)

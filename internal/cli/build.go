@@ -11,6 +11,7 @@ import (
 	"github.com/portcullis-mcp/portcullis/internal/gateway"
 	"github.com/portcullis-mcp/portcullis/internal/guard"
 	"github.com/portcullis-mcp/portcullis/internal/jsonrpc"
+	"github.com/portcullis-mcp/portcullis/internal/registry"
 	"github.com/portcullis-mcp/portcullis/internal/store"
 	"github.com/portcullis-mcp/portcullis/internal/upstream"
 
@@ -22,6 +23,7 @@ import (
 	_ "github.com/portcullis-mcp/portcullis/internal/guards/detectlistings"
 	_ "github.com/portcullis-mcp/portcullis/internal/guards/detectresults"
 	_ "github.com/portcullis-mcp/portcullis/internal/guards/limits"
+	_ "github.com/portcullis-mcp/portcullis/internal/guards/registry"
 	_ "github.com/portcullis-mcp/portcullis/internal/guards/trace"
 )
 
@@ -29,12 +31,21 @@ import (
 // st is the store the guards share (pins, approvals, quotas, audit).
 func buildGateway(cfg *config.Config, logger *slog.Logger, st store.Store, only ...string) (*gateway.Gateway, error) {
 	lim := jsonrpc.Limits{MaxBytes: cfg.MaxMessageBytes, MaxDepth: cfg.MaxDepth}
+	one := ""
+	if len(only) > 0 {
+		one = only[0]
+	}
+	gate, err := checkRegistry(cfg, one)
+	if err != nil {
+		return nil, err
+	}
 	var servers []gateway.Server
 	for _, s := range cfg.Servers {
 		if len(only) > 0 && s.Name != only[0] {
 			continue
 		}
-		servers = append(servers, gateway.Server{Name: s.Name, Dial: dialer(s, lim, logger), StartTimeout: s.StartTimeout})
+		d := watched(s.Name, dialer(s, lim, logger, gate.entry(s.Name)))
+		servers = append(servers, gateway.Server{Name: s.Name, Dial: d, StartTimeout: s.StartTimeout})
 	}
 	if len(only) > 0 && len(servers) == 0 {
 		return nil, fmt.Errorf("%s: no server named %q", cfg.File, only[0])
@@ -52,6 +63,10 @@ func buildGateway(cfg *config.Config, logger *slog.Logger, st store.Store, only 
 	})
 	if err != nil {
 		return nil, locateGuardError(cfg, err)
+	}
+	if err := gate.record(logger); err != nil {
+		g.Shutdown(context.Background())
+		return nil, err
 	}
 	return g, nil
 }
@@ -72,21 +87,23 @@ func locateGuardError(cfg *config.Config, err error) error {
 	return fmt.Errorf("%s: guards: %w", cfg.File, err)
 }
 
-func dialer(s config.Server, lim jsonrpc.Limits, logger *slog.Logger) upstream.Dial {
+// dialer returns how to start or reach server s; e is its registry entry (nil when none),
+// whose executable hash is checked at every start and certificate key at every connection.
+func dialer(s config.Server, lim jsonrpc.Limits, logger *slog.Logger, e *registry.Entry) upstream.Dial {
 	switch {
 	case s.Command != "":
 		opts := upstream.StdioOptions{Name: s.Name, Command: s.Command, Args: s.Args, Env: upstream.Environ(s.Env),
-			Dir: s.Dir, Limits: lim, Logger: logger}
+			Dir: s.Dir, Limits: lim, Logger: logger, Verify: verifyBinary(e, logger)}
 		return func(ctx context.Context, in upstream.Incoming) (upstream.Transport, error) {
 			return upstream.StartStdio(ctx, opts, in)
 		}
 	case s.Transport == "sse":
-		opts := httpOptions(s, lim)
+		opts := httpOptions(s, lim, e, logger)
 		return func(ctx context.Context, in upstream.Incoming) (upstream.Transport, error) {
 			return upstream.NewSSE(ctx, s.URL, opts, in)
 		}
 	default:
-		opts := httpOptions(s, lim)
+		opts := httpOptions(s, lim, e, logger)
 		return func(ctx context.Context, in upstream.Incoming) (upstream.Transport, error) {
 			return upstream.NewStreamableHTTP(s.URL, opts, in)
 		}
@@ -97,14 +114,18 @@ func dialer(s config.Server, lim jsonrpc.Limits, logger *slog.Logger) upstream.D
 // and runs each exchange in the calling goroutine (see upstream.H1Transport).
 var sharedTransport = &upstream.H1Transport{MaxIdlePerHost: 256, DialTimeout: 10 * time.Second}
 
-func httpOptions(s config.Server, lim jsonrpc.Limits) upstream.HTTPOptions {
+func httpOptions(s config.Server, lim jsonrpc.Limits, e *registry.Entry, logger *slog.Logger) upstream.HTTPOptions {
 	h := http.Header{}
 	for k, v := range s.Headers {
 		h.Set(k, v)
 	}
 	// Redirects are not followed: a server that answers 3xx is misconfigured or hostile, and
 	// following it would send the call, with the credentials the gateway injects, elsewhere.
-	client := &http.Client{Transport: sharedTransport, CheckRedirect: func(*http.Request, []*http.Request) error {
+	var rt http.RoundTripper = sharedTransport
+	if e != nil && len(e.SPKI) > 0 {
+		rt = pinnedTransport(e, logger)
+	}
+	client := &http.Client{Transport: rt, CheckRedirect: func(*http.Request, []*http.Request) error {
 		return http.ErrUseLastResponse
 	}}
 	return upstream.HTTPOptions{Client: client, Header: h, Limits: lim, Name: s.Name}

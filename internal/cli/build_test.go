@@ -19,7 +19,7 @@ func TestUpstreamClientDoesNotFollowRedirects(t *testing.T) {
 		http.Redirect(w, r, elsewhere.URL, http.StatusTemporaryRedirect)
 	}))
 	defer srv.Close()
-	opts := httpOptions(config.Server{Name: "s", URL: srv.URL, Headers: map[string]string{"Authorization": "Bearer secret"}}, jsonrpc.Limits{})
+	opts := httpOptions(config.Server{Name: "s", URL: srv.URL, Headers: map[string]string{"Authorization": "Bearer secret"}}, jsonrpc.Limits{}, nil, nil)
 	resp, err := opts.Client.Post(srv.URL, "application/json", nil)
 	if err != nil {
 		t.Fatal(err)

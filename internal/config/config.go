@@ -46,6 +46,8 @@ type Config struct {
 	Log Log `yaml:"log"`
 	// Admin is the dashboard's listener (see Admin); nil without one.
 	Admin *Admin `yaml:"admin"`
+	// Registry names the verified registry of servers (see internal/registry).
+	Registry *Registry `yaml:"registry"`
 
 	// File is the path the configuration was read from.
 	File string `yaml:"-"`
@@ -56,6 +58,32 @@ type Config struct {
 type Log struct {
 	Level  string `yaml:"level"`  // debug, info, warn, error
 	Format string `yaml:"format"` // text or json
+}
+
+// Registry is the registry section: which servers may be fronted, from what source.
+type Registry struct {
+	// File is the registry file (relative to the configuration file).
+	File string `yaml:"file"`
+	// Enforce refuses to start with a server that is not in the registry or whose source
+	// differs from its entry.
+	Enforce bool `yaml:"enforce"`
+	// RequirePinned refuses packages without an exact version and executables without a
+	// sha256 in the registry.
+	RequirePinned bool `yaml:"require_pinned"`
+	// RequireSigned refuses to start unless the registry's minisign signature
+	// (FILE.minisig) verifies under PublicKey.
+	RequireSigned bool `yaml:"require_signed"`
+	// PublicKey is a minisign public key file (relative to the configuration file) or the
+	// key itself (RW...).
+	PublicKey string `yaml:"public_key"`
+}
+
+// Path resolves a path of the configuration (relative to the configuration file).
+func (c *Config) Path(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(filepath.Dir(c.File), p)
 }
 
 // Server is one upstream MCP server: a command (stdio) or a URL (HTTP).
@@ -357,6 +385,14 @@ func (c *Config) validate() error {
 				errs = append(errs, c.at(err.Error(), "servers", i, "headers", k))
 			}
 			s.Headers[k] = val
+		}
+	}
+	if r := c.Registry; r != nil {
+		if r.File == "" {
+			errs = append(errs, c.at("the registry file is required", "registry", "file"))
+		}
+		if r.RequireSigned && r.PublicKey == "" {
+			errs = append(errs, c.at("require_signed needs public_key (a minisign public key file or the key)", "registry", "require_signed"))
 		}
 	}
 	switch c.Log.Level {

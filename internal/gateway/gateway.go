@@ -138,7 +138,7 @@ func (g *Gateway) reap() {
 // SetGuards builds new chains from guard sections and swaps them in; on error the old
 // chains stay.
 func (g *Gateway) SetGuards(sections map[string]guard.Config) error {
-	env := guard.Env{Logger: g.logger, Store: g.opts.Store}
+	env := guard.Env{Logger: g.logger, Store: g.opts.Store, Servers: g.Servers()}
 	in, names, err := guard.Build(guard.HandlerFunc(g.terminal), sections, env)
 	if err != nil {
 		return err

@@ -21,6 +21,9 @@ type Env struct {
 	// every guard and by the commands that settle things from another process. It is nil
 	// in tests that build chains without one: a guard that needs it refuses to set up.
 	Store store.Store
+	// Servers names the servers the gateway fronts, in configuration order (for guards
+	// that compare servers or ask each of them, such as registry).
+	Servers []string
 }
 
 // Setup builds a guard from its configuration. cfg is nil when the section is absent and

@@ -29,6 +29,9 @@ type StdioOptions struct {
 	// Wrap, when set, turns the command line into the one actually started (a sandbox
 	// launcher, for example).
 	Wrap func(cmd *exec.Cmd) error
+	// Verify, when set, checks the executable (as resolved on PATH) before every start,
+	// before Wrap; an error refuses the start (the registry's SHA-256 pin).
+	Verify func(path string) error
 }
 
 // Stdio is a running child process.
@@ -48,6 +51,14 @@ func StartStdio(ctx context.Context, opts StdioOptions, in Incoming) (*Stdio, er
 	cmd.Env = opts.Env
 	cmd.Dir = opts.Dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if opts.Verify != nil {
+		if cmd.Err != nil {
+			return nil, fmt.Errorf("%w: server %q: %v", ErrUnavailable, opts.Name, cmd.Err)
+		}
+		if err := opts.Verify(cmd.Path); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+	}
 	if opts.Wrap != nil {
 		if err := opts.Wrap(cmd); err != nil {
 			return nil, fmt.Errorf("server %q: %w", opts.Name, err)
