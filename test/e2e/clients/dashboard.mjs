@@ -69,10 +69,12 @@ async function shot(page, name) {
   await page.screenshot({ path: path.join(SHOTS, name + ".png"), fullPage: true });
 }
 
-// An MCP client of the gateway, as an application would be.
+// An MCP client of the gateway, as an application would be: it connects and lists the
+// tools before calling them.
 async function mcpClient() {
   const c = new Client({ name: "dashboard-e2e", version: "1.0.0" });
   await c.connect(new StreamableHTTPClientTransport(new URL(env("MCP_URL"))));
+  c.listed = (await c.listTools()).tools.map((t) => t.name);
   return c;
 }
 
@@ -101,10 +103,13 @@ try {
   // ---- the live feed: a call appears as it is recorded ----
   await admin.goto(BASE + "/live");
   await admin.waitForSelector("#feed-state:text('live')");
+  // The first listing pins the server's definitions (trust on first use); right after it
+  // the server changes the tool add (see below).
   const client = await mcpClient();
-  const res = await client.callTool({ name: "test_simple_text", arguments: {} });
+  out.listedTools = client.listed;
+  const res = await client.callTool({ name: "echo", arguments: { message: "hello" } });
   check(!res.isError, "the tool call works");
-  const row = admin.locator("#feed tbody tr.fresh", { hasText: "test_simple_text" }).filter({ hasText: "PC1002I" });
+  const row = admin.locator("#feed tbody tr.fresh", { hasText: "echo" }).filter({ hasText: "PC1002I" });
   await row.first().waitFor();
   out.feedRow = (await row.first().innerText()).replace(/\s+/g, " ");
   await shot(admin, "live");
@@ -118,12 +123,10 @@ try {
     // Real held calls: the client's calls wait for a person.
     const tool = env("HELD_TOOL");
     const c1 = await mcpClient(), c2 = await mcpClient();
-    held.approved = c1.callTool({ name: tool, arguments: { message: "approve me" } }, undefined, { timeout: 120000 })
-      .then((r) => ({ result: r }), (e) => ({ error: String(e) }));
-    const a1 = await waitForApproval(approver, "approve me");
-    held.denied = c2.callTool({ name: tool, arguments: { message: "deny me" } }, undefined, { timeout: 120000 })
-      .then((r) => ({ result: r }), (e) => ({ error: String(e) }));
-    const a2 = await waitForApproval(approver, "deny me");
+    held.approved = settle(c1.callTool({ name: tool, arguments: { message: "hold: approve me" } }, undefined, { timeout: 120000 }));
+    const a1 = await waitForApproval(approver, "hold: approve me", held.approved);
+    held.denied = settle(c2.callTool({ name: tool, arguments: { message: "hold: deny me" } }, undefined, { timeout: 120000 }));
+    const a2 = await waitForApproval(approver, "hold: deny me", held.denied);
     approveId = a1; denyId = a2;
   } else {
     await approver.goto(BASE + "/approvals");
@@ -186,9 +189,15 @@ try {
   await approver.locator(`#settled-${approveId}`).waitFor();
 
   // ---- servers: approve a changed tool definition ----
-  await admin.goto(BASE + "/servers");
-  const pinRow = admin.locator(`[id="pin-${env("PIN_SERVER")}-tool-${env("PIN_NAME")}"]`);
-  check((await pinRow.locator(".status").innerText()).trim() === "changed", "the changed tool is shown as changed");
+  const pinName = env("PIN_NAME");
+  const pinRow = admin.locator(`[id="pin-${env("PIN_SERVER")}-tool-${pinName}"]`);
+  for (let i = 0; ; i++) { // the gateway sees the change when the server announces it
+    await admin.goto(BASE + "/servers");
+    if (await pinRow.count() > 0 && (await pinRow.locator(".status").innerText()).trim() === "changed") break;
+    check(i < 100, "the changed tool is shown as changed");
+    await admin.waitForTimeout(200);
+  }
+  out.pinBefore = await settle(client.callTool({ name: pinName, arguments: { a: 1, b: 2 } }));
   out.diff = await admin.locator("pre.diff").first().innerText();
   await shot(admin, "servers");
   await admin.locator("tr.change button.approve").first().click();
@@ -196,12 +205,13 @@ try {
   out.pinMessage = await admin.locator("tr.change .result").first().innerText();
   await admin.goto(BASE + "/servers");
   out.pinStatusAfter = (await pinRow.locator(".status").innerText()).trim();
+  out.pinAfter = await settle(client.callTool({ name: pinName, arguments: { a: 1, b: 2 } }));
 
   // ---- alerts, audit search, summary ----
   await admin.goto(BASE + "/alerts");
   await shot(admin, "alerts");
   await admin.goto(BASE + "/audit");
-  await admin.fill("input[name=tool]", "test_simple_text");
+  await admin.fill("input[name=tool]", "echo");
   await admin.selectOption("select[name=decision]", "allowed");
   await Promise.all([admin.waitForURL(/\/audit\?/), admin.click("#search")]);
   out.auditCount = Number(await admin.textContent("#count"));
@@ -222,10 +232,18 @@ try {
 console.log(JSON.stringify(out));
 process.exit(0);
 
+// settle turns a call's outcome into JSON: its result, or its error.
+function settle(p) {
+  return p.then((r) => ({ result: r }), (e) => ({ error: String(e), code: e.code }));
+}
+
 // waitForApproval reloads the approvals page until a pending approval shows text, and
 // returns its id.
-async function waitForApproval(page, text) {
+async function waitForApproval(page, text, call) {
+  let done = null;
+  call.then((r) => { done = r; });
   for (let i = 0; i < 200; i++) {
+    if (done) throw new Error(`the call with ${text} ended before anybody approved it: ${JSON.stringify(done)}`);
     await page.goto(BASE + "/approvals");
     const card = page.locator("article.approval", { hasText: text });
     if (await card.count() > 0) return (await card.first().getAttribute("id")).replace(/^approval-/, "");
