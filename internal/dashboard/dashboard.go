@@ -140,6 +140,7 @@ func (s *Server) routes() {
 	s.mux.Handle("GET /live", s.need(RoleViewer, s.live))
 	s.mux.Handle("GET /live/events", s.need(RoleViewer, s.liveEvents))
 	s.mux.Handle("GET /approvals", s.need(RoleViewer, s.approvals))
+	s.mux.Handle("GET /approvals/pending", s.need(RoleViewer, s.pendingIDs))
 	s.mux.Handle("POST /approvals/{id}/{decision}", s.need(RoleApprover, s.settle))
 	s.mux.Handle("GET /alerts", s.need(RoleViewer, s.alerts))
 	s.mux.Handle("GET /servers", s.need(RoleViewer, s.servers))

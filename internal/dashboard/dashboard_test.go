@@ -237,6 +237,9 @@ func TestSettleApprovals(t *testing.T) {
 	fetch := map[string]string{"Accept": "application/json"}
 
 	// Not logged in.
+	if code, _ := f.get(f.client(), "/approvals/pending"); code != http.StatusSeeOther {
+		t.Errorf("pending ids without a session: %d, want a redirect to /login", code)
+	}
 	if code, _ := f.post(f.client(), "/approvals/ap1/approve", url.Values{}, fetch); code != http.StatusUnauthorized {
 		t.Errorf("approve without a session: %d, want 401", code)
 	}
@@ -246,6 +249,9 @@ func TestSettleApprovals(t *testing.T) {
 		t.Errorf("approve as a viewer: %d, want 403", code)
 	}
 	approver, atok := f.login("otto")
+	if _, body := f.get(approver, "/approvals/pending"); !strings.Contains(body, `"ap1"`) || !strings.Contains(body, `"own"`) {
+		t.Errorf("pending ids: %s", body)
+	}
 	// Without the session's token, with a wrong one, and from another site.
 	if code, _ := f.post(approver, "/approvals/ap1/approve", url.Values{}, fetch); code != http.StatusForbidden {
 		t.Errorf("approve without a CSRF token: %d, want 403", code)

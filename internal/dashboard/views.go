@@ -186,6 +186,22 @@ func (s *Server) approvals(w http.ResponseWriter, r *http.Request) {
 	s.render(w, r, "approvals", map[string]any{"Pending": pending, "Settled": settled, "Now": s.o.Now()})
 }
 
+// pendingIDs lists the pending approvals' ids (JSON), for the approvals page's script to
+// say when new calls are waiting.
+func (s *Server) pendingIDs(w http.ResponseWriter, r *http.Request) {
+	pending, err := s.o.Store.ListApprovals(r.Context(), store.ApprovalPending, 500)
+	if err != nil {
+		s.fail(w, "reading approvals", err)
+		return
+	}
+	ids := make([]string, 0, len(pending))
+	for _, a := range pending {
+		ids = append(ids, a.ID)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(map[string]any{"pending": ids})
+}
+
 // alerts are refusals, findings and refused logins or actions of the last week (the
 // newest 200).
 func (s *Server) alerts(w http.ResponseWriter, r *http.Request) {
@@ -196,7 +212,7 @@ func (s *Server) alerts(w http.ResponseWriter, r *http.Request) {
 	}
 	var out []row
 	for _, rw := range rowsOf(recs) {
-		if len(rw.Findings) > 0 || rw.Decision == audit.Denied || strings.HasSuffix(rw.Code, "W") || strings.HasSuffix(rw.Code, "E") {
+		if len(rw.Findings) > 0 || rw.Decision == audit.Denied || strings.HasSuffix(rw.Code, "W") || strings.HasSuffix(rw.Code, "E") || strings.HasSuffix(rw.Code, "A") {
 			out = append(out, rw)
 			if len(out) == 200 {
 				break

@@ -34,6 +34,7 @@ type dashboardRun struct {
 	ApproveMessage, DenyMessage         string
 	HeldApproved, HeldDenied            json.RawMessage
 	PinBefore, PinAfter                 json.RawMessage
+	NewPendingNotice                    string
 	Diff                                string
 	PinMessage, PinStatusAfter          string
 	AuditCount                          int
@@ -155,6 +156,9 @@ func TestDashboard(t *testing.T) {
 		if want == store.ApprovalDenied && a.Note != "not in production" {
 			t.Errorf("deny note %q", a.Note)
 		}
+	}
+	if !strings.Contains(run.NewPendingNotice, "1 new call is waiting") {
+		t.Errorf("the approvals page's notice of a new held call: %q", run.NewPendingNotice)
 	}
 	// The held calls: the approved one completed at the client, the denied one was refused.
 	if !strings.Contains(string(run.HeldApproved), `echo (changed:`) || strings.Contains(string(run.HeldApproved), `"error"`) {

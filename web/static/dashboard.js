@@ -77,7 +77,26 @@ function fetchForms() {
   }
 }
 
+// The approvals page says when calls it does not show are waiting (it does not reload by
+// itself: a person may be typing a note).
+function newApprovals() {
+  const note = document.getElementById("new-pending");
+  if (!note) return;
+  const shown = new Set([...document.querySelectorAll("article.approval")].map((a) => a.id.replace(/^approval-/, "")));
+  setInterval(async () => {
+    try {
+      const r = await fetch("/approvals/pending", { credentials: "same-origin", headers: { "Accept": "application/json" } });
+      if (!r.ok) return;
+      const j = await r.json();
+      const fresh = j.pending.filter((id) => !shown.has(id)).length;
+      note.hidden = fresh === 0;
+      if (fresh) note.firstChild.textContent = fresh + (fresh === 1 ? " new call is" : " new calls are") + " waiting: reload";
+    } catch (_) { /* the next tick tries again */ }
+  }, 3000);
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   liveFeed();
   fetchForms();
+  newApprovals();
 });

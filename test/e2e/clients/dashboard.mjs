@@ -126,6 +126,9 @@ try {
     held.approved = settle(c1.callTool({ name: tool, arguments: { message: "hold: approve me" } }, undefined, { timeout: 120000 }));
     const a1 = await waitForApproval(approver, "hold: approve me", held.approved);
     held.denied = settle(c2.callTool({ name: tool, arguments: { message: "hold: deny me" } }, undefined, { timeout: 120000 }));
+    // The page, loaded before this call was held, says a new one is waiting.
+    await approver.locator("#new-pending").waitFor({ state: "visible" });
+    out.newPendingNotice = await approver.locator("#new-pending").innerText();
     const a2 = await waitForApproval(approver, "hold: deny me", held.denied);
     approveId = a1; denyId = a2;
   } else {
