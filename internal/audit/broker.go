@@ -83,6 +83,7 @@ type Broker struct {
 
 	subMu sync.Mutex
 	subs  map[*subscriber]struct{}
+	nsubs atomic.Int32
 }
 
 type sinkState struct {

@@ -29,6 +29,7 @@ func (b *Broker) Subscribe(n int) *Subscription {
 		b.subs = map[*subscriber]struct{}{}
 	}
 	b.subs[s] = struct{}{}
+	b.nsubs.Store(int32(len(b.subs)))
 	b.subMu.Unlock()
 	return &Subscription{C: s.ch, b: b, s: s}
 }
@@ -43,11 +44,15 @@ func (s *Subscription) Close() {
 	}
 	s.b.subMu.Lock()
 	delete(s.b.subs, s.s)
+	s.b.nsubs.Store(int32(len(s.b.subs)))
 	s.b.subMu.Unlock()
 }
 
 // publish hands copies of recorded events to the subscribers, never blocking.
 func (b *Broker) publish(events []*Event) {
+	if b.nsubs.Load() == 0 { // nobody watching: no lock on the trail's path
+		return
+	}
 	b.subMu.Lock()
 	defer b.subMu.Unlock()
 	if len(b.subs) == 0 {
