@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"reflect"
 	"time"
 
 	"github.com/portcullis-mcp/portcullis/internal/config"
@@ -20,6 +21,10 @@ import (
 type adminListener struct {
 	srv  *http.Server
 	dash *dashboard.Server
+	// as started, to tell what a reload cannot change
+	listen string
+	oidc   *config.AdminOIDC
+	ttl    time.Duration
 }
 
 // startDashboard serves the dashboard when the configuration has an admin section. It
@@ -80,7 +85,27 @@ func startDashboard(cfg *config.Config, st store.Store, serverTLS *tls.Config, l
 		go func() { errc <- fmt.Errorf("admin listener: %w", srv.Serve(ln)) }()
 	}
 	logger.Info("dashboard serving", "url", scheme+"://"+ln.Addr().String()+"/")
-	return &adminListener{srv: srv, dash: dash}, nil
+	return &adminListener{srv: srv, dash: dash, listen: a.Listen, oidc: a.OIDC, ttl: a.SessionTTL}, nil
+}
+
+// Reload applies a reloaded configuration's roles; the rest of admin (the listener,
+// sign-on) needs a restart, which is logged when it changed.
+func (l *adminListener) Reload(cfg *config.Config, logger *slog.Logger) {
+	if l == nil {
+		if cfg.Admin != nil {
+			logger.Warn("admin was added to the configuration: restart serve to start the dashboard")
+		}
+		return
+	}
+	if cfg.Admin == nil {
+		logger.Warn("admin was removed from the configuration: the dashboard runs until serve restarts")
+		return
+	}
+	l.dash.SetRoles(cfg.Admin.Roles)
+	if cfg.Admin.Listen != l.listen || !reflect.DeepEqual(cfg.Admin.OIDC, l.oidc) || cfg.Admin.SessionTTL != l.ttl {
+		logger.Warn("admin changed beyond its roles: the new roles apply now; restart serve for the rest")
+	}
+	logger.Info("dashboard roles reloaded")
 }
 
 // Shutdown ends the live feeds and stops the listener.

@@ -113,6 +113,13 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		pm.HandleFunc("/debug/pprof/trace", pprof.Trace)
 		go http.ListenAndServe(*pprofAddr, pm)
 	}
+	errc := make(chan error, 2)
+	admin, err := startDashboard(cfg, st, auth.tls, logger, errc)
+	if err != nil {
+		fmt.Fprintf(stderr, "portcullis: %v\n", err)
+		return 1
+	}
+	defer admin.Shutdown(context.Background())
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	// Reload on SIGHUP and when the configuration file changes.
@@ -134,15 +141,9 @@ func serve(args []string, stdout, stderr io.Writer) int {
 				continue
 			}
 			logger.Info("guards reloaded", "guards", g.Guards())
+			admin.Reload(ncfg, logger)
 		}
 	}()
-	errc := make(chan error, 2)
-	admin, err := startDashboard(cfg, st, auth.tls, logger, errc)
-	if err != nil {
-		fmt.Fprintf(stderr, "portcullis: %v\n", err)
-		return 1
-	}
-	defer admin.Shutdown(context.Background())
 	scheme := "http"
 	if auth.tls != nil {
 		scheme = "https"

@@ -45,7 +45,7 @@ func (s *Server) act(w http.ResponseWriter, r *http.Request, action, target, bac
 		return
 	}
 	ev := &audit.Event{Code: audit.CodeAdminAction, Kind: audit.KindAdmin, Principal: sess.p.ID, AuthMethod: sess.p.Method,
-		Method: "dashboard/" + action, Tool: target, Message: fmt.Sprintf("%s %s as %s (from %s)", action, target, sess.role, r.RemoteAddr)}
+		Method: "dashboard/" + action, Tool: target, Message: fmt.Sprintf("%s %s as %s (from %s)", action, target, roleOf(r.Context()), r.RemoteAddr)}
 	if err := rec.Record(ctx, ev); err != nil {
 		s.log.Error("could not record a dashboard action; not carried out", "action", action, "err", err)
 		answer(http.StatusServiceUnavailable, "The action could not be recorded in the audit trail, so it was not carried out.")

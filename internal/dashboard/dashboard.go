@@ -25,6 +25,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/portcullis-mcp/portcullis/internal/audit"
@@ -81,9 +82,13 @@ type Server struct {
 	csrf  *http.CrossOriginProtection
 	sess  *sessions
 	oidc  *oidcLogin // nil without single sign-on
-	done  chan struct{}
-	stop  sync.Once
-	log   *slog.Logger
+	role  atomic.Pointer[config.Roles]
+
+	keyMu     sync.Mutex
+	keyChecks map[string]keyCheck // API key id -> still valid, until
+	done      chan struct{}
+	stop      sync.Once
+	log       *slog.Logger
 }
 
 // New returns the dashboard.
@@ -105,6 +110,8 @@ func New(o Options) (*Server, error) {
 	}
 	s := &Server{o: o, mux: http.NewServeMux(), done: make(chan struct{}), log: o.Logger.With("component", "dashboard")}
 	s.sess = newSessions(o.SessionTTL, o.Now)
+	s.keyChecks = map[string]keyCheck{}
+	s.SetRoles(o.Roles)
 	if o.OIDC != nil {
 		s.oidc = &oidcLogin{o: *o.OIDC, pending: map[string]oidcPending{}}
 	}
@@ -118,6 +125,12 @@ func New(o Options) (*Server, error) {
 	s.routes()
 	return s, nil
 }
+
+// SetRoles replaces the groups of each role (a configuration reload). It applies to the
+// next request of every session: a person whose groups lost their role is logged out.
+func (s *Server) SetRoles(r config.Roles) { s.role.Store(&r) }
+
+func (s *Server) roles() config.Roles { return *s.role.Load() }
 
 // Close ends the live feeds (server shutdown waits for open streams otherwise).
 func (s *Server) Close() { s.stop.Do(func() { close(s.done) }) }

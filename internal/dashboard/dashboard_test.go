@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,6 +29,8 @@ type fixture struct {
 	st     store.Store
 	broker *audit.Broker
 	srv    *httptest.Server
+	dash   *dashboard.Server
+	skew   atomic.Int64 // the dashboard's clock runs this far ahead (ns)
 	keys   map[string]string // name -> token
 }
 
@@ -68,11 +71,13 @@ func newFixture(t *testing.T, withAudit bool) *fixture {
 	f.srv = httptest.NewUnstartedServer(nil)
 	f.srv.StartTLS() // the session cookie is Secure
 	d, err := dashboard.New(dashboard.Options{Store: st, Keys: identity.NewAPIKeys(st, 0, nil), Audit: rec, Roles: roles,
+		Now: func() time.Time { return time.Now().Add(time.Duration(f.skew.Load())) },
 		Listen: f.srv.Listener.Addr().String(), Servers: []dashboard.ServerInfo{{Name: "fs", Transport: "stdio", Target: "mcp-fs"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.srv.Config.Handler = d
+	f.dash = d
 	t.Cleanup(func() { d.Close(); f.srv.Close() })
 	return f
 }
@@ -487,6 +492,31 @@ func TestNoAuditNoAction(t *testing.T) {
 	tok := csrfRE.FindStringSubmatch(body)[1]
 	if code, _ := f.post(c, "/login", url.Values{"csrf": {tok}, "key": {f.keys["ada"]}}, nil); code != http.StatusServiceUnavailable {
 		t.Errorf("login with the audit trail off: %d, want 503", code)
+	}
+}
+
+// A session ends when its key is revoked, and when a reload takes its role away.
+func TestSessionsFollowKeysAndRoles(t *testing.T) {
+	f := newFixture(t, true)
+	ada, _ := f.login("ada")
+	otto, _ := f.login("otto")
+	id, _, err := identity.ParseKey(f.keys["ada"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.st.RevokeKey(context.Background(), id, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	f.skew.Store(int64(6 * time.Second)) // past the few seconds a key check is trusted
+	if code, _ := f.get(ada, "/audit"); code != http.StatusSeeOther {
+		t.Errorf("a page with a revoked key's session: %d, want a redirect to /login", code)
+	}
+	if code, _ := f.get(otto, "/audit"); code != http.StatusOK {
+		t.Errorf("another person's session: %d", code)
+	}
+	f.dash.SetRoles(config.Roles{Admin: []string{"secops"}})
+	if code, _ := f.get(otto, "/audit"); code != http.StatusSeeOther {
+		t.Errorf("a page after the role was taken away: %d, want a redirect to /login", code)
 	}
 }
 

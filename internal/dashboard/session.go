@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -17,6 +18,7 @@ import (
 	"github.com/portcullis-mcp/portcullis/internal/audit"
 	"github.com/portcullis-mcp/portcullis/internal/config"
 	"github.com/portcullis-mcp/portcullis/internal/identity"
+	"github.com/portcullis-mcp/portcullis/internal/store"
 )
 
 // Role is what a person may do on the dashboard; each role includes the ones below it.
@@ -67,7 +69,6 @@ const (
 type session struct {
 	id      string
 	p       identity.Principal
-	role    Role
 	csrf    string
 	expires time.Time
 	flash   string // a message for the next page (after an action without script)
@@ -92,8 +93,8 @@ func random() string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-func (ss *sessions) create(p identity.Principal, role Role) *session {
-	s := &session{id: random(), p: p, role: role, csrf: random(), expires: ss.now().Add(ss.ttl)}
+func (ss *sessions) create(p identity.Principal) *session {
+	s := &session{id: random(), p: p, csrf: random(), expires: ss.now().Add(ss.ttl)}
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	if len(ss.m) >= maxSessions {
@@ -169,9 +170,54 @@ func cookie(name, value string, maxAge int) *http.Cookie {
 
 type ctxKey struct{}
 
+// current is the request's session and the role its person has now.
+type current struct {
+	s    *session
+	role Role
+}
+
 func sessionOf(ctx context.Context) *session {
-	s, _ := ctx.Value(ctxKey{}).(*session)
-	return s
+	c, _ := ctx.Value(ctxKey{}).(current)
+	return c.s
+}
+
+func roleOf(ctx context.Context) Role {
+	c, _ := ctx.Value(ctxKey{}).(current)
+	return c.role
+}
+
+// stillValid reports whether the credential behind a session still holds: an API key
+// revoked since the login ends its sessions (checked at most every few seconds per key).
+func (s *Server) stillValid(ctx context.Context, sess *session) bool {
+	if sess.p.Method != "apikey" {
+		return true
+	}
+	id, _ := sess.p.Claims["key_id"].(string)
+	now := s.o.Now()
+	s.keyMu.Lock()
+	c, ok := s.keyChecks[id]
+	s.keyMu.Unlock()
+	if ok && now.Before(c.until) {
+		return c.valid
+	}
+	k, err := s.o.Store.LookupKey(ctx, id)
+	valid := err == nil && !k.Revoked()
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		s.log.Error("dashboard: checking a session's API key", "key_id", id, "err", err)
+		return false // fail closed; the next request checks again
+	}
+	s.keyMu.Lock()
+	if len(s.keyChecks) > maxSessions {
+		clear(s.keyChecks)
+	}
+	s.keyChecks[id] = keyCheck{valid: valid, until: now.Add(5 * time.Second)}
+	s.keyMu.Unlock()
+	return valid
+}
+
+type keyCheck struct {
+	valid bool
+	until time.Time
 }
 
 // need serves h to a logged-in person with at least role min. Pages send others to the
@@ -181,6 +227,16 @@ func (s *Server) need(min Role, h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sess := s.sess.from(r)
 		unsafe := r.Method != http.MethodGet && r.Method != http.MethodHead
+		role := RoleNone
+		if sess != nil {
+			// The role comes from the configuration as it is now (a reload can take it
+			// away), and the credential must still be valid.
+			role = RoleOf(s.roles(), sess.p.Groups)
+			if role == RoleNone || !s.stillValid(r.Context(), sess) {
+				s.sess.drop(sess.id)
+				sess = nil
+			}
+		}
 		if sess == nil {
 			if unsafe {
 				s.refused(r, nil, "not logged in", r.Method+" "+r.URL.Path)
@@ -201,14 +257,14 @@ func (s *Server) need(min Role, h http.HandlerFunc) http.Handler {
 				return
 			}
 		}
-		if sess.role < min {
+		if role < min {
 			if unsafe {
-				s.refused(r, sess, "role "+sess.role.String()+" may not do this (needs "+min.String()+")", r.Method+" "+r.URL.Path)
+				s.refused(r, sess, "role "+role.String()+" may not do this (needs "+min.String()+")", r.Method+" "+r.URL.Path)
 			}
-			http.Error(w, fmt.Sprintf("dashboard: your role (%s) may not do this; it needs %s", sess.role, min), http.StatusForbidden)
+			http.Error(w, fmt.Sprintf("dashboard: your role (%s) may not do this; it needs %s", role, min), http.StatusForbidden)
 			return
 		}
-		h(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, sess)))
+		h(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, current{sess, role})))
 	})
 }
 
@@ -254,7 +310,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 func (s *Server) finishLogin(w http.ResponseWriter, r *http.Request, p identity.Principal, err error) bool {
 	role := RoleNone
 	if err == nil {
-		role = RoleOf(s.o.Roles, p.Groups)
+		role = RoleOf(s.roles(), p.Groups)
 	}
 	rec := s.recorder()
 	e := &audit.Event{Kind: audit.KindAdmin, Method: "dashboard/login", Principal: p.ID, AuthMethod: p.Method}
@@ -287,7 +343,7 @@ func (s *Server) finishLogin(w http.ResponseWriter, r *http.Request, p identity.
 		s.showLogin(w, r, msg, http.StatusUnauthorized)
 		return false
 	}
-	sess := s.sess.create(p, role)
+	sess := s.sess.create(p)
 	http.SetCookie(w, cookie(sessionCookie, sess.id, int(s.o.SessionTTL/time.Second)))
 	http.SetCookie(w, cookie(loginCookie, "", -1))
 	return true

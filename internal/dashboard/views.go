@@ -113,10 +113,11 @@ func (s *Server) renderStatus(w http.ResponseWriter, r *http.Request, name strin
 	data["AuditOn"] = s.recorder() != nil
 	if sess := sessionOf(r.Context()); sess != nil {
 		data["User"] = sess.p.ID
-		data["Role"] = sess.role.String()
+		role := roleOf(r.Context())
+		data["Role"] = role.String()
 		data["CSRF"] = sess.csrf
-		data["CanApprove"] = sess.role >= RoleApprover
-		data["CanAdmin"] = sess.role >= RoleAdmin
+		data["CanApprove"] = role >= RoleApprover
+		data["CanAdmin"] = role >= RoleAdmin
 		if f := s.sess.takeFlash(sess); f != "" {
 			data["Flash"] = f
 		}
