@@ -84,6 +84,7 @@ type Server struct {
 	oidc  *oidcLogin // nil without single sign-on
 	role  atomic.Pointer[config.Roles]
 
+	fails     failures // failed logins per address
 	keyMu     sync.Mutex
 	keyChecks map[string]keyCheck // API key id -> still valid, until
 	done      chan struct{}

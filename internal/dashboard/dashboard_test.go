@@ -30,7 +30,7 @@ type fixture struct {
 	broker *audit.Broker
 	srv    *httptest.Server
 	dash   *dashboard.Server
-	skew   atomic.Int64 // the dashboard's clock runs this far ahead (ns)
+	skew   atomic.Int64      // the dashboard's clock runs this far ahead (ns)
 	keys   map[string]string // name -> token
 }
 
@@ -71,7 +71,7 @@ func newFixture(t *testing.T, withAudit bool) *fixture {
 	f.srv = httptest.NewUnstartedServer(nil)
 	f.srv.StartTLS() // the session cookie is Secure
 	d, err := dashboard.New(dashboard.Options{Store: st, Keys: identity.NewAPIKeys(st, 0, nil), Audit: rec, Roles: roles,
-		Now: func() time.Time { return time.Now().Add(time.Duration(f.skew.Load())) },
+		Now:    func() time.Time { return time.Now().Add(time.Duration(f.skew.Load())) },
 		Listen: f.srv.Listener.Addr().String(), Servers: []dashboard.ServerInfo{{Name: "fs", Transport: "stdio", Target: "mcp-fs"}}})
 	if err != nil {
 		t.Fatal(err)
@@ -492,6 +492,37 @@ func TestNoAuditNoAction(t *testing.T) {
 	tok := csrfRE.FindStringSubmatch(body)[1]
 	if code, _ := f.post(c, "/login", url.Values{"csrf": {tok}, "key": {f.keys["ada"]}}, nil); code != http.StatusServiceUnavailable {
 		t.Errorf("login with the audit trail off: %d, want 503", code)
+	}
+}
+
+// Failed logins from one address are throttled; a good key then waits too.
+func TestLoginThrottle(t *testing.T) {
+	f := newFixture(t, true)
+	try := func(key string) int {
+		c := f.client()
+		_, body := f.get(c, "/login")
+		code, _ := f.post(c, "/login", url.Values{"csrf": {csrfRE.FindStringSubmatch(body)[1]}, "key": {key}}, nil)
+		return code
+	}
+	for i := range 10 {
+		if code := try("wrong"); code != http.StatusUnauthorized {
+			t.Fatalf("failed login %d: %d", i, code)
+		}
+	}
+	for range 3 {
+		if code := try(f.keys["ada"]); code != http.StatusTooManyRequests {
+			t.Errorf("a login after 10 failures: %d, want 429", code)
+		}
+	}
+	if n := len(f.events(audit.CodeAdminLoginFailed)); n != 10 {
+		t.Errorf("%d failed logins recorded, want 10", n)
+	}
+	if n := len(f.events(audit.CodeAdminRefused)); n != 1 {
+		t.Errorf("throttling recorded %d times, want once", n)
+	}
+	f.skew.Store(int64(time.Minute))
+	if code := try(f.keys["ada"]); code != http.StatusSeeOther {
+		t.Errorf("a login a minute later: %d", code)
 	}
 }
 

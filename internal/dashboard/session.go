@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -297,11 +298,83 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		s.showLogin(w, r, "The login form expired; try again.", http.StatusForbidden)
 		return
 	}
+	if !s.fails.allow(r, s.o.Now()) {
+		if s.fails.first(r) {
+			s.refused(r, nil, "login attempts throttled", fmt.Sprintf("more than %d failed logins in a minute", maxFailedLogins))
+		}
+		s.showLogin(w, r, "Too many failed logins from your address; wait a minute.", http.StatusTooManyRequests)
+		return
+	}
 	key := strings.TrimSpace(r.PostFormValue("key"))
 	p, err := s.o.Keys.Verify(r.Context(), key)
 	if s.finishLogin(w, r, p, err) {
 		http.Redirect(w, r, "/", http.StatusSeeOther)
+	} else {
+		s.fails.add(r, s.o.Now())
 	}
+}
+
+const maxFailedLogins = 10 // per address and minute
+
+// failures counts failed logins per client address, per minute: past the limit, logins
+// from it are refused without being checked (and recorded once), so that a flood of
+// guesses neither reaches the store nor floods the audit trail.
+type failures struct {
+	mu sync.Mutex
+	m  map[string]*failWindow
+}
+
+type failWindow struct {
+	start     time.Time
+	n         int
+	throttled bool
+}
+
+func addrOf(r *http.Request) string {
+	if h, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		return h
+	}
+	return r.RemoteAddr
+}
+
+func (f *failures) window(r *http.Request, now time.Time) *failWindow {
+	if f.m == nil {
+		f.m = map[string]*failWindow{}
+	}
+	a := addrOf(r)
+	w := f.m[a]
+	if w == nil || now.Sub(w.start) >= time.Minute {
+		if len(f.m) >= maxSessions {
+			clear(f.m)
+		}
+		w = &failWindow{start: now}
+		f.m[a] = w
+	}
+	return w
+}
+
+func (f *failures) allow(r *http.Request, now time.Time) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.window(r, now).n < maxFailedLogins
+}
+
+func (f *failures) add(r *http.Request, now time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.window(r, now).n++
+}
+
+// first reports whether this is the first throttled attempt of the window.
+func (f *failures) first(r *http.Request) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	w := f.m[addrOf(r)]
+	if w == nil || w.throttled {
+		return false
+	}
+	w.throttled = true
+	return true
 }
 
 // finishLogin records a login (p, or err when the credential was refused) and, when p has
