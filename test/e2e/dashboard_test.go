@@ -35,6 +35,7 @@ type dashboardRun struct {
 	HeldApproved, HeldDenied            json.RawMessage
 	PinBefore, PinAfter                 json.RawMessage
 	NewPendingNotice                    string
+	FeedFiltered                        int
 	Diff                                string
 	PinMessage, PinStatusAfter          string
 	AuditCount                          int
@@ -132,6 +133,9 @@ func TestDashboard(t *testing.T) {
 	}
 	if !strings.Contains(run.FeedRow, "allowed") || !strings.Contains(run.FeedRow, "anonymous") {
 		t.Errorf("live feed row %q", run.FeedRow)
+	}
+	if run.FeedFiltered < 1 {
+		t.Errorf("the feed's filter hid %d rows", run.FeedFiltered)
 	}
 	if !strings.Contains(run.ShownArguments, `"message": "hold: approve me"`) {
 		t.Errorf("the approvals view shows arguments %q", run.ShownArguments)

@@ -35,8 +35,22 @@ function liveFeed() {
       msg.appendChild(el("span", "finding sev-" + f.severity, f.detector + ": " + (f.message || f.rule || "")));
     }
     tr.appendChild(msg);
+    if (!matches(tr)) tr.hidden = true;
     body.insertBefore(tr, body.firstChild);
     while (body.children.length > 500) body.removeChild(body.lastChild);
+  });
+}
+
+// The feed's filter: rows without the text are hidden, new ones included.
+let feedFilter = "";
+function matches(tr) { return !feedFilter || tr.textContent.toLowerCase().includes(feedFilter); }
+function filterFeed() {
+  const input = document.getElementById("feed-filter");
+  if (!input) return;
+  input.closest(".filterline").hidden = false;
+  input.addEventListener("input", () => {
+    feedFilter = input.value.trim().toLowerCase();
+    for (const tr of document.querySelectorAll("#feed tbody tr")) tr.hidden = !matches(tr);
   });
 }
 
@@ -97,6 +111,7 @@ function newApprovals() {
 
 document.addEventListener("DOMContentLoaded", () => {
   liveFeed();
+  filterFeed();
   fetchForms();
   newApprovals();
 });

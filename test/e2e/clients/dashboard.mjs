@@ -112,6 +112,11 @@ try {
   const row = admin.locator("#feed tbody tr.fresh", { hasText: "echo" }).filter({ hasText: "PC1002I" });
   await row.first().waitFor();
   out.feedRow = (await row.first().innerText()).replace(/\s+/g, " ");
+  await admin.fill("#feed-filter", "echo");
+  const visible = await admin.locator("#feed tbody tr:visible").allInnerTexts();
+  check(visible.length > 0 && visible.every((t) => t.includes("echo")), "the feed's filter shows only matching rows: " + visible.length);
+  out.feedFiltered = (await admin.locator("#feed tbody tr").count()) - visible.length;
+  await admin.fill("#feed-filter", "");
   await shot(admin, "live");
 
   // ---- approvals ----
