@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/portcullis-mcp/portcullis/internal/config"
+	"github.com/portcullis-mcp/portcullis/internal/fleet"
 	"github.com/portcullis-mcp/portcullis/internal/gateway"
 	"github.com/portcullis-mcp/portcullis/internal/guard"
 	"github.com/portcullis-mcp/portcullis/internal/jsonrpc"
@@ -50,13 +51,22 @@ func buildGateway(cfg *config.Config, logger *slog.Logger, st store.Store, only 
 	if len(only) > 0 && len(servers) == 0 {
 		return nil, fmt.Errorf("%s: no server named %q", cfg.File, only[0])
 	}
+	fl, err := fleetOf(cfg)
+	if err != nil {
+		return nil, err
+	}
+	var newID func() string
+	if fl != nil {
+		newID = fl.NewID
+	}
 	g, err := gateway.New(gateway.Options{
-		Servers: servers,
-		Guards:  guardSections(cfg),
-		Limits:  lim,
-		Logger:  logger,
-		Version: version(),
-		Store:   st,
+		NewSessionID: newID,
+		Servers:      servers,
+		Guards:       guardSections(cfg),
+		Limits:       lim,
+		Logger:       logger,
+		Version:      version(),
+		Store:        st,
 
 		SessionIdleTimeout: cfg.SessionIdleTimeout,
 		MaxSessions:        cfg.MaxSessions,
@@ -69,6 +79,18 @@ func buildGateway(cfg *config.Config, logger *slog.Logger, st store.Store, only 
 		return nil, err
 	}
 	return g, nil
+}
+
+// fleetOf returns the fleet session ids of a replica, or nil when the gateway runs alone.
+func fleetOf(cfg *config.Config) (*fleet.Sessions, error) {
+	if cfg.Fleet.Advertise == "" {
+		return nil, nil
+	}
+	fl, err := fleet.New(cfg.Fleet.Advertise, cfg.Fleet.KeyBytes)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", cfg.File, err)
+	}
+	return fl, nil
 }
 
 func guardSections(cfg *config.Config) map[string]guard.Config {

@@ -84,8 +84,17 @@ func serve(args []string, stdout, stderr io.Writer) int {
 			recordSecurityEvent(ctx, logger, e)
 		},
 	})
+	var endpoint http.Handler = front
+	fl, err := fleetOf(cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "portcullis: %v\n", err)
+		return 1
+	}
+	if fl != nil { // a request for another replica's legacy session goes to that replica
+		endpoint = fl.Handler(front, logger)
+	}
 	mux := http.NewServeMux()
-	mux.Handle("/mcp", front)
+	mux.Handle("/mcp", endpoint)
 	if auth.metadata != nil { // RFC 9728, at the root and for the /mcp path
 		mux.Handle(identity.MetadataPath, auth.metadata)
 		mux.Handle(identity.MetadataPath+"/mcp", auth.metadata)

@@ -48,6 +48,8 @@ type Config struct {
 	Admin *Admin `yaml:"admin"`
 	// Registry names the verified registry of servers (see internal/registry).
 	Registry *Registry `yaml:"registry"`
+	// Fleet lets replicas serve each other's legacy sessions (see fleet.go).
+	Fleet Fleet `yaml:"fleet"`
 
 	// File is the path the configuration was read from.
 	File string `yaml:"-"`
@@ -324,6 +326,7 @@ func (c *Config) validate() error {
 	}
 	errs = append(errs, c.validateAuth()...)
 	errs = append(errs, c.validateAdmin()...)
+	errs = append(errs, c.validateFleet()...)
 	if c.MaxMessageBytes < 0 {
 		errs = append(errs, c.at("must not be negative", "max_message_bytes"))
 	}

@@ -46,6 +46,9 @@ type Options struct {
 	SessionIdleTimeout time.Duration
 	// MaxSessions bounds the sessions open at once. Default 10000.
 	MaxSessions int
+	// NewSessionID mints legacy session ids; default: 128 random bits. Fleets use ids
+	// that name their replica (package fleet).
+	NewSessionID func() string
 }
 
 // Protocol versions the gateway speaks with clients, newest first.
@@ -88,6 +91,9 @@ func New(opts Options) (*Gateway, error) {
 	}
 	if opts.MaxSessions == 0 {
 		opts.MaxSessions = 10000
+	}
+	if opts.NewSessionID == nil {
+		opts.NewSessionID = randomID
 	}
 	g := &Gateway{opts: opts, byName: map[string]*Server{}, logger: opts.Logger,
 		sessions: map[string]*Session{}, modern: map[string]*Session{}, stop: make(chan struct{})}
@@ -184,7 +190,7 @@ func (g *Gateway) NewSession(p identity.Principal, c Client) (*Session, error) {
 	if len(g.sessions) >= g.opts.MaxSessions {
 		return nil, fmt.Errorf("too many open sessions (limit %d); try again later", g.opts.MaxSessions)
 	}
-	s := newSession(g, randomID(), p, "legacy", c)
+	s := newSession(g, g.opts.NewSessionID(), p, "legacy", c)
 	g.sessions[s.id] = s
 	return s, nil
 }

@@ -332,7 +332,9 @@ type GatewayConfig struct {
 	// Store is the store's path (pins, approvals, audit); writeConfig puts one in the
 	// configuration's directory when empty, so that no test uses the home directory's.
 	Store string
-	// Extra is top-level YAML appended as it is (admin: ..., for instance).
+	// StoreDSN puts the store in PostgreSQL instead (fleet tests).
+	StoreDSN string
+	// Extra is more top-level YAML, with {{listen}} replaced by the listen address.
 	Extra string
 }
 
@@ -345,8 +347,17 @@ func (c GatewayConfig) YAML() string {
 		fmt.Fprintf(&b, "listen: %s\n", q(c.Listen))
 	}
 	b.WriteString("auth: none\nlog:\n  level: debug\n")
-	if c.Store != "" {
+	switch {
+	case c.StoreDSN != "":
+		fmt.Fprintf(&b, "store: {driver: postgres, dsn: %s}\n", q(c.StoreDSN))
+	case c.Store != "":
 		fmt.Fprintf(&b, "store: {path: %s}\n", q(c.Store))
+	}
+	if c.Extra != "" {
+		b.WriteString(strings.ReplaceAll(c.Extra, "{{listen}}", c.Listen))
+		if !strings.HasSuffix(c.Extra, "\n") {
+			b.WriteString("\n")
+		}
 	}
 	if c.MaxMessageBytes > 0 {
 		fmt.Fprintf(&b, "max_message_bytes: %d\n", c.MaxMessageBytes)
@@ -382,9 +393,6 @@ func (c GatewayConfig) YAML() string {
 			}
 		}
 	}
-	if c.Extra != "" {
-		b.WriteString(strings.TrimSuffix(c.Extra, "\n") + "\n")
-	}
 	if c.Guards != "" {
 		b.WriteString("guards:\n")
 		b.WriteString(c.Guards)
@@ -401,7 +409,7 @@ func writeConfig(t *testing.T, c GatewayConfig) string {
 	t.Helper()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "portcullis.yaml")
-	if c.Store == "" {
+	if c.Store == "" && c.StoreDSN == "" {
 		c.Store = filepath.Join(dir, "portcullis.db")
 	}
 	if err := os.WriteFile(path, []byte(c.YAML()), 0o644); err != nil {

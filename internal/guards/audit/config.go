@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -50,8 +51,10 @@ type Config struct {
 
 // StoreConfig is guards.audit.store.
 type StoreConfig struct {
-	// Chain names this process's hash chain (default: the host name). Every process
-	// writing to one store needs its own: replicas of a fleet, or two gateways on a host.
+	// Chain names this process's hash chain (default: the host name and the process id,
+	// so replicas of a fleet, two gateways on a host, and the many `portcullis run`
+	// processes of a wrapped desktop client never write one chain at once; a later
+	// process with the same name continues the chain). audit verify walks every chain.
 	Chain string `yaml:"chain"`
 }
 
@@ -73,9 +76,9 @@ func (c *StoreConfig) chain() string {
 	}
 	h, err := os.Hostname()
 	if err != nil || h == "" {
-		return "default"
+		h = "default"
 	}
-	return h
+	return h + "-" + strconv.Itoa(os.Getpid())
 }
 
 // SyslogConfig is guards.audit.syslog.
