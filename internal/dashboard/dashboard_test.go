@@ -555,3 +555,29 @@ func mustURL(s string) *url.URL {
 	u, _ := url.Parse(s)
 	return u
 }
+
+// What clients and servers chose (tool names, arguments, messages, evidence) is shown as
+// text, never as markup.
+func TestHostileTextIsEscaped(t *testing.T) {
+	f := newFixture(t, true)
+	const evil = `<script>alert(1)</script><img src=x onerror=alert(2)>`
+	f.broker.Record(context.Background(), &audit.Event{Code: audit.CodeDeniedDetectArgs, Kind: audit.KindResponse, Decision: audit.Denied,
+		Principal: evil, Server: "fs", Method: "tools/call", Tool: evil, Guard: "detect-args", Message: evil,
+		Findings: []audit.Finding{{Detector: "cmdinj", Severity: "high", Pointer: "/cmd", Evidence: evil, Message: evil}}})
+	now := time.Now().UTC()
+	if err := f.st.CreateApproval(context.Background(), store.Approval{ID: "x1", ApprovalBinding: store.ApprovalBinding{Principal: "c", Server: "fs",
+		Method: "tools/call", Tool: evil, ArgsHash: "00"}, Arguments: []byte(`{"a":"` + strings.ReplaceAll(evil, `"`, `\"`) + `"}`), Reason: evil,
+		Status: store.ApprovalPending, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := f.login("ada")
+	for _, p := range []string{"/audit", "/alerts", "/live", "/approvals"} {
+		_, page := f.get(c, p)
+		if strings.Contains(page, "<script>alert") || strings.Contains(page, "<img src=x") {
+			t.Errorf("%s renders hostile text as markup", p)
+		}
+		if !strings.Contains(page, "&lt;script&gt;alert(1)") {
+			t.Errorf("%s does not show the hostile text at all", p)
+		}
+	}
+}
