@@ -181,7 +181,11 @@ func printApprovals(w io.Writer, as []store.Approval) {
 				by += " via " + a.Via
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, a.Status, a.Principal, a.Server, a.Tool, args,
+		status := a.Status
+		if status == store.ApprovalPending && time.Now().After(a.ExpiresAt) {
+			status = "pending (past expiry: nobody waits)" // its gateway stopped; settling it marks it expired
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, status, a.Principal, a.Server, a.Tool, args,
 			strings.Join(a.Approvers, ","), a.ExpiresAt.Local().Format(time.DateTime), strings.TrimSpace(by))
 	}
 	tw.Flush()

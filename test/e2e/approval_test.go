@@ -11,13 +11,21 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	neturl "net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/portcullis-mcp/portcullis/internal/store/postgres/pgtest"
 )
 
 type approvalResult struct {
@@ -373,5 +381,190 @@ func TestApprovalModernInputRequired(t *testing.T) {
 	}
 	if m := modernCall(t, g.URL, 4, "create_entities", entity(name), accept); m.Error == nil || m.Error.Code != -32010 {
 		t.Fatalf("a replayed retry: %s %s", m.errorOrNil(), m.Result)
+	}
+}
+
+// The webhook gets each pending approval with signed links; the gateway serves them on its
+// HTTP listener: the approve link releases the held call, the deny link refuses the next,
+// and a used link settles nothing again.
+func TestApprovalWebhookLinks(t *testing.T) {
+	requireE2E(t)
+	requireFile(t, memoryServerJS())
+	notices := make(chan map[string]any, 4)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var n map[string]any
+		json.NewDecoder(r.Body).Decode(&n)
+		notices <- n
+	}))
+	defer hook.Close()
+	mem := memoryServer(t)
+	dir := t.TempDir()
+	const base = "http://gateway.invalid" // links are rewritten to the gateway's real address
+	g := startServe(t, GatewayConfig{Servers: []ServerConfig{mem}, Guards: fmt.Sprintf(`  authz:
+    default: allow
+    rules:
+      - {name: memory-writes, effect: approve, tools: [create_entities], approvers: [ops]}
+  approval:
+    timeout: 60s
+    key_file: %s
+    webhook: {url: %s, base_url: %s}
+`, q(filepath.Join(dir, "approval.key")), q(hook.URL), q(base))})
+	memFile := mem.Env["MEMORY_FILE_PATH"]
+
+	for _, tc := range []struct {
+		link string
+		pass bool
+	}{{"approve_url", true}, {"deny_url", false}} {
+		name := "approval-link-" + strings.TrimSuffix(tc.link, "_url")
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		cmd := nodeCommand(ctx, filepath.Join(repoRoot, "test", "e2e", "clients", "sdk-client.mjs"),
+			"--call", "create_entities", argsJSON(t, entity(name)), "--url", g.URL)
+		var stdout bytes.Buffer
+		cmd.Stdout = &stdout
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		var n map[string]any
+		select {
+		case n = <-notices:
+		case <-time.After(60 * time.Second):
+			t.Fatal("no webhook notice")
+		}
+		if n["tool"] != "create_entities" || n["server"] != "memory" || !strings.Contains(fmt.Sprint(n["arguments"]), name) {
+			t.Fatalf("notice %v", n)
+		}
+		link := strings.Replace(fmt.Sprint(n[tc.link]), base, g.Base, 1)
+		resp, err := http.Get(link)
+		if err != nil {
+			t.Fatal(err)
+		}
+		page, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(page), "create_entities") || memoryHas(t, memFile, name) {
+			t.Fatalf("GET %s: %d %s", tc.link, resp.StatusCode, page)
+		}
+		u, _ := neturl.Parse(link)
+		resp, err = http.PostForm(g.Base+u.Path, u.Query())
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("POST %s: %v %v", tc.link, err, resp.Status)
+		}
+		resp.Body.Close()
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("sdk-client: %v", err)
+		}
+		cancel()
+		var res sdkResult
+		json.Unmarshal(bytes.TrimSpace(stdout.Bytes()), &res)
+		if len(res.Calls) != 1 || (res.Calls[0].Error == nil) != tc.pass || memoryHas(t, memFile, name) != tc.pass {
+			t.Fatalf("%s: %s", tc.link, stdout.String())
+		}
+		// Used: the link settles nothing again.
+		resp, err = http.PostForm(g.Base+u.Path, u.Query())
+		if err != nil || resp.StatusCode != http.StatusConflict {
+			t.Errorf("second POST %s: %v %v", tc.link, err, resp.Status)
+		}
+		resp.Body.Close()
+	}
+}
+
+// startServePG starts serve with c's configuration on the PostgreSQL store dsn.
+func startServePG(t *testing.T, c GatewayConfig, dsn string) *Gateway {
+	t.Helper()
+	for attempt := 0; ; attempt++ {
+		c.Listen = "127.0.0.1:" + strconv.Itoa(freePort(t))
+		c.Store = ""
+		cfg := filepath.Join(t.TempDir(), "portcullis.yaml")
+		if err := os.WriteFile(cfg, []byte(c.YAML()+"store: {driver: postgres, dsn: "+q(dsn)+"}\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		p := startProc(t, "portcullis serve", exec.Command(portcullisBin, "serve", "--config", cfg))
+		g := &Gateway{Proc: p, Base: "http://" + c.Listen, URL: "http://" + c.Listen + "/mcp", Config: cfg}
+		err := waitFor(30*time.Second, p, func() error {
+			resp, err := http.Get(g.Base + "/healthz")
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			return nil
+		})
+		if err == nil {
+			return g
+		}
+		if attempt < 2 && strings.Contains(p.Stderr.String(), "address already in use") {
+			continue
+		}
+		t.Fatalf("portcullis serve did not come up: %v\n%s", err, p.Stderr.String())
+	}
+}
+
+// A fleet on PostgreSQL: a call held on one replica is released when the command line
+// (through the other replica's configuration) approves it. The replica looks at the store
+// only once an hour, so only PostgreSQL's notification can release it.
+func TestApprovalFleet(t *testing.T) {
+	requireE2E(t)
+	requireFile(t, memoryServerJS())
+	dsn := pgtest.Schema(t)
+	mem := memoryServer(t)
+	dir := t.TempDir()
+	guards := fmt.Sprintf(`  authz:
+    default: allow
+    rules:
+      - {name: memory-writes, effect: approve, tools: [create_entities]}
+  approval:
+    timeout: 5m
+    poll_interval: 1h
+    key_file: %s
+`, q(filepath.Join(dir, "approval.key")))
+	r1 := startServePG(t, GatewayConfig{Servers: []ServerConfig{mem}, Guards: guards}, dsn)
+	r2 := startServePG(t, GatewayConfig{Servers: []ServerConfig{mem}, Guards: guards}, dsn)
+	name := "approval-fleet"
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := nodeCommand(ctx, filepath.Join(repoRoot, "test", "e2e", "clients", "sdk-client.mjs"),
+		"--call", "create_entities", argsJSON(t, entity(name)), "--url", r1.URL)
+	var stdout bytes.Buffer
+	cmd.Stdout = &stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := awaitPending(t, r2.Config, map[string]bool{})
+	// The held call subscribes to notifications right after recording its approval; wait
+	// until replica 1 is listening so that the notice cannot go out before.
+	waitListening(t, dsn)
+	if _, err := cli(t, "approvals", "approve", p.ID, "--config", r2.Config, "--as", "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("sdk-client: %v", err)
+	}
+	var res sdkResult
+	json.Unmarshal(bytes.TrimSpace(stdout.Bytes()), &res)
+	if len(res.Calls) != 1 || res.Calls[0].Error != nil || !memoryHas(t, mem.Env["MEMORY_FILE_PATH"], name) {
+		t.Fatalf("held call on replica 1: %s", stdout.String())
+	}
+}
+
+// waitListening waits until some connection listens for settled approvals.
+func waitListening(t *testing.T, dsn string) {
+	t.Helper()
+	err := waitFor(60*time.Second, nil, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			return err
+		}
+		defer conn.Close(ctx)
+		var n int
+		if err := conn.QueryRow(ctx, "SELECT COUNT(*) FROM pg_stat_activity WHERE state = 'idle' AND query = 'LISTEN portcullis_approvals'").Scan(&n); err != nil {
+			return err
+		}
+		if n == 0 {
+			return fmt.Errorf("nobody listens")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -109,22 +109,31 @@ func (g *Guard) sign() (*Signer, error) {
 // current is the guard of the running chain, for the link endpoints.
 var current atomic.Pointer[Guard]
 
+// check checks the fields of a configuration (not the webhook's).
+func (c *Config) check() error {
+	var errs []error
+	if c.Timeout < 0 {
+		errs = append(errs, fieldErr("timeout", "must be positive"))
+	}
+	if c.GrantDuration < 0 || c.GrantDuration > MaxGrant {
+		errs = append(errs, fieldErr("grant_duration", "must be between 1s and %s", MaxGrant))
+	}
+	if c.PollInterval < 0 {
+		errs = append(errs, fieldErr("poll_interval", "must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
 // Compile checks a configuration.
 func Compile(c Config, o Options) (*Guard, error) {
+	if err := c.check(); err != nil {
+		return nil, err
+	}
 	if c.Timeout == 0 {
 		c.Timeout = 5 * time.Minute
 	}
-	if c.Timeout < 0 {
-		return nil, errors.New("timeout must be positive")
-	}
 	if c.GrantDuration == 0 {
 		c.GrantDuration = 15 * time.Minute
-	}
-	if c.GrantDuration < 0 || c.GrantDuration > MaxGrant {
-		return nil, fmt.Errorf("grant_duration must be between 1s and %s", MaxGrant)
-	}
-	if c.PollInterval < 0 {
-		return nil, errors.New("poll_interval must be positive")
 	}
 	poll := c.PollInterval
 	if poll == 0 {
@@ -163,6 +172,21 @@ func (h *handler) Handle(ctx context.Context, c *guard.Call) (*jsonrpc.Message, 
 		return h.next.Handle(ctx, c)
 	}
 	g := h.g
+	// The person's time is the approval's timeout, not the server's call_timeout: the
+	// call's timeouts stop while it is held and go on when it is released.
+	resume := guard.PauseTimeouts(ctx)
+	held := true
+	defer func() {
+		if held {
+			resume()
+		}
+	}()
+	next := h.next
+	h = &handler{g: g, next: guard.HandlerFunc(func(ctx context.Context, c *guard.Call) (*jsonrpc.Message, error) {
+		held = false
+		resume()
+		return next.Handle(ctx, c)
+	})}
 	if g.o.Store == nil {
 		return nil, guard.Deny(Name, jsonrpc.CodeApprovalRequired, "%s needs a person's approval (%s), and the gateway has no store to hold approvals in, so it was refused", what(c), reasons(c.Holds))
 	}
@@ -174,31 +198,28 @@ func (h *handler) Handle(ctx context.Context, c *guard.Call) (*jsonrpc.Message, 
 	session := sessionOf(c)
 	now := g.o.Now()
 
-	// A 2026-07-28 retry: the answer to the gateway's own question.
-	var retry string
-	if c.Era == "modern" {
-		if v, ok := jsonrpc.LookupString(c.Msg.Params, "requestState"); ok && isState(v) {
-			retry = v
-		}
-	}
-	if retry == "" {
-		a, err := g.o.Store.FindGrant(ctx, b, session, now)
-		if err == nil {
-			trail.Decide(ctx, trail.Event{Code: trail.CodeApprovalGranted, Guard: Name, Decision: "approved", Approval: a.ID,
-				Approver: approverOf(a), Message: fmt.Sprintf("released by approval %s (scope %s)", a.ID, scopeText(a))})
-			return h.pass(ctx, c)
-		}
-		if !errors.Is(err, store.ErrNotFound) {
-			return nil, g.failed(c, "look up earlier approvals", err)
-		}
-	}
-	if retry != "" {
-		return h.resume(ctx, c, b, retry)
-	}
-
 	a := store.Approval{
 		ID: NewID(), ApprovalBinding: b, Session: session, Arguments: args, Reason: reasons(c.Holds),
 		Approvers: approvers(c.Holds), Status: store.ApprovalPending, CreatedAt: now, ExpiresAt: now.Add(g.c.Timeout),
+	}
+	ask := g.elicit && len(a.Approvers) == 0 && c.HasCapability("elicitation") && formMode(c)
+	mrtr := ask && c.Era == "modern" && inputRequiredMethods[c.Msg.Method]
+
+	// A 2026-07-28 retry: the answer to the gateway's own question.
+	if v, ok := jsonrpc.LookupString(c.Msg.Params, "requestState"); ok && mrtr && isState(v) {
+		return h.resume(ctx, c, a, v)
+	}
+	if grant, err := g.o.Store.FindGrant(ctx, b, session, now); err == nil {
+		trail.Decide(ctx, trail.Event{Code: trail.CodeApprovalGranted, Guard: Name, Decision: "approved", Approval: grant.ID,
+			Approver: approverOf(grant), Message: fmt.Sprintf("released by approval %s (scope %s)", grant.ID, scopeText(grant))})
+		return h.pass(ctx, c)
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return nil, g.failed(c, "look up earlier approvals", err)
+	}
+	if mrtr {
+		// Nothing is stored until the answer comes back: a client that never retries
+		// leaves no pending approval behind.
+		return g.inputRequired(ctx, c, a)
 	}
 	if err := g.o.Store.CreateApproval(ctx, a); err != nil {
 		return nil, g.failed(c, "record the pending approval", err)
@@ -207,10 +228,6 @@ func (h *handler) Handle(ctx context.Context, c *guard.Call) (*jsonrpc.Message, 
 		slog.String("upstream", b.Server), slog.String("method", b.Method), slog.String("tool", b.Tool), slog.String("reason", a.Reason))
 	if g.o.Notify != nil {
 		g.o.Notify(context.WithoutCancel(ctx), a)
-	}
-	ask := g.elicit && len(a.Approvers) == 0 && c.HasCapability("elicitation") && formMode(c)
-	if ask && c.Era == "modern" && inputRequiredMethods[c.Msg.Method] {
-		return g.inputRequired(ctx, c, a)
 	}
 	settled, err := g.hold(ctx, c, a, ask && c.Era != "modern")
 	if err != nil {
@@ -222,9 +239,6 @@ func (h *handler) Handle(ctx context.Context, c *guard.Call) (*jsonrpc.Message, 
 // hold waits for approval a to be settled, asking the user meanwhile when ask is set, and
 // returns it settled. At the timeout it is settled as expired.
 func (g *Guard) hold(ctx context.Context, c *guard.Call, a store.Approval, ask bool) (store.Approval, error) {
-	// The person's time is the approval's timeout, not the server's call_timeout.
-	resume := guard.PauseTimeouts(ctx)
-	defer resume()
 	wctx, cancel := context.WithDeadline(ctx, a.ExpiresAt)
 	defer cancel()
 	wake := make(chan struct{}, 1)
@@ -377,36 +391,39 @@ func (g *Guard) inputRequired(ctx context.Context, c *guard.Call, a store.Approv
 }
 
 // resume handles the retry of a 2026-07-28 client that carries the gateway's requestState.
-func (h *handler) resume(ctx context.Context, c *guard.Call, b store.ApprovalBinding, v string) (*jsonrpc.Message, error) {
+// The approval a (built for this retry) takes the id and expiry of the state; it is
+// recorded only with the answer, and its id is new only once: a second retry with the
+// same state finds it recorded and releases nothing.
+func (h *handler) resume(ctx context.Context, c *guard.Call, a store.Approval, v string) (*jsonrpc.Message, error) {
 	g := h.g
 	now := g.o.Now()
 	signer, err := g.sign()
 	if err != nil {
 		return nil, g.failed(c, "load the approval key", err)
 	}
-	id, err := signer.Check(v, b, now)
+	st, err := signer.Check(v, a.ApprovalBinding, now)
 	if err != nil {
 		return nil, guard.Deny(Name, jsonrpc.CodeDenied, "%s was refused: %v", what(c), err)
 	}
-	a, err := g.o.Store.GetApproval(ctx, id)
-	if err != nil {
-		return nil, g.failed(c, "read the approval", err)
-	}
-	if bindingKey(a.ApprovalBinding) != bindingKey(b) {
-		return nil, guard.Deny(Name, jsonrpc.CodeDenied, "%s was refused: %v", what(c), errStateOther)
-	}
+	a.ID, a.ExpiresAt = st.ID, time.Unix(st.Expires, 0).UTC()
 	raw, ok := jsonrpc.LookupPath(c.Msg.Params, "inputResponses", elicitKey)
 	if !ok {
-		if a.Status == store.ApprovalPending {
-			return g.inputRequired(ctx, c, a) // asked again, as the spec says
-		}
-		return h.finish(ctx, c, spent(a))
+		return g.inputRequired(ctx, c, a) // asked again, as the spec says
 	}
 	d, ok := g.answer(raw, c)
 	if !ok {
 		return nil, guard.Deny(Name, jsonrpc.CodeInvalidParams, "inputResponses.%s is not an elicitation result (accept, decline or cancel)", elicitKey)
 	}
-	settled, err := Settle(ctx, g.o.Store, id, d, now)
+	if err := g.o.Store.CreateApproval(ctx, a); errors.Is(err, store.ErrExists) {
+		used, gerr := g.o.Store.GetApproval(ctx, a.ID)
+		if gerr != nil {
+			return nil, g.failed(c, "read the approval", gerr)
+		}
+		return h.finish(ctx, c, spent(used))
+	} else if err != nil {
+		return nil, g.failed(c, "record the approval", err)
+	}
+	settled, err := Settle(ctx, g.o.Store, a.ID, d, now)
 	if errors.Is(err, store.ErrNotPending) {
 		return h.finish(ctx, c, spent(settled))
 	}

@@ -44,6 +44,7 @@ type inputRequired struct {
 
 func first(t *testing.T, h guard.Handler, u *upstream, args string) inputRequired {
 	t.Helper()
+	before := u.n()
 	resp, err, ds := handle(h, modernCall(args))
 	if err != nil {
 		t.Fatal(err)
@@ -62,7 +63,7 @@ func first(t *testing.T, h guard.Handler, u *upstream, args string) inputRequire
 	if strings.Contains(string(q.Params.RequestedSchema), `"session"`) {
 		t.Errorf("a session scope offered to a sessionless client: %s", q.Params.RequestedSchema)
 	}
-	if u.n() != 0 {
+	if u.n() != before {
 		t.Fatal("the upstream saw a held call")
 	}
 	if len(ds) != 1 || ds[0].Code != trail.CodeApprovalAsked {
@@ -83,6 +84,9 @@ func TestModernRoundTrip(t *testing.T) {
 	st := openStore(t)
 	h, u, _ := newGuard(t, st, Config{})
 	ir := first(t, h, u, `{"a":1}`)
+	if as, _ := st.ListApprovals(context.Background(), "", 0); len(as) != 0 {
+		t.Fatalf("the question left approvals in the store: %+v", as)
+	}
 
 	// Tampered, or for other arguments or another principal: refused.
 	tampered := ir.RequestState[:len(ir.RequestState)-2] + "xx"
@@ -168,4 +172,21 @@ func TestModernWithoutElicitationWaits(t *testing.T) {
 	if err := <-done; err != nil || u.n() != 1 {
 		t.Fatalf("%v, upstream %d", err, u.n())
 	}
+}
+
+// A duration answer from a 2026-07-28 client releases its later calls with the same
+// arguments without asking again.
+func TestModernDurationGrant(t *testing.T) {
+	st := openStore(t)
+	h, u, _ := newGuard(t, st, Config{})
+	ir := first(t, h, u, `{"a":1}`)
+	if _, err := h.Handle(context.Background(), modernCall(`{"a":1}`, stateField(ir.RequestState),
+		`"inputResponses":{"portcullis_approval":{"action":"accept","content":{"scope":"duration"}}}`)); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := h.Handle(context.Background(), modernCall(`{"a":1}`))
+	if err != nil || strings.Contains(string(resp.Result), "input_required") || u.n() != 2 {
+		t.Fatalf("later call: %v %s, upstream %d", err, resp.Result, u.n())
+	}
+	first(t, h, u, `{"a":2}`) // other arguments: asked
 }

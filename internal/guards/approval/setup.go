@@ -2,6 +2,7 @@ package approval
 
 import (
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -26,7 +27,7 @@ func init() {
 		}
 		g, err := Setup(c, env.Store)
 		if err != nil {
-			return nil, err
+			return nil, locate(cfg, err)
 		}
 		if env.Logger != nil {
 			g.log = env.Logger.With("guard", Name)
@@ -42,10 +43,8 @@ func init() {
 // Setup builds the guard for configuration c over st, loading the approval key.
 func Setup(c Config, st store.Store) (*Guard, error) {
 	o := Options{Store: st}
-	if c.Webhook != nil {
-		if err := c.Webhook.check(); err != nil {
-			return nil, err
-		}
+	if err := errors.Join(c.check(), c.Webhook.check()); err != nil {
+		return nil, err
 	}
 	// The key signs what leaves the gateway and must come back: requestState for
 	// 2026-07-28 clients and links. A key per process would make a retry on another
@@ -108,4 +107,50 @@ func loadKey(path string) ([]byte, error) {
 		return nil, fmt.Errorf("key_file %s: want at least 32 hex digits", path)
 	}
 	return k, nil
+}
+
+// fieldError is a configuration error about one field of the section.
+type fieldError struct {
+	field string
+	msg   string
+}
+
+func (e *fieldError) Error() string { return e.field + ": " + e.msg }
+
+func fieldErr(field, format string, args ...any) error {
+	return &fieldError{field: field, msg: fmt.Sprintf(format, args...)}
+}
+
+// locate places field errors at their line in the configuration file, when the section
+// can (config.Section).
+func locate(cfg guard.Config, err error) error {
+	loc, ok := cfg.(interface {
+		Errorf(field, format string, args ...any) error
+	})
+	if !ok {
+		return err
+	}
+	var out []error
+	var walk func(error)
+	walk = func(e error) {
+		if j, ok := e.(interface{ Unwrap() []error }); ok {
+			for _, x := range j.Unwrap() {
+				walk(x)
+			}
+			return
+		}
+		var fe *fieldError
+		if errors.As(e, &fe) {
+			top, sub, nested := strings.Cut(fe.field, ".")
+			if nested {
+				out = append(out, loc.Errorf(top, "%s: %s", sub, fe.msg))
+			} else {
+				out = append(out, loc.Errorf(top, "%s", fe.msg))
+			}
+			return
+		}
+		out = append(out, e)
+	}
+	walk(err)
+	return errors.Join(out...)
 }

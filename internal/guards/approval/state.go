@@ -64,36 +64,36 @@ var (
 // isState reports whether v looks like a requestState of the gateway.
 func isState(v string) bool { return strings.HasPrefix(v, statePrefix) }
 
-// Check verifies a requestState for a retry with binding b at now and returns the id of
-// its approval.
-func (s *Signer) Check(v string, b store.ApprovalBinding, now time.Time) (string, error) {
+// Check verifies a requestState for a retry with binding b at now and returns what it
+// holds (the approval's id and expiry).
+func (s *Signer) Check(v string, b store.ApprovalBinding, now time.Time) (state, error) {
 	rest, ok := strings.CutPrefix(v, statePrefix)
 	if !ok {
-		return "", errStateForged
+		return state{}, errStateForged
 	}
 	p, sig, ok := strings.Cut(rest, ".")
 	if !ok {
-		return "", errStateForged
+		return state{}, errStateForged
 	}
 	got, err := base64.RawURLEncoding.DecodeString(sig)
 	if err != nil || !hmac.Equal(got, s.mac("state", p)) {
-		return "", errStateForged
+		return state{}, errStateForged
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(p)
 	if err != nil {
-		return "", errStateForged
+		return state{}, errStateForged
 	}
 	var st state
 	if json.Unmarshal(raw, &st) != nil || st.ID == "" {
-		return "", errStateForged
+		return state{}, errStateForged
 	}
 	if now.Unix() > st.Expires {
-		return "", errStateExpired
+		return state{}, errStateExpired
 	}
 	if !hmac.Equal([]byte(st.Binding), []byte(Hash([]byte(bindingKey(b))))) {
-		return "", errStateOther
+		return state{}, errStateOther
 	}
-	return st.ID, nil
+	return st, nil
 }
 
 // Link decisions.

@@ -10,8 +10,11 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 
 	"github.com/portcullis-mcp/portcullis/internal/store"
 )
@@ -29,22 +32,40 @@ type WebhookConfig struct {
 	Timeout time.Duration `yaml:"timeout"`
 }
 
+// UnmarshalYAML decodes strictly: a misspelt key is an error with its line.
+func (w *WebhookConfig) UnmarshalYAML(n *yaml.Node) error {
+	known := []string{"url", "base_url", "headers", "timeout"}
+	if n.Kind != yaml.MappingNode {
+		return fmt.Errorf("line %d: webhook must be a mapping (%s)", n.Line, strings.Join(known, ", "))
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if k := n.Content[i]; !slices.Contains(known, k.Value) {
+			return fmt.Errorf("line %d: webhook: unknown field %q (known: %s)", k.Line, k.Value, strings.Join(known, ", "))
+		}
+	}
+	type plain WebhookConfig
+	return n.Decode((*plain)(w))
+}
+
 // LinkPath is where the gateway serves the signed approve/deny links (on its HTTP
 // listener).
 const LinkPath = "/approvals/link"
 
 func (w *WebhookConfig) check() error {
+	if w == nil {
+		return nil
+	}
 	var errs []error
 	u, err := url.Parse(w.URL)
 	if w.URL == "" || err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		errs = append(errs, fmt.Errorf("webhook.url: want an http(s) URL, not %q", w.URL))
+		errs = append(errs, fieldErr("webhook.url", "want an http(s) URL, not %q", w.URL))
 	}
 	b, err := url.Parse(w.BaseURL)
 	if w.BaseURL == "" || err != nil || (b.Scheme != "https" && b.Scheme != "http") || b.Host == "" || (b.Path != "" && b.Path != "/") || b.RawQuery != "" {
-		errs = append(errs, fmt.Errorf("webhook.base_url: want the gateway's http(s) origin such as https://gw.example.com, not %q", w.BaseURL))
+		errs = append(errs, fieldErr("webhook.base_url", "want the gateway's http(s) origin such as https://gw.example.com, not %q", w.BaseURL))
 	}
 	if w.Timeout < 0 {
-		errs = append(errs, errors.New("webhook.timeout must be positive"))
+		errs = append(errs, fieldErr("webhook.timeout", "must be positive"))
 	}
 	return errors.Join(errs...)
 }

@@ -44,9 +44,9 @@ type Config struct {
 	Block           detect.Severity `yaml:"block"`            // refuse at or above (default high)
 	// Approve, when set, holds calls with a finding at or above it (and below block) for a
 	// person's approval (guard.Hold; the approval guard asks). Unset: such calls pass.
-	Approve *detect.Severity `yaml:"approve"`
-	Disable         []string        `yaml:"disable"`          // detectors off: pathtrav, ssrf, cmdinj, canary
-	CanaryFile      string          `yaml:"canary_file"`      // canary tokens (default $PORTCULLIS_CANARY_FILE)
+	Approve    *detect.Severity `yaml:"approve"`
+	Disable    []string         `yaml:"disable"`     // detectors off: pathtrav, ssrf, cmdinj, canary
+	CanaryFile string           `yaml:"canary_file"` // canary tokens (default $PORTCULLIS_CANARY_FILE)
 }
 
 // Extra scans every string argument (canary tokens).
