@@ -61,9 +61,8 @@ const (
 	CodeDeniedRegistry   = "PC5001W" // refused by registry
 	CodeRugPull          = "PC5002A" // a pinned tool, prompt or template definition changed (the diff is in the message); blocked until approved
 	CodeRegistryRefused  = "PC5003A" // a server refused by the registry: not listed, source or binary hash or certificate not matching, bad signature
-	CodePinned           = "PC5004I" // a definition pinned on first use
-	CodePinReview        = "PC5005W" // a new definition held for review
-	CodeSupplyChain      = "PC5006W" // a registry finding: unpinned package, server or tool imitating another, tool name collision
+	CodePinReview        = "PC5004W" // a new definition held for review
+	CodeSupplyChain      = "PC5005W" // a registry finding: unpinned package, server or tool imitating another, tool name collision
 	CodeApprovalAsked    = "PC6000I" // a held call: the user was asked (2026-07-28 input_required)
 	CodeDeniedApproval   = "PC6001W" // refused by approval (rejected or timed out)
 	CodeApproved         = "PC6002I" // a held call approved by a person (approver, via, scope)

@@ -36,14 +36,18 @@ func (g *Guard) listing(ctx context.Context, c *guard.Call, next guard.Handler, 
 		return g.replace(resp, field, []byte("[]"))
 	}
 	fanout := c.Server == ""
+	var offered map[string]map[string]string // server -> template -> hash, for merged templates
 	if fanout && kind == pins.KindTemplate {
 		// Merged templates do not say which server offers them: ask each server.
+		offered = map[string]map[string]string{}
 		for _, s := range g.servers {
-			if err := g.relist(ctx, c, next, s, kind); err != nil {
+			hs, err := g.relist(ctx, c, next, s, kind)
+			if err != nil {
 				g.log.LogAttrs(ctx, slog.LevelWarn, "server's templates could not be checked; they are hidden",
 					slog.String("upstream", s), slog.String("err", err.Error()))
-				g.state.changed(s, kind)
+				continue
 			}
+			offered[s] = hs
 		}
 	}
 	cursor, hasCursor := jsonrpc.Lookup(resp.Result, "nextCursor")
@@ -60,7 +64,7 @@ func (g *Guard) listing(ctx context.Context, c *guard.Call, next guard.Handler, 
 		}
 		server, local := c.Server, name
 		if fanout && kind == pins.KindTemplate {
-			keep[i] = g.templateApproved(kind, name, it)
+			keep[i] = g.templateApproved(kind, name, it, offered)
 			changed = changed || !keep[i]
 			continue
 		}
@@ -78,7 +82,7 @@ func (g *Guard) listing(ctx context.Context, c *guard.Call, next guard.Handler, 
 		if !known {
 			gen = ^uint64(0) // a server the gateway does not front: never recorded
 		}
-		v := g.observe(ctx, c, k, it, gen)
+		v, _ := g.observe(ctx, c, k, it, gen)
 		keep[i] = v.Allowed()
 		if !keep[i] {
 			changed = true
@@ -142,15 +146,15 @@ func (g *Guard) replace(resp *jsonrpc.Message, field string, arr []byte) (*jsonr
 }
 
 // templateApproved reports whether some server offers exactly this template definition,
-// approved (merged listings of several servers).
-func (g *Guard) templateApproved(kind, name string, item []byte) bool {
+// approved (merged listings of several servers); offered is what each server listed.
+func (g *Guard) templateApproved(kind, name string, item []byte, offered map[string]map[string]string) bool {
 	_, hash, err := pins.Canonical(kind, item, name)
 	if err != nil {
 		return false
 	}
-	for _, s := range g.servers {
+	for s, hs := range offered {
 		k := store.PinKey{Server: s, Kind: kind, Name: name}
-		if h, ok := g.state.get(k); ok && h == hash && g.checker.Allowed(k, hash) {
+		if hs[name] == hash && g.checker.Allowed(k, hash) {
 			return true
 		}
 	}
@@ -222,19 +226,21 @@ func withCall(ctx context.Context, c *guard.Call) context.Context {
 const maxDiff = 16 << 10
 
 // report records what the checker decided: an alert for a changed definition (a rug
-// pull), a warning for a new one held for review, information for a new pin.
+// pull), a warning for a new one held for review. A definition pinned on first use is
+// only logged: the pin itself (who, when, what) is its record.
 func (g *Guard) report(ctx context.Context, e pins.Event) {
+	if e.Verdict == pins.PinnedNow {
+		g.log.LogAttrs(ctx, slog.LevelInfo, "pinned on first use", slog.String("upstream", e.Key.Server),
+			slog.String("kind", e.Key.Kind), slog.String("name", e.Key.Name), slog.String("hash", e.Hash))
+		return
+	}
 	ev := &trail.Event{Kind: "security", Direction: "outbound", Server: e.Key.Server, Tool: e.Key.Name}
 	if c, _ := ctx.Value(callKey{}).(*guard.Call); c != nil {
 		ev.Principal, ev.AuthMethod, ev.Session, ev.Method = c.Principal.ID, c.Principal.Method, c.Session, c.Msg.Method
 	}
-	level := slog.LevelInfo
+	level := slog.LevelWarn
 	switch e.Verdict {
-	case pins.PinnedNow:
-		ev.Code, ev.Decision = trail.CodePinned, trail.Allowed
-		ev.Message = fmt.Sprintf("%s %q of server %q pinned on first use (%s)", e.Key.Kind, e.Key.Name, e.Key.Server, pins.Short(e.Hash))
 	case pins.New:
-		level = slog.LevelWarn
 		ev.Code, ev.Decision = trail.CodePinReview, trail.Denied
 		ev.Message = fmt.Sprintf("%s %q of server %q is new: hidden until a person approves it (portcullis pins approve %s %s)\n%s",
 			e.Key.Kind, e.Key.Name, e.Key.Server, e.Key.Server, e.Key.Name, cut(e.Diff))

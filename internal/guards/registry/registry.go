@@ -19,6 +19,7 @@ package registry
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -125,10 +126,36 @@ type State struct {
 	// gen counts, per server, the times what it offers was forgotten: a listing that was
 	// under way when its server said its list changed must not record what it read.
 	gen map[string]uint64
+	// hashes remembers the canonical hash of the raw bytes last listed for a key, so that
+	// an unchanged listing is not decoded again.
+	hashes map[store.PinKey]rawHash
+}
+
+type rawHash struct {
+	raw  [sha256.Size]byte
+	hash string
 }
 
 // NewState returns an empty state.
-func NewState() *State { return &State{offered: map[store.PinKey]string{}, gen: map[string]uint64{}} }
+func NewState() *State {
+	return &State{offered: map[store.PinKey]string{}, gen: map[string]uint64{}, hashes: map[store.PinKey]rawHash{}}
+}
+
+// hashOf returns the canonical hash last computed for these raw bytes of k.
+func (s *State) hashOf(k store.PinKey, raw [sha256.Size]byte) (string, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	h, ok := s.hashes[k]
+	return h.hash, ok && h.raw == raw
+}
+
+func (s *State) rememberHash(k store.PinKey, raw [sha256.Size]byte, hash string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.hashes[k]; ok || len(s.hashes) < maxOffered {
+		s.hashes[k] = rawHash{raw, hash}
+	}
+}
 
 // generation returns the server's generation (see gen).
 func (s *State) generation(server string) uint64 {
@@ -288,10 +315,11 @@ func (g *Guard) allow(ctx context.Context, c *guard.Call, next guard.Handler, ki
 	k := store.PinKey{Server: server, Kind: kind, Name: name}
 	hash, ok := g.state.get(k)
 	if !ok {
-		if err := g.relist(ctx, c, next, server, kind); err != nil {
+		offered, err := g.relist(ctx, c, next, server, kind)
+		if err != nil {
 			return err
 		}
-		hash, ok = g.state.get(k)
+		hash, ok = offered[name]
 	}
 	if !ok {
 		return g.deny(k, "%s %q is not in the current listing of server %q, so its definition cannot be checked against its pin (list the %ss again)", kind, name, server, kind)
@@ -383,12 +411,14 @@ func (g *Guard) templateBlocked(ctx context.Context, c *guard.Call) error {
 // maxPages bounds the pages the guard reads when it lists a server itself.
 const maxPages = 100
 
-// relist asks server for its whole list of kind through the rest of the chain, and
-// observes every item (pinning, holding, reporting as a listing does).
-func (g *Guard) relist(ctx context.Context, c *guard.Call, next guard.Handler, server, kind string) error {
+// relist asks server for its whole list of kind through the rest of the chain, observes
+// every item (pinning, holding, reporting as a listing does), and returns the hash of each
+// item by name.
+func (g *Guard) relist(ctx context.Context, c *guard.Call, next guard.Handler, server, kind string) (map[string]string, error) {
 	if err := g.checker.Refresh(ctx); err != nil {
-		return g.fault(err)
+		return nil, g.fault(err)
 	}
+	offered := map[string]string{}
 	method := listMethod[kind]
 	_, field, _ := pins.ListKind(method)
 	params := []byte(`{}`)
@@ -399,20 +429,23 @@ func (g *Guard) relist(ctx context.Context, c *guard.Call, next guard.Handler, s
 			Session: c.Session, Principal: c.Principal, Server: server, Era: c.Era, Client: c.Client}
 		resp, err := next.Handle(ctx, lc)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if resp == nil || resp.Error != nil {
 			msg := "no answer"
 			if resp != nil {
 				msg = resp.Error.Message
 			}
-			return guard.Deny(Name, jsonrpc.CodeUpstreamUnavailable, "server %q could not list its %ss to check them against their pins: %s", server, kind, msg)
+			return nil, guard.Deny(Name, jsonrpc.CodeUpstreamUnavailable, "server %q could not list its %ss to check them against their pins: %s", server, kind, msg)
 		}
 		arr, _ := jsonrpc.Lookup(resp.Result, field)
 		jsonrpc.Elements(arr, func(item []byte) bool {
 			name, _ := jsonrpc.LookupString(item, pins.KeyField(kind))
 			if name != "" {
-				g.observe(ctx, c, store.PinKey{Server: server, Kind: kind, Name: name}, item, gen)
+				k := store.PinKey{Server: server, Kind: kind, Name: name}
+				if _, hash := g.observe(ctx, c, k, item, gen); hash != "" {
+					offered[name] = hash
+				}
 				seen[name] = true
 			}
 			return true
@@ -420,28 +453,35 @@ func (g *Guard) relist(ctx context.Context, c *guard.Call, next guard.Handler, s
 		cursor, ok := jsonrpc.Lookup(resp.Result, "nextCursor")
 		if !ok || string(cursor) == "null" {
 			g.state.forget(server, kind, seen)
-			return nil
+			return offered, nil
 		}
 		params = append(append([]byte(`{"cursor":`), cursor...), '}')
 	}
-	return nil
+	return offered, nil
 }
 
-// observe decides on one offered definition and remembers what the server offers.
+// observe decides on one offered definition, remembers what the server offers, and
+// returns the verdict and the definition's hash ("" when it cannot be hashed).
 // gen is the server's generation when the listing began.
-func (g *Guard) observe(ctx context.Context, c *guard.Call, k store.PinKey, item []byte, gen uint64) pins.Verdict {
+func (g *Guard) observe(ctx context.Context, c *guard.Call, k store.PinKey, item []byte, gen uint64) (pins.Verdict, string) {
+	raw := sha256.Sum256(item)
+	if hash, ok := g.state.hashOf(k, raw); ok && g.checker.Allowed(k, hash) {
+		g.state.set(k, hash, gen) // the same bytes as an approved definition: nothing to decode
+		return pins.Approved, hash
+	}
 	canon, hash, err := pins.Canonical(k.Kind, item, k.Name)
 	if err != nil {
 		g.log.LogAttrs(ctx, slog.LevelWarn, "definition could not be hashed; hidden", slog.String("upstream", k.Server),
 			slog.String("kind", k.Kind), slog.String("name", k.Name), slog.String("err", err.Error()))
-		return pins.Changed
+		return pins.Changed, ""
 	}
 	g.state.set(k, hash, gen)
+	g.state.rememberHash(k, raw, hash)
 	v, err := g.checker.Observe(withCall(ctx, c), k, canon, hash)
 	if err != nil {
 		g.log.LogAttrs(ctx, slog.LevelError, "pin could not be recorded; hidden", slog.String("upstream", k.Server),
 			slog.String("kind", k.Kind), slog.String("name", k.Name), slog.String("err", err.Error()))
-		return pins.Changed
+		return pins.Changed, hash
 	}
-	return v
+	return v, hash
 }
