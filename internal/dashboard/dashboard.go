@@ -4,8 +4,9 @@
 // summary. Pages are rendered on the server (html/template, assets embedded from package
 // web); a small script adds live updates (server-sent events) and in-place buttons.
 //
-// Security: people log in with an API key from the store; the key's groups give a role
-// (viewer, approver, admin) through the admin.roles map. Sessions are random ids in a
+// Security: people log in with an API key from the store or by OpenID Connect single
+// sign-on; their groups give a role (viewer, approver, admin) through the admin.roles map,
+// worked out again on every request. Sessions are random ids in a
 // Secure, HttpOnly, SameSite=Strict cookie; every form carries the session's CSRF token and
 // cross-origin requests that change state are refused; responses carry a strict
 // Content-Security-Policy. Every action, and every refused one, is an audit event naming
