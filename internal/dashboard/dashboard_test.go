@@ -355,6 +355,8 @@ func TestPinApproval(t *testing.T) {
 
 func TestLiveFeed(t *testing.T) {
 	f := newFixture(t, true)
+	// The feed outlives the listener's read timeout (serve sets one).
+	f.srv.Config.ReadTimeout = 300 * time.Millisecond
 	c, _ := f.login("vera")
 	resp, err := c.Get(f.srv.URL + "/live/events")
 	if err != nil {
@@ -374,6 +376,7 @@ func TestLiveFeed(t *testing.T) {
 			break
 		}
 	}
+	time.Sleep(time.Second) // past the read timeout
 	e := &audit.Event{Code: audit.CodeAllowed, Kind: audit.KindResponse, Decision: audit.Allowed, Principal: "client", Server: "fs",
 		Method: "tools/call", Tool: "read_file", LatencyMicros: 1500, ArgumentsHMAC: "secret-hmac"}
 	if err := f.broker.Record(context.Background(), e); err != nil {
