@@ -32,6 +32,7 @@ type Store interface {
 	AuditLog
 	Pins // tool, prompt and resource template pins (pins.go)
 	Approvals
+	Quotas // daily counters of calls and cost units (quotas.go)
 
 	// Close releases the store.
 	Close() error

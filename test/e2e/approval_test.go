@@ -176,7 +176,7 @@ func auditDecisions(t *testing.T, cfg, code string) []map[string]any {
 // call through, decline and no answer (timeout) refuse it, and the server never sees a
 // refused call.
 func TestApprovalElicitation(t *testing.T) {
-	g, memFile := approvalGateway(t, "3s")
+	g, memFile := approvalGateway(t, "10s") // long enough for a loaded machine to answer; "ignore" waits it out
 	for _, tc := range []struct {
 		answer string
 		pass   bool

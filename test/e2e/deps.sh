@@ -24,9 +24,13 @@ if [ ! -f "$stamp" ]; then
   (cd conf-0.2 && [ -f package.json ] || echo '{"private":true}' > package.json; npm install --no-audit --no-fund --loglevel=error @modelcontextprotocol/conformance@0.2.0-alpha.12)
   touch "$stamp"
 fi
+# Added after the first stamp, so that existing installs pick it up too (scan tests).
+if [ ! -d "$dir/node_modules/@modelcontextprotocol/server-sequential-thinking" ]; then
+  (cd "$dir" && npm install --no-audit --no-fund --loglevel=error @modelcontextprotocol/server-sequential-thinking@2026.8.31)
+fi
 # The dashboard's browser tests: playwright-core (the driver only: it downloads no browser)
 # and Debian's chromium.
-[ -d node_modules/playwright-core ] || npm install --no-audit --no-fund --loglevel=error playwright-core@1.65.1
+[ -d "$dir/node_modules/playwright-core" ] || (cd "$dir" && npm install --no-audit --no-fund --loglevel=error playwright-core@1.65.1)
 if ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive

@@ -115,7 +115,7 @@ func TestConcurrency(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			b := newBlocker()
-			h := limits.New(limits.Config{CallTimeout: time.Minute, MaxConcurrentPerSession: 2})(b)
+			h := mustNew(t, limits.Config{CallTimeout: time.Minute, MaxConcurrentPerSession: 2})(b)
 			d1 := start(t, h, b, tt.first)
 			d2 := start(t, h, b, tt.first)
 
@@ -179,7 +179,7 @@ func TestConcurrencyReleasedOnError(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h := guard.Safe("test", limits.New(limits.Config{CallTimeout: time.Minute, MaxConcurrentPerSession: 1})(tt.next))
+			h := guard.Safe("test", mustNew(t, limits.Config{CallTimeout: time.Minute, MaxConcurrentPerSession: 1})(tt.next))
 			for range 3 {
 				_, err := h.Handle(context.Background(), call("s", alice, "tools/call"))
 				var r *guard.Refusal
@@ -198,7 +198,7 @@ func TestCallTimeout(t *testing.T) {
 		sawErr, sawCause = ctx.Err(), context.Cause(ctx)
 		return nil, ctx.Err()
 	})
-	h := limits.New(limits.Config{CallTimeout: 50 * time.Millisecond, MaxConcurrentPerSession: 1})(next)
+	h := mustNew(t, limits.Config{CallTimeout: 50 * time.Millisecond, MaxConcurrentPerSession: 1})(next)
 	resp, err := h.Handle(context.Background(), call("s", alice, "tools/call"))
 	if resp != nil {
 		t.Errorf("a timed-out call got a response")
@@ -216,7 +216,7 @@ func TestCallTimeout(t *testing.T) {
 		t.Errorf("next saw cause %v, want the guard's own", sawCause)
 	}
 	// The timed-out call no longer counts as in flight.
-	h2 := limits.New(limits.Config{CallTimeout: time.Minute, MaxConcurrentPerSession: 1})(guard.HandlerFunc(
+	h2 := mustNew(t, limits.Config{CallTimeout: time.Minute, MaxConcurrentPerSession: 1})(guard.HandlerFunc(
 		func(ctx context.Context, c *guard.Call) (*jsonrpc.Message, error) {
 			return jsonrpc.NewResult(c.Msg.ID, nil), nil
 		}))
@@ -230,7 +230,7 @@ func TestClientCancelIsNotTimeout(t *testing.T) {
 		<-ctx.Done()
 		return nil, ctx.Err()
 	})
-	h := limits.New(limits.Config{CallTimeout: time.Hour, MaxConcurrentPerSession: 1})(next)
+	h := mustNew(t, limits.Config{CallTimeout: time.Hour, MaxConcurrentPerSession: 1})(next)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	_, err := h.Handle(ctx, call("s", alice, "tools/call"))
@@ -269,7 +269,7 @@ func TestSizeLimits(t *testing.T) {
 				return &jsonrpc.Message{ID: c.Msg.ID, Result: tt.result}, nil
 			})
 			tt.cfg.CallTimeout, tt.cfg.MaxConcurrentPerSession = time.Minute, 1
-			h := limits.New(tt.cfg)(next)
+			h := mustNew(t, tt.cfg)(next)
 			c := call("s", alice, "tools/call")
 			c.Msg.Params = tt.params
 			resp, err := h.Handle(context.Background(), c)
@@ -323,7 +323,7 @@ func TestPassesUntouched(t *testing.T) {
 				got, gotCtx = c, ctx
 				return &jsonrpc.Message{ID: c.Msg.ID, Result: big}, nil
 			})
-			h := limits.New(limits.Config{CallTimeout: time.Minute, MaxConcurrentPerSession: 1, MaxParamsBytes: 10, MaxResultBytes: 10})(next)
+			h := mustNew(t, limits.Config{CallTimeout: time.Minute, MaxConcurrentPerSession: 1, MaxParamsBytes: 10, MaxResultBytes: 10})(next)
 			// The session's one slot is taken.
 			held := call("s", alice, "block")
 			held.Msg.Params = nil
@@ -456,7 +456,7 @@ func TestConcurrencyRace(t *testing.T) {
 		mu.Unlock()
 		return jsonrpc.NewResult(c.Msg.ID, nil), nil
 	})
-	h := limits.New(limits.Config{CallTimeout: time.Minute, MaxConcurrentPerSession: limit})(next)
+	h := mustNew(t, limits.Config{CallTimeout: time.Minute, MaxConcurrentPerSession: limit})(next)
 	var wg sync.WaitGroup
 	for range 32 {
 		wg.Go(func() {
@@ -477,7 +477,7 @@ func TestConcurrencyRace(t *testing.T) {
 
 func BenchmarkLimits(b *testing.B) {
 	next := guard.HandlerFunc(func(ctx context.Context, c *guard.Call) (*jsonrpc.Message, error) { return nil, nil })
-	h := limits.New(limits.Config{CallTimeout: time.Minute, MaxConcurrentPerSession: 8, MaxParamsBytes: 1 << 20, MaxResultBytes: 1 << 20})(next)
+	h := mustNew(b, limits.Config{CallTimeout: time.Minute, MaxConcurrentPerSession: 8, MaxParamsBytes: 1 << 20, MaxResultBytes: 1 << 20})(next)
 	c := call("session", alice, "tools/call")
 	ctx := context.Background()
 	b.ReportAllocs()
@@ -486,4 +486,14 @@ func BenchmarkLimits(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// mustNew builds the guard or fails the test.
+func mustNew(t testing.TB, c limits.Config) guard.Middleware {
+	t.Helper()
+	mw, err := limits.New(c, limits.Options{})
+	if err != nil {
+		t.Fatalf("limits.New: %v", err)
+	}
+	return mw
 }

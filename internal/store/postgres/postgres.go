@@ -57,6 +57,8 @@ var migrations = []string{
 	migrationPins,
 	// 4: approvals of held calls (approvals.go).
 	migrationApprovals,
+	// 5: daily quota and budget counters (quotas.go).
+	migrationQuotas,
 }
 
 // migrationLock is the advisory lock key under which migrations run (any constant shared

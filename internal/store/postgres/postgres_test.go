@@ -123,3 +123,16 @@ func TestBadDSN(t *testing.T) {
 		}
 	}
 }
+
+// Replicas share daily quotas: four stores (four gateways' pools) on one database race
+// 64 callers for a cap of 20, and exactly 20 are admitted.
+func TestReplicasShareQuota(t *testing.T) {
+	dsn := pgtest.Schema(t)
+	var stores []store.Store
+	for range 4 {
+		s := open(t, dsn)
+		defer s.Close()
+		stores = append(stores, s)
+	}
+	storetest.RaceQuota(t, stores, 64, 20)
+}

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/portcullis-mcp/portcullis/internal/store"
@@ -58,6 +59,8 @@ var migrations = []string{
 	migrationPins,
 	// 4: approvals of held calls.
 	migrationApprovals,
+	// 5: daily quota and budget counters (quotas.go).
+	migrationQuotas,
 }
 
 // BusyTimeout is how long a statement waits for another connection's write lock.
@@ -66,6 +69,9 @@ const BusyTimeout = 5 * time.Second
 // Store is a store.Store in one SQLite file.
 type Store struct {
 	db *sql.DB
+	// quotaMu queues this process's quota writes (quotas.go): SQLite has one writer at a
+	// time, and waiting here is much cheaper than in its busy handler's sleeps.
+	quotaMu sync.Mutex
 }
 
 var _ store.Store = (*Store)(nil)

@@ -173,3 +173,19 @@ func TestNotADatabase(t *testing.T) {
 		t.Fatal("Open of a garbage file succeeded")
 	}
 }
+
+// Two stores on one file (serve and another process) share daily quotas without
+// over-admission.
+func TestTwoStoresShareQuota(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "portcullis.db")
+	var stores []store.Store
+	for range 2 {
+		s, err := Open(context.Background(), path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		stores = append(stores, s)
+	}
+	storetest.RaceQuota(t, stores, 64, 20)
+}

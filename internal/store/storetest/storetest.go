@@ -35,7 +35,7 @@ func Run(t *testing.T, open Open) {
 		{"AuditSearch", testAuditSearch},
 		{"Pins", testPins},
 		{"PinsConcurrentFirst", testPinsConcurrentFirst},
-	}, approvalCases...) {
+	}, append(approvalCases, quotaCases...)...) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := open(t)
 			defer func() {

@@ -1,0 +1,244 @@
+package wrap
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/portcullis-mcp/portcullis/internal/clientconfig"
+	"github.com/portcullis-mcp/portcullis/internal/config"
+)
+
+var fixtures = []struct{ file, client string }{
+	{"claude-desktop.json", "claude-desktop"},
+	{"claude-code.json", "claude-code"},
+	{"project/.mcp.json", "claude-code"},
+	{"cursor.json", "cursor"},
+	{"vscode-mcp.jsonc", "vscode"},
+	{"vscode-settings.jsonc", "vscode-settings"},
+	{"windsurf.json", "windsurf"},
+	{"zed.jsonc", "zed"},
+	{"gemini.json", "gemini"},
+	{"codex.toml", "codex"},
+	{"cline.json", "cline"},
+	{"continue.yaml", "continue"},
+}
+
+func read(t *testing.T, client, path string) *clientconfig.File {
+	t.Helper()
+	f, err := clientconfig.Read(clientconfig.ByID(client), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// TestWrapUnwrap wraps every fixture, checks the result, wraps again (nothing changes) and
+// unwraps (the original bytes come back, the configuration it created is gone).
+func TestWrapUnwrap(t *testing.T) {
+	for _, fx := range fixtures {
+		t.Run(fx.file, func(t *testing.T) {
+			dir := t.TempDir()
+			orig, err := os.ReadFile(filepath.Join("..", "clientconfig", "testdata", fx.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(dir, "client", filepath.Base(fx.file))
+			os.MkdirAll(filepath.Dir(path), 0o755)
+			if err := os.WriteFile(path, orig, 0o640); err != nil {
+				t.Fatal(err)
+			}
+			opts := Options{Config: filepath.Join(dir, "pc", "portcullis.yaml"), Portcullis: "/opt/bin/portcullis"}
+			before := read(t, fx.client, path)
+			p, err := Prepare([]*clientconfig.File{before}, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !p.Changed() || !strings.Contains(p.Diff(), "+++ b/"+strings.TrimPrefix(path, "/")) {
+				t.Fatalf("plan changes nothing or diff misses the file:\n%s", p.Diff())
+			}
+			if err := p.Apply(); err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := config.Load(opts.Config)
+			if err != nil {
+				t.Fatal(err)
+			}
+			after := read(t, fx.client, path)
+			for i, e := range after.Entries {
+				if !IsWrapped(e, opts.Portcullis) || e.Args[2] != opts.Config {
+					t.Errorf("entry %q not wrapped: %+v", e.Name, e)
+					continue
+				}
+				var s *config.Server
+				for j := range cfg.Servers {
+					if cfg.Servers[j].Name == e.Args[3] {
+						s = &cfg.Servers[j]
+					}
+				}
+				o := before.Entries[i]
+				switch {
+				case s == nil:
+					t.Errorf("entry %q names server %q, which is not in the configuration", e.Name, e.Args[3])
+				case o.Transport == clientconfig.Stdio && (s.Command != o.Command || strings.Join(s.Args, " ") != strings.Join(o.Args, " ")):
+					t.Errorf("server %q = %s %q, want %s %q", s.Name, s.Command, s.Args, o.Command, o.Args)
+				case o.Transport != clientconfig.Stdio && s.URL != o.URL:
+					t.Errorf("server %q url %q, want %q", s.Name, s.URL, o.URL)
+				case len(s.Env) != len(o.Env):
+					t.Errorf("server %q env %v, want the names of %v", s.Name, s.Env, o.Env)
+				}
+			}
+			if st, _ := os.Stat(path); st.Mode().Perm() != 0o640 {
+				t.Errorf("mode changed to %v", st.Mode().Perm())
+			}
+			// Again: nothing to do.
+			p2, err := Prepare([]*clientconfig.File{after}, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p2.Changed() {
+				t.Fatalf("second wrap changes things:\n%s", p2.Diff())
+			}
+			res, err := Unwrap(opts, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ := os.ReadFile(path)
+			if string(got) != string(orig) {
+				t.Errorf("unwrap did not restore the original bytes (%v):\n%s", res, got)
+			}
+			if _, err := os.Stat(opts.Config); !os.IsNotExist(err) {
+				t.Errorf("the configuration wrap created is still there: %v", err)
+			}
+			if _, err := os.Stat(opts.StateFile()); !os.IsNotExist(err) {
+				t.Errorf("the state file is still there")
+			}
+
+			// Again, and this time the client changes its file while wrapped.
+			p, err = Prepare([]*clientconfig.File{read(t, fx.client, path)}, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := p.Apply(); err != nil {
+				t.Fatal(err)
+			}
+			wrapped := mustRead(t, path)
+			edit := func(b []byte) []byte { return append([]byte("\n"), b...) }
+			if strings.HasSuffix(path, ".toml") || strings.HasSuffix(path, ".yaml") {
+				edit = func(b []byte) []byte { return append(append([]byte{}, b...), "\n# edited by the client\n"...) }
+			}
+			os.WriteFile(path, edit(wrapped), 0o640)
+			if _, err := Unwrap(opts, nil); err != nil {
+				t.Fatal(err)
+			}
+			got = mustRead(t, path)
+			if strings.HasSuffix(path, ".yaml") { // re-encoded: compare what it says
+				now := read(t, fx.client, path)
+				for i, e := range now.Entries {
+					o := before.Entries[i]
+					if e.Command != o.Command || strings.Join(e.Args, " ") != strings.Join(o.Args, " ") || e.URL != o.URL {
+						t.Errorf("entry %d after unwrap of the edited file: %+v, want %+v", i, e, o)
+					}
+				}
+				if !strings.Contains(string(got), "# edited by the client") {
+					t.Errorf("the client's edit is lost:\n%s", got)
+				}
+			} else if string(got) != string(edit(orig)) {
+				t.Errorf("unwrap of the edited file:\n%s\nwant:\n%s", got, edit(orig))
+			}
+		})
+	}
+}
+
+func TestWrapKeepsExistingConfig(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "portcullis.yaml")
+	cfgBytes := []byte("# mine\nlisten: 127.0.0.1:8931\nauth: none\nservers:\n  - name: memory\n    command: npx\n    args: [\"-y\", \"@modelcontextprotocol/server-memory\"]\n")
+	os.WriteFile(cfgPath, cfgBytes, 0o600)
+	client := filepath.Join(dir, "mcp.json")
+	orig := []byte(`{"mcpServers": {"memory": {"command": "npx", "args": ["-y", "@modelcontextprotocol/server-memory"]}, "fs": {"command": "npx", "args": ["-y", "fs"]}}}`)
+	os.WriteFile(client, orig, 0o600)
+	opts := Options{Config: cfgPath, Portcullis: "/opt/bin/portcullis"}
+	p, err := Prepare([]*clientconfig.File{read(t, "cursor", client)}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Apply(); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Servers) != 2 || cfg.Servers[0].Name != "memory" || cfg.Servers[1].Name != "fs" || cfg.Listen != "127.0.0.1:8931" {
+		t.Errorf("configuration after wrap: %+v", cfg.Servers)
+	}
+	// The client rewrote its file, and the user the configuration: unwrap undoes only
+	// what wrap did.
+	wrapped, _ := os.ReadFile(client)
+	os.WriteFile(client, append([]byte("\n"), wrapped...), 0o600)
+	cur, _ := os.ReadFile(cfgPath)
+	os.WriteFile(cfgPath, append(cur, []byte("log:\n  level: debug\n")...), 0o600)
+	res, err := Unwrap(opts, nil)
+	if err != nil {
+		t.Fatalf("unwrap of edited files: %v", err)
+	}
+	if got, _ := os.ReadFile(client); string(got) != "\n"+string(orig) {
+		t.Errorf("client file after unwrap:\n%s\nwant the original entries and the edit (%+v)", got, res)
+	}
+	cfg, err = config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Servers) != 1 || cfg.Servers[0].Name != "memory" || cfg.Log.Level != "debug" {
+		t.Errorf("configuration after unwrap: servers %+v, log %+v", cfg.Servers, cfg.Log)
+	}
+	// --force restores the original bytes even of an edited file.
+	p, _ = Prepare([]*clientconfig.File{read(t, "cursor", client)}, opts)
+	if err := p.Apply(); err != nil {
+		t.Fatal(err)
+	}
+	before := string(mustRead(t, client))
+	os.WriteFile(client, []byte(before+" "), 0o600)
+	if _, err := Unwrap(Options{Config: cfgPath, Portcullis: opts.Portcullis, Force: true}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustRead(t, client); string(got) != "\n"+string(orig) {
+		t.Errorf("forced unwrap:\n%s", got)
+	}
+	if got := mustRead(t, client+".unwrapped"); string(got) != before+" " {
+		t.Errorf("the edited file was not kept")
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestServerName(t *testing.T) {
+	for in, want := range map[string]string{
+		"filesystem": "filesystem",
+		"github.com/modelcontextprotocol/servers/tree/main/src/memory": "memory",
+		"SQLite MCP":  "sqlite-mcp",
+		"file system": "file-system",
+		"___":         "server",
+	} {
+		if got := serverName(in); got != want {
+			t.Errorf("serverName(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestUnified(t *testing.T) {
+	d := Unified("/x/f", []byte("a\nb\nc\nd\ne\nf\ng\nh\n"), []byte("a\nb\nc\nD\ne\nf\ng\nh\n"))
+	want := "--- a/x/f\n+++ b/x/f\n@@ -1,7 +1,7 @@\n a\n b\n c\n-d\n+D\n e\n f\n g\n"
+	if d != want {
+		t.Errorf("diff:\n%s\nwant:\n%s", d, want)
+	}
+}
