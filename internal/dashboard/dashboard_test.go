@@ -36,7 +36,10 @@ type fixture struct {
 
 var roles = config.Roles{Admin: []string{"secops"}, Approver: []string{"oncall"}, Viewer: []string{"audit"}}
 
-func newFixture(t *testing.T, withAudit bool) *fixture {
+func newFixture(t *testing.T, withAudit bool) *fixture { return newFixtureWith(t, withAudit, nil) }
+
+// newFixtureWith lets tune change the options and the server before it starts.
+func newFixtureWith(t *testing.T, withAudit bool, tune func(*fixture, *dashboard.Options, *http.Server)) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "p.db"))
@@ -69,15 +72,19 @@ func newFixture(t *testing.T, withAudit bool) *fixture {
 		rec = func() dashboard.Recorder { return f.broker }
 	}
 	f.srv = httptest.NewUnstartedServer(nil)
-	f.srv.StartTLS() // the session cookie is Secure
-	d, err := dashboard.New(dashboard.Options{Store: st, Keys: identity.NewAPIKeys(st, 0, nil), Audit: rec, Roles: roles,
+	o := dashboard.Options{Store: st, Keys: identity.NewAPIKeys(st, 0, nil), Audit: rec, Roles: roles,
 		Now:    func() time.Time { return time.Now().Add(time.Duration(f.skew.Load())) },
-		Listen: f.srv.Listener.Addr().String(), Servers: []dashboard.ServerInfo{{Name: "fs", Transport: "stdio", Target: "mcp-fs"}}})
+		Listen: f.srv.Listener.Addr().String(), Servers: []dashboard.ServerInfo{{Name: "fs", Transport: "stdio", Target: "mcp-fs"}}}
+	if tune != nil {
+		tune(f, &o, f.srv.Config)
+	}
+	d, err := dashboard.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.srv.Config.Handler = d
 	f.dash = d
+	f.srv.StartTLS() // the session cookie is Secure
 	t.Cleanup(func() { d.Close(); f.srv.Close() })
 	return f
 }
@@ -354,9 +361,8 @@ func TestPinApproval(t *testing.T) {
 }
 
 func TestLiveFeed(t *testing.T) {
-	f := newFixture(t, true)
 	// The feed outlives the listener's read timeout (serve sets one).
-	f.srv.Config.ReadTimeout = 300 * time.Millisecond
+	f := newFixtureWith(t, true, func(_ *fixture, _ *dashboard.Options, s *http.Server) { s.ReadTimeout = 300 * time.Millisecond })
 	c, _ := f.login("vera")
 	resp, err := c.Get(f.srv.URL + "/live/events")
 	if err != nil {

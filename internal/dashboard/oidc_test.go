@@ -8,7 +8,6 @@ import (
 
 	"github.com/portcullis-mcp/portcullis/internal/audit"
 	"github.com/portcullis-mcp/portcullis/internal/dashboard"
-	"github.com/portcullis-mcp/portcullis/internal/identity"
 	"github.com/portcullis-mcp/portcullis/internal/identity/oidctest"
 )
 
@@ -17,15 +16,11 @@ func ssoFixture(t *testing.T) (*fixture, *oidctest.CodeFlow) {
 	iss := oidctest.New()
 	t.Cleanup(iss.Close)
 	flow := iss.ServeCodeFlow("dash", "s3cret")
-	f := newFixture(t, true)
-	d, err := dashboard.New(dashboard.Options{Store: f.st, Keys: identity.NewAPIKeys(f.st, 0, nil), Roles: roles,
-		Audit: func() dashboard.Recorder { return f.broker }, Listen: f.srv.Listener.Addr().String(),
-		OIDC: &dashboard.OIDCOptions{Issuer: iss.URL, ClientID: "dash", ClientSecret: "s3cret", RedirectURL: f.srv.URL + "/login/oidc/callback",
-			GroupsClaim: "realm_access.roles", UserClaim: "email"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.srv.Config.Handler = d
+	f := newFixtureWith(t, true, func(f *fixture, o *dashboard.Options, _ *http.Server) {
+		o.OIDC = &dashboard.OIDCOptions{Issuer: iss.URL, ClientID: "dash", ClientSecret: "s3cret",
+			RedirectURL: "https://" + f.srv.Listener.Addr().String() + "/login/oidc/callback",
+			GroupsClaim: "realm_access.roles", UserClaim: "email"}
+	})
 	return f, flow
 }
 
