@@ -73,7 +73,7 @@ func (s *Server) auditSearch(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, "searching the audit trail", err)
 		return
 	}
-	data["Rows"] = rowsOf(recs)
+	data["Rows"] = rowsOf(recs, true)
 	data["Searched"] = len(v) > 0
 	s.render(w, r, "audit", data)
 }
@@ -123,7 +123,7 @@ func (s *Server) auditExport(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/csv; charset=utf-8")
 		cw := csv.NewWriter(w)
 		cw.Write([]string{"time", "chain", "seq", "code", "kind", "decision", "principal", "server", "method", "tool", "guard", "error_code", "latency_us", "findings", "message", "incident", "hash"})
-		for _, rw := range rowsOf(recs) {
+		for _, rw := range rowsOf(recs, false) {
 			cw.Write([]string{rw.Time.UTC().Format(time.RFC3339Nano), rw.Chain, strconv.FormatUint(rw.Seq, 10), rw.Code, rw.Kind, rw.Decision,
 				csvSafe(rw.Principal), csvSafe(rw.Server), csvSafe(rw.Method), csvSafe(rw.Tool), rw.Guard, strconv.Itoa(rw.ErrorCode),
 				strconv.FormatInt(rw.LatencyMicros, 10), strconv.Itoa(len(rw.Findings)), csvSafe(rw.Message), rw.Incident, rw.Hash})

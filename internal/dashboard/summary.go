@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"encoding/json"
 	"net/http"
 	"slices"
 	"time"
@@ -48,13 +49,38 @@ var latencyEdges = []time.Duration{time.Millisecond, 5 * time.Millisecond, 20 * 
 	500 * time.Millisecond, 2 * time.Second, 10 * time.Second}
 var latencyLabels = []string{"<1ms", "<5ms", "<20ms", "<100ms", "<500ms", "<2s", "<10s", "≥10s"}
 
-func summarize(now time.Time, evs []row) Summary {
+// point is what the summary reads of an event: a light decoding of the stored line.
+type point struct {
+	Time          time.Time  `json:"time"`
+	Kind          string     `json:"kind"`
+	Decision      string     `json:"decision"`
+	LatencyMicros int64      `json:"latency_us"`
+	Findings      []struct{} `json:"findings"`
+}
+
+func (p *point) Latency() time.Duration { return time.Duration(p.LatencyMicros) * time.Microsecond }
+
+// pointsOf decodes stored events for the summary (an unreadable line is left out; the
+// audit view shows it).
+func pointsOf(recs []store.AuditRecord) []point {
+	out := make([]point, 0, len(recs))
+	for _, rc := range recs {
+		var p point
+		if json.Unmarshal(rc.Line, &p) == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func summarize(now time.Time, evs []point) Summary {
 	var sum Summary
 	start := now.Truncate(time.Hour).Add(-23 * time.Hour)
 	sum.Hours = make([]Bar, 24)
 	sum.Latency = make([]Bar, latBuckets)
 	var lats []time.Duration
-	for _, e := range evs {
+	for i := range evs {
+		e := &evs[i]
 		if len(e.Findings) > 0 {
 			sum.Findings++
 		}
@@ -136,7 +162,7 @@ func (s *Server) summary(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, "reading the audit trail", err)
 		return
 	}
-	sum := summarize(now, rowsOf(recs))
+	sum := summarize(now, pointsOf(recs))
 	sum.Truncated = len(recs) == summaryN
 	pending, err := s.o.Store.ListApprovals(ctx, store.ApprovalPending, 0)
 	if err != nil {

@@ -5,23 +5,27 @@ import (
 	"time"
 
 	"github.com/portcullis-mcp/portcullis/internal/audit"
+	"github.com/portcullis-mcp/portcullis/internal/store"
 )
 
 func TestSummarize(t *testing.T) {
 	now := time.Date(2026, 12, 3, 8, 30, 0, 0, time.UTC)
-	ev := func(ago time.Duration, decision string, lat time.Duration) row {
-		return row{Event: audit.Event{Time: now.Add(-ago), Kind: audit.KindResponse, Decision: decision, LatencyMicros: lat.Microseconds()}}
+	ev := func(ago time.Duration, decision string, lat time.Duration) store.AuditRecord {
+		e := &audit.Event{ID: "x", Code: "c", Hash: "h", Time: now.Add(-ago), Kind: audit.KindResponse, Decision: decision, LatencyMicros: lat.Microseconds()}
+		return store.AuditRecord{Line: e.AppendCanonical(nil)}
 	}
-	rows := []row{
+	request := &audit.Event{Time: now, Kind: audit.KindRequest, Findings: []audit.Finding{{Detector: "d", Severity: "high"}}}
+	recs := []store.AuditRecord{
 		ev(time.Minute, audit.Allowed, 500*time.Microsecond),
 		ev(2*time.Minute, audit.Allowed, 3*time.Millisecond),
 		ev(3*time.Minute, audit.Denied, 0),
 		ev(2*time.Hour, audit.Allowed, 3*time.Second),
 		ev(2*time.Hour, audit.Failed, 0),
-		{Event: audit.Event{Time: now, Kind: audit.KindRequest}}, // requests are not counted twice
+		{Line: request.AppendCanonical(nil)}, // requests are not counted twice
+		{Line: []byte("not an event")},
 	}
-	s := summarize(now, rows)
-	if s.Calls != 5 || s.Allowed != 3 || s.Denied != 1 || s.Failed != 1 {
+	s := summarize(now, pointsOf(recs))
+	if s.Calls != 5 || s.Allowed != 3 || s.Denied != 1 || s.Failed != 1 || s.Findings != 1 {
 		t.Errorf("counts %+v", s)
 	}
 	last, earlier := s.Hours[23], s.Hours[21]

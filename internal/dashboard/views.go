@@ -145,7 +145,9 @@ type row struct {
 	Line  string
 }
 
-func rowsOf(recs []store.AuditRecord) []row {
+// rowsOf parses stored events; withLine keeps each one's indented JSON (the audit view
+// shows it).
+func rowsOf(recs []store.AuditRecord, withLine bool) []row {
 	out := make([]row, 0, len(recs))
 	for _, rc := range recs {
 		e, err := audit.ParseLine(rc.Line)
@@ -153,7 +155,11 @@ func rowsOf(recs []store.AuditRecord) []row {
 			e = &audit.Event{Time: rc.Time, Seq: rc.Seq, Code: rc.Code, Principal: rc.Principal, Server: rc.Server,
 				Method: rc.Method, Tool: rc.Tool, Decision: rc.Decision, Message: "(unreadable event: " + err.Error() + ")"}
 		}
-		out = append(out, row{Event: *e, Chain: rc.Chain, Line: pretty(rc.Line)})
+		rw := row{Event: *e, Chain: rc.Chain}
+		if withLine {
+			rw.Line = pretty(rc.Line)
+		}
+		out = append(out, rw)
 	}
 	return out
 }
@@ -164,7 +170,7 @@ func (s *Server) live(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, "reading the audit trail", err)
 		return
 	}
-	s.render(w, r, "live", map[string]any{"Rows": rowsOf(recs)})
+	s.render(w, r, "live", map[string]any{"Rows": rowsOf(recs, false)})
 }
 
 func (s *Server) approvals(w http.ResponseWriter, r *http.Request) {
@@ -212,7 +218,7 @@ func (s *Server) alerts(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var out []row
-	for _, rw := range rowsOf(recs) {
+	for _, rw := range rowsOf(recs, false) {
 		if len(rw.Findings) > 0 || rw.Decision == audit.Denied || strings.HasSuffix(rw.Code, "W") || strings.HasSuffix(rw.Code, "E") || strings.HasSuffix(rw.Code, "A") {
 			out = append(out, rw)
 			if len(out) == 200 {
