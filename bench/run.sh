@@ -11,6 +11,9 @@
 #   BENCH_PPROF=1        start the gateway with --pprof and profile its largest run
 #   BENCH_GATEWAY=0      measure the direct connection only
 #   BENCH_AUTH=1         the gateway requires an API key and evaluates an authz policy of 100 rules
+#   BENCH_AUDIT=1        also run a second gateway, the same plus the audit trail in SQLite
+#                        (guards.audit with the store as its sink), measured in the same run
+#   BENCH_AUDIT_PORT     its loopback port (default 8934)
 #   BENCH_GATEWAY_BIN    use this gateway binary instead of building ./cmd/portcullis
 #   BENCH_TOOL           tool to call (default: echo if the server has it, else test_simple_text)
 #   BENCH_ARGS           its arguments, a JSON object (default {"message":"hello"} for echo, else {})
@@ -31,6 +34,8 @@ gw_port=${BENCH_GATEWAY_PORT:-8931}
 pprof_port=${BENCH_PPROF_PORT:-8932}
 want_pprof=${BENCH_PPROF:-0}
 want_gateway=${BENCH_GATEWAY:-1}
+want_audit=${BENCH_AUDIT:-0}
+audit_port=${BENCH_AUDIT_PORT:-8934}
 
 die() { echo "bench: $*" >&2; exit 1; }
 note() { echo "bench: $*" >&2; }
@@ -49,7 +54,7 @@ to_ms() {
 duration_ms=$(to_ms "$duration")
 warmup_ms=$(to_ms "$warmup")
 ((duration_ms > 0)) || die "BENCH_DURATION must be positive"
-for p in "$server_port" "$gw_port" "$pprof_port"; do
+for p in "$server_port" "$gw_port" "$pprof_port" "$audit_port"; do
   if ! [[ $p =~ ^[0-9]+$ ]] || ((p < 1 || p > 65535)); then die "bad port '$p'"; fi
 done
 max_sessions=0
@@ -143,7 +148,7 @@ if [ "$want_gateway" != 0 ]; then
   fi
 fi
 
-for p in "$server_port" ${gw_bin:+"$gw_port"}; do
+for p in "$server_port" ${gw_bin:+"$gw_port"} $([ -n "$gw_bin" ] && [ "$want_audit" = 1 ] && echo "$audit_port"); do
   ! port_open "$p" || die "127.0.0.1:$p is already in use; stop what listens there or set BENCH_SERVER_PORT / BENCH_GATEWAY_PORT"
 done
 if [ -n "$gw_bin" ] && [ "$want_pprof" = 1 ]; then
@@ -215,6 +220,26 @@ EOF
   pids+=("$gw_pid")
   wait_port "$gw_port" "$gw_pid" "$out/portcullis.log"
   list_tools "$gw_url" "$out/tools-gateway.txt" "${gw_hdr[@]}"
+  if [ "$want_audit" = 1 ]; then
+    # The same configuration on another port, plus the audit trail in the SQLite store (the
+    # audit guard's default sink): every call is two events, each synced before it goes on.
+    rm -f "$out/audit.db"*
+    {
+      sed -e "s/^listen: .*/listen: 127.0.0.1:$audit_port/" -e '/^store:/d' -e '/^guards:/,$d' "$out/portcullis.yaml"
+      if grep -q '^store:' "$out/portcullis.yaml"; then
+        grep '^store:' "$out/portcullis.yaml" # the API keys live there (BENCH_AUTH=1)
+      else
+        echo "store: {driver: sqlite, path: $out/audit.db}"
+      fi
+      echo "guards:"
+      echo "  audit: {store: {chain: bench}}"
+      sed -n '/^guards:/,$p' "$out/portcullis.yaml" | sed 1d
+    } >"$out/portcullis-audit.yaml"
+    "$gw_bin" serve --config "$out/portcullis-audit.yaml" >"$out/portcullis-audit.log" 2>&1 &
+    audit_pid=$!
+    pids+=("$audit_pid")
+    wait_port "$audit_port" "$audit_pid" "$out/portcullis-audit.log"
+  fi
   gw_tool=${BENCH_GATEWAY_TOOL:-}
   if [ -z "$gw_tool" ]; then
     if grep -qxF "$tool" "$out/tools-gateway.txt"; then
@@ -249,8 +274,8 @@ load() {
 prof_secs=$(((duration_ms / 1000) < 10 ? duration_ms / 1000 : 10))
 ((prof_secs >= 1)) || prof_secs=1
 rss_kb="" hwm_kb=""
-declare -A gw_cpu
-rm -f "$out"/direct-*.json "$out"/gateway-*.json "$out/results.md"
+declare -A gw_cpu audit_cpu
+rm -f "$out"/direct-*.json "$out"/gateway-*.json "$out"/audit-*.json "$out/results.md"
 for n in $sessions_list; do
   load "direct-$n" "$direct_url" "$tool" "$n"
   [ -n "$gw_bin" ] || continue
@@ -283,6 +308,14 @@ for n in $sessions_list; do
   if [ -n "$prof_pid" ]; then
     wait "$prof_pid" || note "fetching the CPU profile failed"
     forget "$prof_pid"
+  fi
+  if [ "$want_audit" = 1 ]; then
+    t0=$(proc_ticks "$audit_pid")
+    load "audit-$n" "http://127.0.0.1:$audit_port/mcp" "$gw_tool" "$n" "${gw_hdr[@]}"
+    kill -0 "$audit_pid" 2>/dev/null || die "the audit gateway exited during the run (log: $out/portcullis-audit.log)"
+    t1=$(proc_ticks "$audit_pid")
+    total=$(jnum "$out/audit-$n.json" total_calls)
+    audit_cpu[$n]=$(awk -v d=$((t1 - t0)) -v hz="$clk_tck" -v c="$total" 'BEGIN { if (c > 0) printf "%.1f", d * 1e6 / hz / c; else print "n/a" }')
   fi
 done
 
@@ -318,8 +351,23 @@ mcpload_procs=1
   else
     echo "Gateway not measured (no ./cmd/portcullis yet, or BENCH_GATEWAY=0)."
   fi
+  if [ "$want_audit" = 1 ] && [ -n "$gw_bin" ]; then
+    echo
+    echo "### Audit trail in SQLite (BENCH_AUDIT=1): the same gateway with and without guards.audit, same run"
+    echo
+    echo "| sessions | gateway calls/s | gateway+audit calls/s | audit/gateway % | gateway p50/p99 µs | gateway+audit p50/p99 µs | gateway CPU µs/call | gateway+audit CPU µs/call |"
+    echo "|---:|---:|---:|---:|---:|---:|---:|---:|"
+    for n in $sessions_list; do
+      g=$out/gateway-$n.json a=$out/audit-$n.json
+      g_rps=$(jnum "$g" calls_per_sec) a_rps=$(jnum "$a" calls_per_sec)
+      ratio=$(awk -v a="$a_rps" -v g="$g_rps" 'BEGIN { if (g > 0) printf "%.1f", 100 * a / g; else print "n/a" }')
+      echo "| $n | $g_rps | $a_rps | $ratio | $(jnum "$g" p50_us) / $(jnum "$g" p99_us) | $(jnum "$a" p50_us) / $(jnum "$a" p99_us) | ${gw_cpu[$n]} | ${audit_cpu[$n]} |"
+    done
+    echo
+    echo "Audit trail after the runs: $("$gw_bin" audit verify --config "$out/portcullis-audit.yaml" 2>&1 | head -n 1)"
+  fi
   errs=""
-  for n in $sessions_list; do for f in "$out/direct-$n.json" "$out/gateway-$n.json"; do
+  for n in $sessions_list; do for f in "$out/direct-$n.json" "$out/gateway-$n.json" "$out/audit-$n.json"; do
     [ -f "$f" ] || continue
     e=$(jnum "$f" errors) w=$(jnum "$f" warmup_errors)
     if [ "${e:-0}" != 0 ] || [ "${w:-0}" != 0 ]; then

@@ -28,6 +28,7 @@ const (
 	KindResponse = "response" // the outcome of a request, recorded before it is released
 	KindSystem   = "system"   // the audit trail itself: started, recovered
 	KindDecision = "decision" // a decision about a call while it was handled: an approval
+	KindAlert    = "alert"    // an alert rule fired on findings
 	KindAdmin    = "admin"    // what a person did on the dashboard: logins, approvals, exports
 )
 
@@ -72,12 +73,14 @@ const (
 	CodeDeniedAudit      = "PC1902E" // refused because it could not be recorded (written on recovery)
 	CodeAuthFailed       = "PC7001W" // a request refused at the edge: authentication failed
 	CodeSessionMisuse    = "PC7002W" // a session id presented by a principal that does not own it
-	CodeAdminLogin       = "PC8001I" // a person logged in to the dashboard
-	CodeAdminLoginFailed = "PC8002W" // a dashboard login refused (bad key, no role)
-	CodeAdminLogout      = "PC8003I" // a person logged out of the dashboard
-	CodeAdminAction      = "PC8101I" // a dashboard action, recorded before it is carried out
-	CodeAdminDone        = "PC8102I" // a dashboard action carried out
-	CodeAdminRefused     = "PC8103W" // a dashboard action refused (role, CSRF) or that failed
+	CodeUnroutable       = "PC2003W" // refused by the router: unknown server prefix, name or resource
+	CodeAlert            = "PC8001W" // an alert rule fired (findings of a severity, at a rate)
+	CodeAdminLogin       = "PC9001I" // a person logged in to the dashboard
+	CodeAdminLoginFailed = "PC9002W" // a dashboard login refused (bad key, no role)
+	CodeAdminLogout      = "PC9003I" // a person logged out of the dashboard
+	CodeAdminAction      = "PC9101I" // a dashboard action, recorded before it is carried out
+	CodeAdminDone        = "PC9102I" // a dashboard action carried out
+	CodeAdminRefused     = "PC9103W" // a dashboard action refused (role, CSRF) or that failed
 )
 
 // DeniedCode returns the event code for a refusal by guard.
@@ -100,6 +103,8 @@ func DeniedCode(guard string, rpcCode int) string {
 		return CodeDeniedRegistry
 	case "approval":
 		return CodeDeniedApproval
+	case "router":
+		return CodeUnroutable
 	}
 	return CodeDenied
 }
@@ -140,6 +145,9 @@ type Event struct {
 	LatencyMicros int64  `json:"latency_us,omitempty"`
 	Approval      string `json:"approval,omitempty"` // the id of the approval a decision event is about
 	Approver      string `json:"approver,omitempty"` // who settled it, and how: "alice via cli"
+	TraceID       string `json:"trace_id,omitempty"` // W3C trace context: the call's trace
+	SpanID        string `json:"span_id,omitempty"`  // and span (the client's on a request, the gateway's on a response)
+	Alert         string `json:"alert,omitempty"`    // on an alert: the rule that fired
 
 	Findings      []Finding       `json:"findings,omitempty"`
 	Arguments     json.RawMessage `json:"arguments,omitempty"`      // policy "full"
@@ -191,6 +199,9 @@ func (e *Event) AppendBody(dst []byte) []byte {
 	}
 	dst = str(dst, "approval", e.Approval, false)
 	dst = str(dst, "approver", e.Approver, false)
+	dst = str(dst, "trace_id", e.TraceID, false)
+	dst = str(dst, "span_id", e.SpanID, false)
+	dst = str(dst, "alert", e.Alert, false)
 	if len(e.Findings) > 0 {
 		dst = append(dst, `,"findings":[`...)
 		for i, f := range e.Findings {

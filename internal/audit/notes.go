@@ -12,6 +12,8 @@ type Notes struct {
 	mu        sync.Mutex
 	findings  []Finding
 	decisions []Event
+	traceID   string
+	spanID    string
 }
 
 type notesKey struct{}
@@ -58,4 +60,23 @@ func (n *Notes) Decisions() []Event {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return append([]Event(nil), n.decisions...)
+}
+
+// ReportSpan records the span that covers the call in ctx (the trace guard's), so that the
+// call's outcome event names it (a no-op when audit is off).
+func ReportSpan(ctx context.Context, traceID, spanID string) {
+	n, _ := ctx.Value(notesKey{}).(*Notes)
+	if n == nil {
+		return
+	}
+	n.mu.Lock()
+	n.traceID, n.spanID = traceID, spanID
+	n.mu.Unlock()
+}
+
+// Span returns the reported span ("" when none).
+func (n *Notes) Span() (traceID, spanID string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.traceID, n.spanID
 }

@@ -41,6 +41,9 @@ type QueueOptions struct {
 	// NoSync skips fsync of the queue (see FileOptions.NoSync).
 	NoSync bool
 	Logger *slog.Logger
+	// Filter, when set, chooses the events this receiver gets (for example only alerts);
+	// the others count as written.
+	Filter func(*Event) bool
 }
 
 // QueuedSink is a remote sink with a durable on-disk queue: Write appends the records to
@@ -154,6 +157,9 @@ func (q *QueuedSink) Write(ctx context.Context, batch []*Event) error {
 	}
 	buf := q.buf[:0]
 	for _, e := range batch {
+		if q.o.Filter != nil && !q.o.Filter(e) {
+			continue
+		}
 		buf = append(buf, e.ID...)
 		buf = append(buf, ' ')
 		start := len(buf)
@@ -166,6 +172,9 @@ func (q *QueuedSink) Write(ctx context.Context, batch []*Event) error {
 		buf = append(buf, '\n')
 	}
 	q.buf = buf
+	if len(buf) == 0 {
+		return nil
+	}
 	st, err := q.f.Stat()
 	if err != nil {
 		return fmt.Errorf("audit %s queue: %w", q.d.Name(), err)

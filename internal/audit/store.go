@@ -21,6 +21,10 @@ type StoreSink struct {
 	has  bool
 	buf  []byte
 	recs []store.AuditRecord
+
+	j       *journal            // nil: every Write is a transaction
+	queued  []store.AuditRecord // in the journal, not yet in the store
+	moveErr error               // the last failure to move them
 }
 
 // OpenStore returns a sink writing chain into st, positioned after the chain's last event.
@@ -36,6 +40,19 @@ func OpenStore(ctx context.Context, st store.AuditLog, chain string) (*StoreSink
 		return nil, fmt.Errorf("audit store: %w", err)
 	default:
 		s.last, s.has = Position{Seq: r.Seq, Hash: r.Hash}, true
+	}
+	return s, nil
+}
+
+// OpenStoreJournal is OpenStore with a write-ahead journal (see JournalOptions): first
+// the events an earlier process left in the journal are moved into the store.
+func OpenStoreJournal(ctx context.Context, st store.AuditLog, chain string, o JournalOptions) (*StoreSink, error) {
+	s, err := OpenStore(ctx, st, chain)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.startJournal(ctx, o); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
@@ -66,6 +83,9 @@ func (s *StoreSink) Write(ctx context.Context, batch []*Event) error {
 	if len(batch) == 0 {
 		return nil
 	}
+	if s.j != nil {
+		return s.writeJournal(batch)
+	}
 	recs := s.recs[:0]
 	buf := s.buf[:0]
 	for _, e := range batch {
@@ -86,8 +106,14 @@ func (s *StoreSink) Write(ctx context.Context, batch []*Event) error {
 	return nil
 }
 
-// Close does nothing: the store belongs to the gateway.
-func (s *StoreSink) Close() error { return nil }
+// Close moves what the journal holds into the store; the store itself belongs to the
+// gateway.
+func (s *StoreSink) Close() error {
+	if s.j == nil {
+		return nil
+	}
+	return s.closeJournal()
+}
 
 // VerifyStore checks every chain in st (or only chain, when set) and returns the number
 // of events verified per chain and the first problem (nil when every chain verifies).

@@ -31,6 +31,7 @@ const auditUsage = `Usage:
 
 Filters: --since T --until T (RFC 3339, or a duration back from now: 1h),
   --principal P --server S --tool T --method M --decision allowed|denied|failed --code PC2001W
+  --kind request|response|alert|system|security
 The trail is guards.audit.file of --config (default portcullis.yaml), or --file; when
 guards.audit writes only to the store (its default sink), or with --store, the commands
 read the store of --config (every chain, or --chain NAME).
@@ -44,6 +45,7 @@ type auditFlags struct {
 	jsonOut                                         *bool
 	since, until                                    *string
 	principal, server, tool, method, decision, code *string
+	kind                                            *string
 	n                                               *int
 	follow                                          *bool
 	format                                          *string
@@ -69,6 +71,7 @@ func newAuditFlags(name string, stderr io.Writer) *auditFlags {
 		a.method = fs.String("method", "", "events of this method")
 		a.decision = fs.String("decision", "", "allowed, denied or failed")
 		a.code = fs.String("code", "", "events with this code")
+		a.kind = fs.String("kind", "", "events of this kind: request, response, alert, system, security")
 	}
 	if name == "tail" {
 		a.n = fs.Int("n", 20, "how many of the last events")
@@ -153,7 +156,7 @@ func (a *auditFlags) match(e *trail.Event) bool {
 	}
 	eq := func(flag *string, v string) bool { return *flag == "" || *flag == v }
 	return eq(a.principal, e.Principal) && eq(a.server, e.Server) && eq(a.tool, e.Tool) && eq(a.method, e.Method) &&
-		eq(a.decision, e.Decision) && eq(a.code, e.Code) &&
+		eq(a.decision, e.Decision) && eq(a.code, e.Code) && eq(a.kind, e.Kind) &&
 		(a.sinceT.IsZero() || !e.Time.Before(a.sinceT)) && (a.untilT.IsZero() || e.Time.Before(a.untilT))
 }
 

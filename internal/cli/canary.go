@@ -9,12 +9,12 @@ import (
 )
 
 func init() {
-	register("canary", "canary create|list [-file F] [-config FILE] [-kind aws|token|path|url|all] [-base B] [-note N]   honeytokens the detectors watch for", canaryCmd)
+	register("canary", "canary create|list [-file F] [-config FILE] [-kind aws|token|path|url|tool|all] [-base B] [-note N]   honeytokens the detectors watch for", canaryCmd)
 }
 
 func canaryCmd(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || (args[0] != "create" && args[0] != "list") {
-		fmt.Fprintln(stderr, "usage: portcullis canary create|list [-file F] [-config FILE] [-kind aws|token|path|url|all] [-base B] [-note N]")
+		fmt.Fprintln(stderr, "usage: portcullis canary create|list [-file F] [-config FILE] [-kind aws|token|path|url|tool|all] [-base B] [-note N]")
 		return 2
 	}
 	sub := args[0]
@@ -22,8 +22,8 @@ func canaryCmd(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	file := fs.String("file", "", "canary file (default $PORTCULLIS_CANARY_FILE, or portcullis-canaries.json next to -config)")
 	cfg := fs.String("config", "portcullis.yaml", "configuration file the canaries go with")
-	kind := fs.String("kind", "all", "aws, token, path, url or all")
-	base := fs.String("base", "", "for path and url canaries: the directory or URL prefix to use")
+	kind := fs.String("kind", "all", "aws, token, path, url, tool (a decoy tool the gateway lists and refuses) or all (all but tool)")
+	base := fs.String("base", "", "for path and url canaries: the directory or URL prefix to use; for a tool: its name")
 	note := fs.String("note", "", "where you planted it, for the alert")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
@@ -54,6 +54,10 @@ func canaryCmd(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "portcullis canary:", err)
 			return 2
 		}
+		if _, dup := f.Decoys()[c.Values[0]]; k == canary.Tool && dup {
+			fmt.Fprintf(stderr, "portcullis canary: a decoy tool %q exists already; name another with -base\n", c.Values[0])
+			return 2
+		}
 		made = append(made, c)
 	}
 	f.Canaries = append(f.Canaries, made...)
@@ -69,6 +73,6 @@ func canaryCmd(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stdout, "# canary %s (%s)\n%s\n", c.ID, c.Kind, c.Values[0])
 		}
 	}
-	fmt.Fprintf(stdout, "# saved in %s; set guards.detect-args.canary_file and guards.detect-results.canary_file (or %s) to it\n", path, canary.EnvFile)
+	fmt.Fprintf(stdout, "# saved in %s; set guards.detect-args.canary_file, guards.detect-results.canary_file and guards.detect-listings.canary_file (or %s) to it\n", path, canary.EnvFile)
 	return 0
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 
 	"github.com/portcullis-mcp/portcullis/internal/config"
+	auditguard "github.com/portcullis-mcp/portcullis/internal/guards/audit"
 	"github.com/portcullis-mcp/portcullis/internal/store/sqlite"
 )
 
@@ -29,6 +30,7 @@ func init() {
 			return 1
 		}
 		defer st.Close()
+		auditguard.SetCheckOnly(true) // no sink is opened: a running gateway may own them
 		g, err := buildGateway(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), st)
 		if err != nil {
 			fmt.Fprintf(stderr, "%v\n", err)

@@ -52,7 +52,11 @@ func checkRegistry(cfg *config.Config, only string) (*gate, error) {
 			return nil, fmt.Errorf("%s: registry: %w", cfg.File, err)
 		}
 		if rc.RequireSigned {
-			pub, err := registry.PublicKey(cfg.Path(rc.PublicKey))
+			key := rc.PublicKey
+			if !registry.LooksLikeKey(key) {
+				key = cfg.Path(key)
+			}
+			pub, err := registry.PublicKey(key)
 			if err != nil {
 				return nil, fmt.Errorf("%s: registry.public_key: %w", cfg.File, err)
 			}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/portcullis-mcp/portcullis/internal/config"
+	auditguard "github.com/portcullis-mcp/portcullis/internal/guards/audit"
 	tracing "github.com/portcullis-mcp/portcullis/internal/guards/trace"
 	"github.com/portcullis-mcp/portcullis/internal/identity"
 	"github.com/portcullis-mcp/portcullis/internal/transport/stdio"
@@ -56,6 +57,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		logger.Error("stdio session ended", "err", err)
 	}
 	g.Shutdown(context.Background())
+	auditguard.Close() // moves the store's audit journal in before the store closes
 	fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	tracing.Flush(fctx) // spans still queued for the collector
 	cancel()

@@ -309,7 +309,7 @@ func scanCmd(args []string, stdout, stderr io.Writer) int {
 			logger = slog.New(slog.DiscardHandler)
 		}
 		s := config.Server{Name: serverNameOf(t.Entry.Name), Command: t.Entry.Command, Args: t.Entry.Args, Env: env, Dir: t.Entry.Cwd}
-		return dialer(s, jsonrpc.Limits{}, logger, nil)
+		return dialer(s, jsonrpc.Limits{}, logger, nil) // a scan verifies no registry entry: it reports on what it finds
 	}
 	if *progress || isTerminal(stderr) {
 		opts.Progress = progressBar(stderr)

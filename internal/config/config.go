@@ -44,12 +44,12 @@ type Config struct {
 	Guards map[string]yaml.Node `yaml:"guards"`
 	// Log sets the gateway's own log.
 	Log Log `yaml:"log"`
-	// Admin is the dashboard's listener (see Admin); nil without one.
-	Admin *Admin `yaml:"admin"`
-	// Registry names the verified registry of servers (see internal/registry).
-	Registry *Registry `yaml:"registry"`
 	// Fleet lets replicas serve each other's legacy sessions (see fleet.go).
 	Fleet Fleet `yaml:"fleet"`
+	// Registry names the verified registry of servers (see internal/registry).
+	Registry *Registry `yaml:"registry"`
+	// Admin is the dashboard's listener (see Admin); nil without one.
+	Admin *Admin `yaml:"admin"`
 
 	// File is the path the configuration was read from.
 	File string `yaml:"-"`

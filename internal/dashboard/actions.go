@@ -23,8 +23,8 @@ func (e *errRefused) Error() string { return e.msg }
 func refuse(format string, args ...any) error { return &errRefused{fmt.Sprintf(format, args...)} }
 
 // act carries out an action for the session's person: it records the action before
-// (PC8101I; when that fails the action is not carried out), runs do, records the outcome
-// (PC8102I, or PC8103W when do failed), and answers: JSON for the page's script, else a
+// (PC9101I; when that fails the action is not carried out), runs do, records the outcome
+// (PC9102I, or PC9103W when do failed), and answers: JSON for the page's script, else a
 // redirect back to back with the outcome shown there.
 func (s *Server) act(w http.ResponseWriter, r *http.Request, action, target, back string, do func(ctx context.Context) (string, error)) {
 	sess := sessionOf(r.Context())

@@ -176,20 +176,27 @@ func (w *walker) str() (string, extent, bool) {
 	start := w.i
 	i := start + 1
 	esc := false
-	for i < len(d) {
-		c := d[i]
-		if c == '\\' {
-			esc = true
-			i += 2
-			continue
+	// The closing quote: the first one no backslash escapes. Both searches are IndexByte,
+	// and the quote found is kept until an escape is seen to reach it, so the cost is linear.
+	q := -1
+	for {
+		if q < i {
+			k := bytes.IndexByte(d[i:], '"')
+			if k < 0 {
+				return "", extent{}, false
+			}
+			q = i + k
 		}
-		if c == '"' {
+		b := bytes.IndexByte(d[i:q], '\\')
+		if b < 0 {
+			i = q
 			break
 		}
-		i++
-	}
-	if i >= len(d) {
-		return "", extent{}, false
+		esc = true
+		i += b + 2 // the backslash and what it escapes (perhaps the quote at q)
+		if i > len(d) {
+			return "", extent{}, false
+		}
 	}
 	w.i = i + 1
 	body := d[start+1 : i]

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -60,6 +61,7 @@ var (
 // Chains are the inbound and outbound guard chains; a reload swaps them whole.
 type chains struct {
 	inbound, outbound guard.Handler
+	refused           guard.Handler // nil when no guard records refusals before the chain
 	names             []string
 }
 
@@ -142,19 +144,50 @@ func (g *Gateway) reap() {
 }
 
 // SetGuards builds new chains from guard sections and swaps them in; on error the old
-// chains stay.
+// chains stay, and so does every guard's shared state (the setups stage their switches in
+// one transaction, committed only when every chain was built).
 func (g *Gateway) SetGuards(sections map[string]guard.Config) error {
-	env := guard.Env{Logger: g.logger, Store: g.opts.Store, Servers: g.Servers()}
+	txn := guard.NewTxn()
+	env := guard.Env{Logger: g.logger, Store: g.opts.Store, Servers: g.Servers(), Txn: txn}
 	in, names, err := guard.Build(guard.HandlerFunc(g.terminal), sections, env)
 	if err != nil {
+		txn.Abort()
 		return err
 	}
 	out, _, err := guard.Build(guard.HandlerFunc(g.outboundTerminal), sections, env)
 	if err != nil {
+		txn.Abort()
 		return err
 	}
-	g.chains.Store(&chains{inbound: in, outbound: out, names: names})
+	// Calls the router refuses (an unknown server prefix) never reach the chain; they pass
+	// through the audit guard alone, so that the trail records them too.
+	var refused guard.Handler
+	if slices.Contains(names, recorderGuard) {
+		if refused, err = guard.BuildOnly(guard.HandlerFunc(routeRefusal), sections, env, recorderGuard); err != nil {
+			txn.Abort()
+			return err
+		}
+	}
+	g.chains.Store(&chains{inbound: in, outbound: out, refused: refused, names: names})
+	txn.Commit()
 	return nil
+}
+
+// recorderGuard is the guard that sees the calls refused before the chain.
+const recorderGuard = "audit"
+
+type routeErrKey struct{}
+
+// routeRefusal is the end of the chain of a call the router refused: the router's error,
+// as a refusal (with an incident id the trail and the client share).
+func routeRefusal(ctx context.Context, c *guard.Call) (*jsonrpc.Message, error) {
+	return nil, ctx.Value(routeErrKey{}).(*guard.Refusal)
+}
+
+// asRouteRefusal turns a router's error into the refusal the client gets.
+func asRouteRefusal(err error) *guard.Refusal {
+	je, _ := guard.ErrorFor(err)
+	return guard.Deny("router", je.Code, "%s", je.Message)
 }
 
 // Guards names the guards in the chain, outermost first.

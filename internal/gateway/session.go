@@ -90,7 +90,10 @@ func (s *Session) start(ctx context.Context, hello upstream.Hello) {
 			ctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
 			if err := c.Start(ctx); err != nil {
+				unreachable(srv.Name)
 				s.g.logger.Warn("server unavailable for new session", "upstream", srv.Name, "session", s.id, "err", err)
+			} else {
+				reached(srv.Name)
 			}
 		}()
 	}
@@ -202,6 +205,10 @@ func (s *Session) handle(ctx context.Context, m *jsonrpc.Message) *jsonrpc.Messa
 	}
 	call := &guard.Call{Msg: m, Direction: guard.Inbound, Session: s.id, Principal: identity.From(ctx), Era: s.era, Client: s.callerFor(m)}
 	if err := s.route(call); err != nil {
+		if ch := s.g.chains.Load(); ch.refused != nil && m.IsRequest() {
+			r := asRouteRefusal(err)
+			_, err = ch.refused.Handle(context.WithValue(ctx, routeErrKey{}, r), call)
+		}
 		return s.errorResponse(m, err)
 	}
 	resp, err := s.g.chains.Load().inbound.Handle(ctx, call)
@@ -485,8 +492,13 @@ func (g *Gateway) terminal(ctx context.Context, c *guard.Call) (*jsonrpc.Message
 		}
 		resp, err := conn.Call(ctx, m)
 		if err != nil {
-			return nil, upstreamError(c.Server, err)
+			err = upstreamError(c.Server, err)
+			if je := (*jsonrpc.Error)(nil); errors.As(err, &je) && (je.Code == jsonrpc.CodeUpstreamUnavailable || je.Code == jsonrpc.CodeUpstreamTimeout) {
+				unreachable(c.Server)
+			}
+			return nil, err
 		}
+		reached(c.Server)
 		return resp, nil
 	}
 	if m.IsNotification() {

@@ -24,6 +24,9 @@ type Env struct {
 	// Servers names the servers the gateway fronts, in configuration order (for guards
 	// that compare servers or ask each of them, such as registry).
 	Servers []string
+	// Txn, when set, holds what setups stage until the whole configuration is built (see
+	// Defer); nil commits at once.
+	Txn *Txn
 }
 
 // Setup builds a guard from its configuration. cfg is nil when the section is absent and
@@ -99,6 +102,32 @@ func Build(terminal Handler, sections map[string]Config, env Env) (Handler, []st
 		names[i] = mws[i].name
 	}
 	return h, names, nil
+}
+
+// BuildOnly returns the chain of the named guards around terminal (those registered, in
+// Order, configured or not), for calls refused before the full chain: the gateway passes
+// calls its router refuses through the audit guard alone so that they are recorded.
+func BuildOnly(terminal Handler, sections map[string]Config, env Env, names ...string) (Handler, error) {
+	regMu.Lock()
+	defer regMu.Unlock()
+	h := terminal
+	for i := len(Order) - 1; i >= 0; i-- {
+		name := Order[i]
+		reg, ok := registry[name]
+		if !ok || !slices.Contains(names, name) {
+			continue
+		}
+		cfg, configured := sections[name]
+		if !configured && !reg.byDefault {
+			continue
+		}
+		mw, err := reg.setup(cfg, env)
+		if err != nil {
+			return nil, fmt.Errorf("guard %s: %w", name, err)
+		}
+		h = Safe(name, mw(h))
+	}
+	return h, nil
 }
 
 func knownLocked() []string {

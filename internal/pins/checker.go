@@ -59,6 +59,9 @@ type Checker struct {
 	report func(context.Context, Event)
 	now    func() time.Time
 
+	// slow serializes decisions that write to the store, so that two listings seeing the
+	// same change at once report it once.
+	slow    sync.Mutex
 	mu      sync.RWMutex
 	pins    map[store.PinKey]store.Pin
 	version int64
@@ -134,6 +137,12 @@ func (c *Checker) Allowed(k store.PinKey, hash string) bool {
 // not be read or written: the caller must treat the item as not allowed.
 func (c *Checker) Observe(ctx context.Context, k store.PinKey, canon []byte, hash string) (Verdict, error) {
 	p, ok := c.Lookup(k)
+	if ok && p.Hash == hash && hash != "" {
+		return Approved, nil
+	}
+	c.slow.Lock()
+	defer c.slow.Unlock()
+	p, ok = c.Lookup(k) // decided meanwhile?
 	if ok && p.Hash == hash && hash != "" {
 		return Approved, nil
 	}

@@ -200,6 +200,17 @@ func TestSignVerify(t *testing.T) {
 			t.Errorf("tampered (%s): %v; want %q", tc.to, err, tc.want)
 		}
 	}
+	// The public key may be given as a file or inline.
+	pubText, _ := pub.MarshalText()
+	os.WriteFile(filepath.Join(dir, "k.pub"), pubText, 0o644)
+	for _, k := range []string{filepath.Join(dir, "k.pub"), pub.String()} {
+		if got, err := PublicKey(k); err != nil || got.ID() != pub.ID() {
+			t.Errorf("PublicKey(%s) = %v", k, err)
+		}
+	}
+	if _, err := PublicKey(filepath.Join(dir, "missing.pub")); err == nil {
+		t.Error("a missing key file accepted")
+	}
 	other, _, _ := minisign.GenerateKey(rand.Reader)
 	if err := Verify(r, other); err == nil || !strings.Contains(err.Error(), "not with the configured public key") {
 		t.Errorf("another key: %v", err)

@@ -112,7 +112,7 @@ func PublicKey(fileOrKey string) (minisign.PublicKey, error) {
 	text := []byte(fileOrKey)
 	if b, err := os.ReadFile(fileOrKey); err == nil {
 		text = b
-	} else if !looksLikeKey(fileOrKey) {
+	} else if !LooksLikeKey(fileOrKey) {
 		return pub, fmt.Errorf("public key: %w", err)
 	}
 	if err := pub.UnmarshalText([]byte(strings.TrimSpace(string(text)))); err != nil {
@@ -121,7 +121,8 @@ func PublicKey(fileOrKey string) (minisign.PublicKey, error) {
 	return pub, nil
 }
 
-func looksLikeKey(s string) bool {
+// LooksLikeKey reports whether s is a minisign public key itself rather than a file name.
+func LooksLikeKey(s string) bool {
 	return len(s) == 56 && strings.HasPrefix(s, "RW")
 }
 

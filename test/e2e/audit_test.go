@@ -238,12 +238,18 @@ func TestAuditTrail(t *testing.T) {
 		t.Fatalf("audit verify after kill -9: exit %d\n%s", code, out)
 	}
 
-	// Tampering: edit one event of the live file.
+	// Tampering: edit the second event of the last file holding two (the live file may
+	// have just been rotated).
 	g2.Stop()
 	files = mustFiles(t, trail)
-	last := files[len(files)-1]
-	b, _ := os.ReadFile(last)
-	lines := strings.Split(string(b), "\n")
+	var last string
+	var lines []string
+	for i := len(files) - 1; i >= 0 && last == ""; i-- {
+		b, _ := os.ReadFile(files[i])
+		if lines = strings.Split(string(b), "\n"); len(lines) > 2 {
+			last = files[i]
+		}
+	}
 	lines[1] = strings.Replace(lines[1], `"kind":"`, `"kind":"x`, 1)
 	os.WriteFile(last, []byte(strings.Join(lines, "\n")), 0o600)
 	out, code = auditCLI(t, "verify", "--file", trail)
@@ -318,7 +324,9 @@ func TestAuditRefusesToStart(t *testing.T) {
 	requireE2E(t)
 	cfg, _ := crashyConfig(t, "  audit:\n    file: /dev/full\n")
 	cfg.Listen = "127.0.0.1:0"
-	path := filepath.Join(t.TempDir(), "portcullis.yaml")
+	dir := t.TempDir()
+	cfg.Store = filepath.Join(dir, "portcullis.db") // never the home directory's
+	path := filepath.Join(dir, "portcullis.yaml")
 	os.WriteFile(path, []byte(cfg.YAML()), 0o600)
 	p := startProc(t, "portcullis serve", exec.Command(portcullisBin, "serve", "--config", path))
 	if !p.Wait(20 * time.Second) {

@@ -218,10 +218,10 @@ func TestDashboard(t *testing.T) {
 		}
 	}
 	for _, want := range []string{
-		"PC8001I ada dashboard/login", "PC8001I sam@example.com dashboard/login", "PC8001I otto dashboard/login", "PC8001I vera dashboard/login",
-		"PC8002W  dashboard/login",
-		"PC8102I otto dashboard/approve", "PC8102I otto dashboard/deny", "PC8102I ada dashboard/approve-pin",
-		"PC8103W vera dashboard", "PC8103W  dashboard", "PC8102I ada dashboard/export", "PC8101I otto dashboard/approve",
+		"PC9001I ada dashboard/login", "PC9001I sam@example.com dashboard/login", "PC9001I otto dashboard/login", "PC9001I vera dashboard/login",
+		"PC9002W  dashboard/login",
+		"PC9102I otto dashboard/approve", "PC9102I otto dashboard/deny", "PC9102I ada dashboard/approve-pin",
+		"PC9103W vera dashboard", "PC9103W  dashboard", "PC9102I ada dashboard/export", "PC9101I otto dashboard/approve",
 	} {
 		if seen[want] == 0 {
 			t.Errorf("no audit event %q; dashboard events: %v", want, seen)

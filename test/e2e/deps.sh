@@ -28,6 +28,23 @@ fi
 if [ ! -d "$dir/node_modules/@modelcontextprotocol/server-sequential-thinking" ]; then
   (cd "$dir" && npm install --no-audit --no-fund --loglevel=error @modelcontextprotocol/server-sequential-thinking@2026.8.31)
 fi
+# Real npm MCP servers that start without credentials, for the live listing checks
+# (test/e2e/listings_test.go), in a directory of their own so that their dependencies do
+# not move the versions above.
+if [ ! -f "$dir/.installed-listings-v1" ]; then
+  mkdir -p "$dir/listings"
+  (cd "$dir/listings" && { [ -f package.json ] || echo '{"private":true}' > package.json; } && npm install --no-audit --no-fund --loglevel=error \
+    @modelcontextprotocol/server-github@2025.4.8 \
+    @modelcontextprotocol/server-postgres@0.6.2 \
+    @modelcontextprotocol/server-sequential-thinking@2026.8.31 \
+    @agent-infra/mcp-server-commands@1.2.18 \
+    @agent-infra/mcp-server-filesystem@1.2.29 \
+    @antv/mcp-server-chart@0.9.10 \
+    @playwright/mcp@0.0.83 \
+    @upstash/context7-mcp@4.1.1 \
+    @notionhq/notion-mcp-server@2.5.2)
+  touch "$dir/.installed-listings-v1"
+fi
 # The dashboard's browser tests: playwright-core (the driver only: it downloads no browser)
 # and Debian's chromium.
 [ -d "$dir/node_modules/playwright-core" ] || (cd "$dir" && npm install --no-audit --no-fund --loglevel=error playwright-core@1.65.1)
@@ -53,6 +70,16 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
     apt-get update -qq && apt-get install -y -qq --no-install-recommends postgresql >/dev/null
   else
     echo "no PostgreSQL server: install Debian's postgresql package, or the PostgreSQL tests skip" >&2
+  fi
+fi
+# rsyslog from Debian's packages: a real syslog receiver for the audit trail's RFC 5424 sink
+# (the test starts its own rsyslogd with its own configuration on a loopback port).
+if ! command -v rsyslogd >/dev/null 2>&1 && [ ! -x /usr/sbin/rsyslogd ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends rsyslog >/dev/null
+  else
+    echo "no rsyslogd: install Debian's rsyslog package, or the syslog receiver test skips" >&2
   fi
 fi
 echo "e2e dependencies in $dir"

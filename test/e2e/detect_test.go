@@ -61,9 +61,14 @@ func TestDetectors(t *testing.T) {
 	if token == "" {
 		t.Fatalf("no token in canary output:\n%s", out)
 	}
+	const decoy = "export_workspace_credentials"
+	if out, err := exec.Command(portcullisBin, "canary", "create", "-kind", "tool", "-base", decoy, "-file", canaryFile, "-note", "e2e decoy").CombinedOutput(); err != nil {
+		t.Fatalf("portcullis canary create -kind tool: %v\n%s", err, out)
+	}
 	g := startServe(t, GatewayConfig{
 		Servers: []ServerConfig{{Name: "leaky", Command: bin, Env: map[string]string{"LEAKY_DIR": dir}}},
-		Guards:  "  detect-args:\n    canary_file: " + q(canaryFile) + "\n",
+		Guards: "  detect-args:\n    canary_file: " + q(canaryFile) + "\n" +
+			"  detect-listings:\n    canary_file: " + q(canaryFile) + "\n",
 	})
 	c := mustInit(t, g.URL)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -76,6 +81,9 @@ func TestDetectors(t *testing.T) {
 	if strings.Contains(strings.Join(names, ","), "add") || !strings.Contains(strings.Join(names, ","), "read_file") {
 		t.Errorf("tools listed = %v; want the poisoned tool add hidden and the others shown", names)
 	}
+	if !strings.Contains(strings.Join(names, ","), decoy) {
+		t.Errorf("tools listed = %v; want the decoy tool %s listed", names, decoy)
+	}
 
 	refused := []struct {
 		tool, detector string
@@ -84,6 +92,8 @@ func TestDetectors(t *testing.T) {
 		{"read_file", "pathtrav", map[string]any{"path": "../../etc/passwd"}},
 		{"fetch", "ssrf", map[string]any{"url": "http://169.254.169.254/latest/meta-data/"}},
 		{"echo", "canary", map[string]any{"text": "my key is " + token}},
+		{"echo", "secrets", map[string]any{"text": "aws_access_key_id = AKIAZ7QJ3NB4X5TLUE6M"}},
+		{decoy, "canary", map[string]any{"scope": "all"}},
 	}
 	for _, r := range refused {
 		os.Remove(filepath.Join(dir, "call-"+r.tool))
@@ -120,11 +130,55 @@ func TestDetectors(t *testing.T) {
 	if !strings.Contains(cfg, "[REDACTED:aws-access-key-id]") || !strings.Contains(cfg, "[REDACTED:github-token]") || !strings.Contains(cfg, "region = eu-west-1") {
 		t.Errorf("config = %q, want the secrets redacted and the rest kept", cfg)
 	}
+	customer := mustToolText(t, c, "get_customer", nil)
+	if strings.Contains(customer, "4111 1111") || strings.Contains(customer, "DE89") ||
+		!strings.Contains(customer, "card: [REDACTED:card-number]") || !strings.Contains(customer, "iban: [REDACTED:iban]") ||
+		!strings.Contains(customer, "email: ada@example.com") {
+		t.Errorf("customer = %q, want the card and IBAN redacted and the rest kept", customer)
+	}
+	// The canary token and the decoy call each raised an alert.
+	alerts := func() int { return strings.Count(g.Stderr.String(), "ALERT: critical finding in arguments") }
+	for deadline := time.Now().Add(5 * time.Second); alerts() < 2 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if alerts() < 2 || !strings.Contains(g.Stderr.String(), decoy) {
+		t.Errorf("want two canary alerts in the gateway's log (token, decoy call), got %d", alerts())
+	}
 	logged := func() bool { return strings.Contains(g.Stderr.String(), "finding in result") }
 	for deadline := time.Now().Add(5 * time.Second); !logged() && time.Now().Before(deadline); {
 		time.Sleep(20 * time.Millisecond)
 	}
 	if !logged() {
 		t.Errorf("the gateway did not log the finding")
+	}
+}
+
+// TestClientRoots: with no roots in the configuration, detect-args bounds path arguments
+// by the roots the client declared (the official SDK client answering roots/list).
+func TestClientRoots(t *testing.T) {
+	requireE2E(t)
+	requireFile(t, nodeModule("@modelcontextprotocol", "sdk", "package.json"))
+	bin := buildLeaky(t)
+	dir := t.TempDir()
+	g := startServe(t, GatewayConfig{
+		Servers: []ServerConfig{{Name: "leaky", Command: bin, Env: map[string]string{"LEAKY_DIR": dir}}},
+	})
+	root := filepath.Join(dir, "project")
+	inside, outside := filepath.Join(root, "src", "main.go"), filepath.Join(dir, "elsewhere", "notes.txt")
+	script := filepath.Join(repoRoot, "test", "e2e", "clients", "sdk-client.mjs")
+	out, err := runNode(t, 2*time.Minute, nil, script, "--root", "file://"+root,
+		"--call", "read_file", `{"path":"`+inside+`"}`, "--call", "read_file", `{"path":"`+outside+`"}`, "--url", g.URL)
+	if err != nil {
+		t.Fatalf("sdk-client: %v\n%s", err, out)
+	}
+	var res sdkResult
+	if err := json.Unmarshal([]byte(strings.TrimSpace(out)), &res); err != nil || len(res.Calls) != 2 {
+		t.Fatalf("sdk-client output: %v\n%s", err, out)
+	}
+	if text, isErr := toolText(res.Calls[0].Result); res.Calls[0].Error != nil || isErr || text != "read "+inside {
+		t.Errorf("read inside the client's root: %s / %s", res.Calls[0].Error, res.Calls[0].Result)
+	}
+	if e := res.Calls[1].Error; e == nil || e.Code != -32010 || !strings.Contains(e.Message, "path") {
+		t.Errorf("read outside the client's root: %v / %s, want a -32010 refusal", e, res.Calls[1].Result)
 	}
 }

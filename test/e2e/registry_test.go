@@ -10,6 +10,10 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"encoding/pem"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -43,8 +47,8 @@ func buildRugpull(t *testing.T) string {
 	return rugpullBin
 }
 
-// cli runs a portcullis command and returns its combined output and exit code.
-func cliStatus(t *testing.T, args ...string) (string, int) {
+// pcli runs a portcullis command and returns its combined output and exit code.
+func pcli(t *testing.T, args ...string) (string, int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -104,9 +108,6 @@ func TestRegistryRugPull(t *testing.T) {
 				}
 				json.Unmarshal(m.Result, &res)
 				var out []string
-				for _, it := range res[strings.TrimSuffix(listMethod, "/list")+""] {
-					out = append(out, it.Name)
-				}
 				for _, it := range res[strings.Split(listMethod, "/")[0]] {
 					out = append(out, it.Name)
 				}
@@ -116,9 +117,26 @@ func TestRegistryRugPull(t *testing.T) {
 			if !contains(first, tc.name) {
 				t.Fatalf("first listing %v has no %s", first, tc.name)
 			}
-			// The server changed the definition right after answering and said so: the
-			// gateway re-checks before the next call, without the client listing again.
+			// Trusted now; the server makes its change after answering this call.
+			if text := mustToolText(t, c, "echo", map[string]any{"message": "hi"}); text != "echo (changed: false)" {
+				t.Fatalf("echo before the change: %q", text)
+			}
+			// The server changed the definition and said so: the gateway re-checks at once,
+			// without the client listing again.
 			waitStderr(t, g.Proc, "list changed; definitions are checked again")
+			// The gateway lists the server again on the notification itself: the alert is
+			// in the trail before the client does anything.
+			deadline := time.Now().Add(20 * time.Second)
+			for {
+				out, _ := pcli(t, "audit", "search", "--config", g.Config, "--code", "PC5002A", "--json")
+				if strings.Contains(out, "PC5002A") {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("no rug pull alert after list_changed:\n%s", out)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
 			m, err := c.Request(ctx, getMethod, getParams)
 			if err != nil {
 				t.Fatal(err)
@@ -136,23 +154,23 @@ func TestRegistryRugPull(t *testing.T) {
 					t.Errorf("the unchanged tool: %q", text)
 				}
 			}
-			out, code := cliStatus(t, "pins", "list", "--config", g.Config)
+			out, code := pcli(t, "pins", "list", "--config", g.Config)
 			if code != 0 || !strings.Contains(out, "changed") {
 				t.Fatalf("pins list: exit %d\n%s", code, out)
 			}
-			out, code = cliStatus(t, "pins", "diff", "--config", g.Config, "rug", tc.name)
+			out, code = pcli(t, "pins", "diff", "--config", g.Config, "rug", tc.name)
 			if code != 0 || !diffHas(out, '+', tc.after) || (tc.before != "" && !diffHas(out, '-', tc.before)) {
 				t.Fatalf("pins diff: exit %d\n%s", code, out)
 			}
 			t.Logf("pins diff:\n%s", out)
 			// The alert is in the audit trail, with the diff.
-			out, code = cliStatus(t, "audit", "search", "--config", g.Config, "--code", "PC5002A", "--json")
+			out, code = pcli(t, "audit", "search", "--config", g.Config, "--code", "PC5002A", "--json")
 			var alert struct{ Code, Server, Tool, Message string }
 			if code != 0 || strings.Count(strings.TrimSpace(out), "\n") != 0 || json.Unmarshal([]byte(out), &alert) != nil ||
 				alert.Server != "rug" || alert.Tool != tc.name || !diffHas(alert.Message, '+', tc.after) {
 				t.Fatalf("audit search for the rug pull alert: exit %d\n%s", code, out)
 			}
-			out, code = cliStatus(t, "pins", "approve", "--config", g.Config, "--by", "alice", "rug", tc.name)
+			out, code = pcli(t, "pins", "approve", "--config", g.Config, "--by", "alice", "rug", tc.name)
 			if code != 0 || !strings.Contains(out, "approved") {
 				t.Fatalf("pins approve: exit %d\n%s", code, out)
 			}
@@ -219,7 +237,7 @@ func TestRegistryEnforce(t *testing.T) {
 	if err := os.WriteFile(bin, data, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	hash, code := cliStatus(t, "registry", "hash", bin)
+	hash, code := pcli(t, "registry", "hash", bin)
 	if code != 0 {
 		t.Fatalf("registry hash: %s", hash)
 	}
@@ -227,13 +245,13 @@ func TestRegistryEnforce(t *testing.T) {
 	regPath := filepath.Join(dir, "registry.yaml")
 	os.WriteFile(regPath, []byte(registryYAML(bin, hash)), 0o644)
 	key := filepath.Join(dir, "registry.key")
-	if out, code := cliStatus(t, "registry", "keygen", "--key", key); code != 0 {
+	if out, code := pcli(t, "registry", "keygen", "--key", key); code != 0 {
 		t.Fatalf("keygen: %s", out)
 	}
-	if out, code := cliStatus(t, "registry", "sign", "--key", key, regPath); code != 0 {
+	if out, code := pcli(t, "registry", "sign", "--key", key, regPath); code != 0 {
 		t.Fatalf("sign: %s", out)
 	}
-	if out, code := cliStatus(t, "registry", "verify", "--pub", key+".pub", regPath); code != 0 || !strings.Contains(out, "signature good") {
+	if out, code := pcli(t, "registry", "verify", "--pub", key+".pub", regPath); code != 0 || !strings.Contains(out, "signature good") {
 		t.Fatalf("verify: %s", out)
 	}
 	extra := "registry:\n  file: " + q(regPath) + "\n  enforce: true\n  require_pinned: true\n  require_signed: true\n  public_key: " + q(key+".pub") + "\n"
@@ -264,7 +282,7 @@ func TestRegistryEnforce(t *testing.T) {
 		}
 		t.Logf("refusal: %s", m.Error.Message)
 		waitStderr(t, g.Proc, "executable refused at start")
-		out, code := cliStatus(t, "audit", "search", "--config", g.Config, "--code", "PC5003A", "--json")
+		out, code := pcli(t, "audit", "search", "--config", g.Config, "--code", "PC5003A", "--json")
 		if code != 0 || !strings.Contains(out, "was replaced or updated") {
 			t.Fatalf("audit search for the refusal: exit %d\n%s", code, out)
 		}
@@ -286,7 +304,7 @@ func TestRegistryEnforce(t *testing.T) {
 		c := GatewayConfig{Servers: []ServerConfig{{Name: "memory", Command: "npx", Args: []string{"-y", "@modelcontextprotocol/server-memory"}}},
 			Store: filepath.Join(filepath.Dir(cfg), "p.db")}
 		os.WriteFile(cfg, []byte(c.YAML()), 0o644)
-		out, code := cliStatus(t, "registry", "check", "--config", cfg)
+		out, code := pcli(t, "registry", "check", "--config", cfg)
 		if code != 0 || !strings.Contains(out, `server "memory" finding (unpinned-package)`) || !strings.Contains(out, "has no version") {
 			t.Fatalf("registry check of an unpinned package: exit %d\n%s", code, out)
 		}
@@ -302,7 +320,7 @@ func TestRegistryEnforce(t *testing.T) {
 		orig, _ := os.ReadFile(regPath)
 		defer os.WriteFile(regPath, orig, 0o644)
 		os.WriteFile(regPath, []byte(strings.Replace(string(orig), "owner: e2e-team", "owner: someone-else", 1)), 0o644)
-		out, code := cliStatus(t, "registry", "verify", "--pub", key+".pub", regPath)
+		out, code := pcli(t, "registry", "verify", "--pub", key+".pub", regPath)
 		if code == 0 || !strings.Contains(out, `entry "calculator" (line 2) was changed after signing`) {
 			t.Fatalf("verify of a tampered registry: exit %d\n%s", code, out)
 		}
@@ -319,6 +337,64 @@ func TestRegistryEnforce(t *testing.T) {
 			t.Fatalf("serve with an unsigned registry:\n%s", out)
 		}
 		os.WriteFile(regPath, orig, 0o644)
-		cliStatus(t, "registry", "sign", "--key", key, regPath)
+		pcli(t, "registry", "sign", "--key", key, regPath)
 	})
+}
+
+// TestRegistrySPKI: an HTTPS server whose registry entry pins its certificate key is
+// reached while it presents that key, and refused (with an alert) when the entry pins
+// another, although its certificate is trusted.
+func TestRegistrySPKI(t *testing.T) {
+	requireE2E(t)
+	upstream := startEverythingHTTP(t)
+	target, _ := url.Parse(upstream)
+	proxy := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: target.Host})
+	proxy.FlushInterval = -1 // stream SSE
+	tlsSrv := httptest.NewTLSServer(proxy)
+	defer tlsSrv.Close()
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "ca.pem")
+	os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tlsSrv.Certificate().Raw}), 0o644)
+	t.Setenv("SSL_CERT_FILE", ca) // the gateway trusts the test server's certificate
+	httpsURL := tlsSrv.URL + "/mcp"
+	pin, code := pcli(t, "registry", "spki", httpsURL)
+	if code != 0 {
+		t.Fatalf("registry spki: %s", pin)
+	}
+	pin = strings.TrimSpace(pin)
+	for _, tc := range []struct {
+		name, pin string
+		ok        bool
+	}{
+		{"pinned key", pin, true},
+		{"another key", "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			reg := filepath.Join(t.TempDir(), "registry.yaml")
+			os.WriteFile(reg, []byte("servers:\n  - name: everything\n    owner: e2e\n    url: "+q(httpsURL)+"\n    spki_sha256: ["+q(tc.pin)+"]\n"), 0o644)
+			g := startServe(t, GatewayConfig{Servers: []ServerConfig{{Name: "everything", URL: httpsURL}}, Guards: "  audit: {}\n",
+				Extra: "registry: {file: " + q(reg) + ", enforce: true}\n"})
+			c := newHTTPClient(g.URL)
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			c.Initialize(ctx)
+			m, err := c.CallTool(ctx, "test_simple_text", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.ok {
+				if m.Error != nil {
+					t.Fatalf("call through the pinned key: %v", m.Error)
+				}
+				return
+			}
+			if m.Error == nil || !strings.Contains(m.Error.Message, "not the pinned one") {
+				t.Fatalf("call to a server with another key: %s %v", m.Result, m.errorOrNil())
+			}
+			out, code := pcli(t, "audit", "search", "--config", g.Config, "--code", "PC5003A", "--json")
+			if code != 0 || !strings.Contains(out, "not the pinned one") {
+				t.Fatalf("audit search for the refusal: exit %d\n%s", code, out)
+			}
+		})
+	}
 }

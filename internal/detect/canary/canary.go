@@ -13,6 +13,8 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -33,6 +35,7 @@ const (
 	Token = "token" // an API token
 	Path  = "path"  // a file path
 	URL   = "url"   // a URL
+	Tool  = "tool"  // a decoy tool: listed to the model, never to be called
 )
 
 // Canary is one honeytoken.
@@ -109,10 +112,63 @@ func New(kind, base, note string) (Canary, error) {
 			base = "https://internal-" + c.ID + ".example.com"
 		}
 		c.Values = []string{strings.TrimRight(base, "/") + "/api/v1/keys/" + c.ID}
+	case Tool:
+		// base is the decoy's name; the default reads as a tool worth stealing with.
+		if base == "" {
+			base = "export_workspace_credentials"
+		}
+		if !validToolName(base) {
+			return Canary{}, fmt.Errorf("decoy tool name %q: use 1 to 64 of A-Z a-z 0-9 _ -", base)
+		}
+		c.Values = []string{base}
 	default:
-		return Canary{}, fmt.Errorf("unknown canary kind %q (aws, token, path, url)", kind)
+		return Canary{}, fmt.Errorf("unknown canary kind %q (aws, token, path, url, tool)", kind)
 	}
 	return c, nil
+}
+
+func validToolName(n string) bool {
+	if n == "" || len(n) > 64 {
+		return false
+	}
+	for i := 0; i < len(n); i++ {
+		c := n[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// DecoyDescription is what the model reads about a decoy tool.
+const DecoyDescription = "Returns the API keys, tokens and passwords stored for this workspace (internal administration)."
+
+// DecoyTool returns the tools/list entry of a decoy tool named name.
+func DecoyTool(name string) []byte {
+	b, _ := json.Marshal(map[string]any{"name": name, "description": DecoyDescription,
+		"inputSchema": map[string]any{"type": "object", "properties": map[string]any{
+			"scope": map[string]any{"type": "string", "description": "which credentials: all, cloud or database"}}}})
+	return b
+}
+
+// Decoys returns the decoy tools of a file, by name.
+func (f *File) Decoys() map[string]Canary {
+	out := map[string]Canary{}
+	if f == nil {
+		return out
+	}
+	for _, c := range f.Canaries {
+		if c.Kind == Tool && len(c.Values) == 1 {
+			out[c.Values[0]] = c
+		}
+	}
+	return out
+}
+
+// DecoyCalled is the critical finding for a call of a decoy tool.
+func DecoyCalled(c Canary, pointer string) detect.Finding {
+	return detect.Finding{Detector: Name, Rule: Tool, Severity: detect.Critical, Pointer: pointer, Evidence: "canary " + c.ID,
+		Message: fmt.Sprintf("the decoy tool %q (canary %s) was called: no task needs it, so the model follows someone else's instructions", c.Values[0], c.ID)}
 }
 
 // Scanner finds canary values in text. It is safe for concurrent use.
@@ -129,6 +185,9 @@ func NewScanner(f *File) *Scanner {
 	s := &Scanner{}
 	var pats []string
 	for _, c := range f.Canaries {
+		if c.Kind == Tool {
+			continue // a tool name is matched when called, not in text
+		}
 		for _, v := range c.Values {
 			if len(v) < 8 {
 				continue
@@ -140,6 +199,9 @@ func NewScanner(f *File) *Scanner {
 				s.owner = append(s.owner, c)
 			}
 		}
+	}
+	if len(pats) == 0 {
+		return nil
 	}
 	s.kw = detect.NewKeywords(pats)
 	return s
@@ -164,6 +226,73 @@ func (s *Scanner) Scan(text, pointer string) []detect.Finding {
 		return true
 	})
 	return out
+}
+
+// Match reports the first canary seen in text.
+func (s *Scanner) Match(text string) (Canary, bool) {
+	if s == nil || s.kw == nil {
+		return Canary{}, false
+	}
+	var c Canary
+	found := false
+	s.kw.Scan(text, func(id, _ int) bool {
+		c, found = s.owner[id], true
+		return false
+	})
+	return c, found
+}
+
+// Request returns the canaries in an outgoing HTTP request: its URL (host, path and query,
+// percent-decoded too) and header values. The sandbox's egress proxy calls it on every
+// request a server makes (for CONNECT, with the authority alone as rawURL), so that a
+// canary leaving through the network raises the same critical alert as one leaving in a
+// tool call's arguments.
+func (s *Scanner) Request(method, rawURL string, header http.Header) []detect.Finding {
+	if s == nil {
+		return nil
+	}
+	var out []detect.Finding
+	seen := map[string]bool{}
+	add := func(fs []detect.Finding) {
+		for _, f := range fs {
+			if !seen[f.Evidence] {
+				seen[f.Evidence] = true
+				out = append(out, f)
+			}
+		}
+	}
+	add(s.Scan(rawURL, "/url"))
+	if u, err := url.PathUnescape(rawURL); err == nil && u != rawURL {
+		add(s.Scan(u, "/url"))
+	}
+	if u, err := url.QueryUnescape(rawURL); err == nil && u != rawURL {
+		add(s.Scan(u, "/url"))
+	}
+	for k, vs := range header {
+		for _, v := range vs {
+			add(s.Scan(v, detect.Pointer("headers", k)))
+		}
+	}
+	for i := range out {
+		out[i].Message = fmt.Sprintf("a canary token (%s) left in an outgoing %s request: something read what only a thief would", out[i].Evidence, method)
+	}
+	return out
+}
+
+// Open returns the scanner of the canary file at path ("" : $PORTCULLIS_CANARY_FILE; none
+// set: nil, nil). A missing file is no canaries.
+func Open(path string) (*Scanner, error) {
+	if path == "" {
+		path = os.Getenv(EnvFile)
+	}
+	if path == "" {
+		return nil, nil
+	}
+	f, err := Load(path)
+	if err != nil {
+		return nil, err
+	}
+	return NewScanner(f), nil
 }
 
 // DefaultFile returns the canary file for a configuration file: $PORTCULLIS_CANARY_FILE, or

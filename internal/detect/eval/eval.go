@@ -76,6 +76,7 @@ func (g *Group) add(malicious, flagged bool, id string) {
 type Runner struct {
 	args    *detectargs.Guard
 	results *detectresults.Guard
+	rules   *detectresults.Guard // the same without the learned model
 	poison  *poisoning.Detector
 }
 
@@ -90,7 +91,12 @@ func NewRunner() (*Runner, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Runner{args: a, results: r, poison: poisoning.Default}, nil
+	off := false
+	rules, err := detectresults.Compile(detectresults.Config{InjectionModel: &off}, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &Runner{args: a, results: r, rules: rules, poison: poisoning.Default}, nil
 }
 
 func flagged(fs []detect.Finding) bool {
@@ -219,6 +225,19 @@ func (rn *Runner) checkListing(tools []listed) [][]detect.Finding {
 	return out
 }
 
+// Flagged reports whether findings reach the warning level (what the figures count).
+func Flagged(fs []detect.Finding) bool { return flagged(fs) }
+
+// CheckServerListing runs the listing checks on the tools (raw MCP definitions) of one
+// server's tools/list, as the published figures do, and returns the findings per tool.
+func (rn *Runner) CheckServerListing(server string, tools [][]byte) [][]detect.Finding {
+	list := make([]listed, len(tools))
+	for i, t := range tools {
+		list[i] = listed{server: server, raw: t}
+	}
+	return rn.checkListing(list)
+}
+
 type msbTool struct {
 	Server      string `json:"server"`
 	Variant     string `json:"attack_variant"`
@@ -257,13 +276,25 @@ func (rn *Runner) msb(rep *Report, dir string) error {
 		return err
 	}
 	originals := map[string][]listed{}
+	// A variant whose description and parameters are an original's (only the name differs,
+	// or nothing does) is a copy: alone, it is the benign original.
+	copyKey := func(t msbTool) string { b, _ := json.Marshal([]any{t.Description, t.Params}); return string(b) }
+	origKeys := map[string]bool{}
 	for _, t := range tools {
 		if t.Variant == "original" {
 			originals[t.Server] = append(originals[t.Server], listed{server: "original", raw: t.raw(), id: t.Name})
+			origKeys[copyKey(t)] = true
+		}
+	}
+	copies := 0
+	for _, t := range tools {
+		if t.Variant != "original" && origKeys[copyKey(t)] {
+			copies++
 		}
 	}
 	ctxGroup := rep.group("msb", "listing (variant beside the originals)", "each attack variant listed by a second server next to the original server's tools, as MSB runs them")
 	aloneGroup := rep.group("msb", "listing (variant alone)", "each attack variant in a listing of its own: name-overlap and tool-transfer variants copy the original and are only visible next to it")
+	alteredGroup := rep.group("msb", "listing (variant alone, altered text only)", fmt.Sprintf("the variants alone, less the %d whose description and parameters are exactly an original's (the name differs or nothing does): no check of a single listing can tell those from the benign original", copies))
 	for _, t := range tools {
 		id := t.Variant + "/" + t.Name
 		if t.Variant == "original" {
@@ -272,6 +303,7 @@ func (rn *Runner) msb(rep *Report, dir string) error {
 				if l.id == t.Name {
 					ctxGroup.add(false, flagged(fs[i]), id)
 					aloneGroup.add(false, flagged(fs[i]), id)
+					alteredGroup.add(false, flagged(fs[i]), id)
 					break
 				}
 			}
@@ -282,6 +314,9 @@ func (rn *Runner) msb(rep *Report, dir string) error {
 		ctxGroup.add(true, flagged(fs[len(fs)-1]), id)
 		alone := rn.checkListing([]listed{{server: "attack", raw: t.raw(), id: t.Name}})
 		aloneGroup.add(true, flagged(alone[0]), id)
+		if !origKeys[copyKey(t)] {
+			alteredGroup.add(true, flagged(alone[0]), id)
+		}
 	}
 	// Injection payloads, in descriptions or in results.
 	return readJSONL(filepath.Join(dir, "msb_injection_payloads.jsonl"), func(_ int, b []byte) error {
@@ -305,9 +340,11 @@ func (rn *Runner) msb(rep *Report, dir string) error {
 	})
 }
 
-func (rn *Runner) resultFlagged(text string) bool {
+func (rn *Runner) resultFlagged(text string) bool { return resultFlagged(rn.results, text) }
+
+func resultFlagged(g *detectresults.Guard, text string) bool {
 	res, _ := json.Marshal(map[string]any{"content": []any{map[string]any{"type": "text", "text": text}}})
-	_, fs, _ := rn.results.Inspect(res)
+	_, fs, _ := g.Inspect(res)
 	return flagged(fs)
 }
 
@@ -449,84 +486,49 @@ func (rn *Runner) gitleaks(rep *Report, dir string) error {
 }
 
 func (rn *Runner) bipia(rep *Report, dir string) error {
-	type ctx struct{ family, text string }
-	var ctxs []ctx
-	for _, f := range []struct{ file, family string }{{"email_test.jsonl", "email"}, {"table_test.jsonl", "table"}, {"code_test.jsonl", "code"}} {
-		p := filepath.Join(dir, f.file)
-		if _, err := os.Stat(p); err != nil {
-			continue
-		}
-		if err := readJSONL(p, func(_ int, b []byte) error {
-			var c map[string]any
-			if err := json.Unmarshal(b, &c); err != nil {
-				return err
-			}
-			switch v := c["context"].(type) {
-			case string:
-				ctxs = append(ctxs, ctx{f.family, v})
-			case []any: // code contexts are lists of lines
-				var lines []string
-				for _, l := range v {
-					if s, ok := l.(string); ok {
-						lines = append(lines, s)
-					}
-				}
-				ctxs = append(ctxs, ctx{f.family, strings.Join(lines, "\n")})
-			}
-			return nil
-		}); err != nil {
-			return err
-		}
+	ctxs, attacks, err := LoadBIPIA(dir)
+	if err != nil {
+		return err
 	}
-	clean := rep.group("bipia", "result (clean contexts)", "")
-	for i, c := range ctxs {
-		clean.add(false, rn.resultFlagged(c.text), fmt.Sprintf("%s context %d", c.family, i))
-	}
-	attacks := rep.group("bipia", "result (attacks in contexts)", "each attack inserted at the start, middle and end of three contexts of its kind (text attacks: email and table; code attacks: code)")
+	clean := rep.group("bipia", "result (clean contexts, held out)", "email_test contexts and the odd-numbered table and code contexts: never seen by the trainer")
+	cleanRules := rep.group("bipia", "result (clean contexts, held out, rules only)", "the same without the learned model (detect-results injection_model: false)")
+	cleanTrain := rep.group("bipia", "result (clean contexts, training split)", "email_train contexts and the even-numbered table and code contexts: the learned model was trained on these, so this row is not a measure of it")
 	var textCtx, codeCtx []string
 	for _, c := range ctxs {
-		if c.family == "code" {
-			codeCtx = append(codeCtx, c.text)
+		g := clean
+		if c.Train {
+			g = cleanTrain
+		} else if c.Family == "code" {
+			codeCtx = append(codeCtx, c.Text)
 		} else {
-			textCtx = append(textCtx, c.text)
+			textCtx = append(textCtx, c.Text)
+		}
+		g.add(false, rn.resultFlagged(c.Text), c.ID())
+		if !c.Train {
+			cleanRules.add(false, resultFlagged(rn.rules, c.Text), c.ID())
 		}
 	}
-	for _, f := range []struct {
-		file string
-		ctx  []string
-	}{{"text_attack_test.json", textCtx}, {"code_attack_test.json", codeCtx}} {
-		b, err := os.ReadFile(filepath.Join(dir, f.file))
-		if err != nil || len(f.ctx) == 0 {
+	held := rep.group("bipia", "result (attacks in contexts, held out)", "each held-out attack (BIPIA's test attacks: of their 25 categories only Language Translation is also a training category) inserted at the start, middle and end of three held-out contexts of its kind (text attacks: email and table; code attacks: code)")
+	heldRules := rep.group("bipia", "result (attacks in contexts, held out, rules only)", "the same without the learned model")
+	n := 0
+	for _, a := range attacks {
+		if a.Train {
 			continue
 		}
-		var m map[string][]string
-		if err := json.Unmarshal(b, &m); err != nil {
-			return err
+		cs := textCtx
+		if a.Code {
+			cs = codeCtx
 		}
-		cats := make([]string, 0, len(m))
-		for k := range m {
-			cats = append(cats, k)
+		if len(cs) == 0 {
+			continue
 		}
-		sort.Strings(cats)
-		n := 0
-		for _, cat := range cats {
-			for j, a := range m[cat] {
-				for pos := 0; pos < 3; pos++ {
-					c := f.ctx[(n*3+pos)%len(f.ctx)]
-					var text string
-					switch pos {
-					case 0:
-						text = a + "\n" + c
-					case 1:
-						text = c[:len(c)/2] + "\n" + a + "\n" + c[len(c)/2:]
-					default:
-						text = c + "\n" + a
-					}
-					attacks.add(true, rn.resultFlagged(text), fmt.Sprintf("%s #%d pos %d: %s", cat, j, pos, detect.Evidence(a)))
-				}
-				n++
-			}
+		for pos := 0; pos < 3; pos++ {
+			text := Plant(cs[(n*3+pos)%len(cs)], a.Text, pos)
+			id := fmt.Sprintf("%s #%d pos %d: %s", a.Category, a.Index, pos, detect.Evidence(a.Text))
+			held.add(true, rn.resultFlagged(text), id)
+			heldRules.add(true, resultFlagged(rn.rules, text), id)
 		}
+		n++
 	}
 	return nil
 }
@@ -671,8 +673,8 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 	fmt.Fprintln(w, "### Misses and false flags")
 	fmt.Fprintln(w)
 	for _, g := range r.Groups {
-		if len(g.Misses)+len(g.FalseFlags) == 0 {
-			continue
+		if len(g.Misses)+len(g.FalseFlags) == 0 || strings.HasSuffix(g.Surface, "rules only)") {
+			continue // a rules-only row repeats its row's list and more
 		}
 		fmt.Fprintf(w, "<details><summary>%s, %s: %d missed, %d falsely flagged</summary>\n\n", g.Corpus, g.Surface, len(g.Misses), len(g.FalseFlags))
 		for _, m := range g.Misses {

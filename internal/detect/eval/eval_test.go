@@ -46,8 +46,38 @@ func TestSharedCorpora(t *testing.T) {
 	if g := get("gitleaks", "result (secrets)"); rate(g.Caught, g.Malicious) < 0.95 || rate(g.Flagged, g.Benign) > 0.05 {
 		t.Errorf("gitleaks %d/%d caught, %d/%d flagged; want >= 95%% and <= 5%%", g.Caught, g.Malicious, g.Flagged, g.Benign)
 	}
-	if g := get("bipia", "result (clean contexts)"); rate(g.Flagged, g.Benign) > 0.02 {
+	if g := get("bipia", "result (clean contexts, held out)"); rate(g.Flagged, g.Benign) > 0.02 {
 		t.Errorf("BIPIA clean contexts flagged %d/%d, want <= 2%%", g.Flagged, g.Benign)
+	}
+	if g := get("bipia", "result (attacks in contexts, held out)"); rate(g.Caught, g.Malicious) < 0.90 {
+		t.Errorf("BIPIA held-out attacks caught %d/%d, want >= 90%%", g.Caught, g.Malicious)
+	}
+	// The held-out split is what its name says: the trainer's split and this one share
+	// no context and no attack.
+	ctxs, attacks, err := LoadBIPIA(filepath.Join(dir, "bipia"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, c := range ctxs {
+		if c.Train {
+			seen[c.Text] = true
+		}
+	}
+	for _, a := range attacks {
+		if a.Train {
+			seen[a.Text] = true
+		}
+	}
+	for _, c := range ctxs {
+		if !c.Train && seen[c.Text] {
+			t.Errorf("held-out %s is also in the training split", c.ID())
+		}
+	}
+	for _, a := range attacks {
+		if !a.Train && seen[a.Text] {
+			t.Errorf("held-out attack %q is also in the training split", a.Text)
+		}
 	}
 }
 

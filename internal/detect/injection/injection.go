@@ -10,6 +10,7 @@
 package injection
 
 import (
+	"fmt"
 	"sort"
 	"strings"
 
@@ -160,6 +161,15 @@ type Detector struct {
 	phrases []phrase
 	kinds   []string // by kindID
 	caps    []int    // by kindID: how many phrases of the kind count
+	model   *Model   // the learned model, for text the phrases leave below medium; nil: none
+}
+
+// WithModel returns a copy of the detector that also asks m about text the phrases leave
+// below medium.
+func (d *Detector) WithModel(m *Model) *Detector {
+	c := *d
+	c.model = m
+	return &c
 }
 
 // Phrase is an extra phrase for New.
@@ -219,8 +229,11 @@ func New(extra []Phrase) *Detector {
 	return d
 }
 
-// Default is the detector with the built-in phrases.
-var Default = New(nil)
+// Default is the detector with the built-in phrases and the learned model.
+var Default = New(nil).WithModel(Learned)
+
+// Learned is the rule of findings of the learned model.
+const LearnedRule = "learned"
 
 // Thresholds of the score.
 const (
@@ -344,12 +357,20 @@ func (d *Detector) Scan(text, pointer string) []detect.Finding {
 // Findings turns the score of text into findings.
 func (d *Detector) Findings(text string, r Result, pointer string) []detect.Finding {
 	sev := Severity(r.Score)
-	if sev == detect.Info {
-		return nil
-	}
 	// Weak pressure words alone never make a finding above low.
 	if sev > detect.Low && onlyKind(r, Pressure) && r.Score < HighScore {
 		sev = detect.Low
+	}
+	if sev < detect.Medium && d.model != nil {
+		if score, start, end, ok := d.model.Best(text); ok && score >= d.model.Threshold {
+			return []detect.Finding{{Detector: Name, Rule: LearnedRule, Severity: detect.Medium, Pointer: pointer,
+				Evidence: detect.Evidence(strings.TrimSpace(text[start:end])),
+				Message:  fmt.Sprintf("a sentence reads as a request to the assistant (learned model, score %.1f)", score),
+				Start:    start, End: end}}
+		}
+	}
+	if sev == detect.Info {
+		return nil
 	}
 	var phrases []string
 	for _, h := range r.Hits {

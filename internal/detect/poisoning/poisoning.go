@@ -104,12 +104,31 @@ func (d *Detector) CheckText(text, pointer string) []detect.Finding {
 	return out
 }
 
+// secretNouns are phrases of the exfiltration kind that only name a secret: a description
+// that warns "do not include API keys or passwords" names them too.
+var secretNouns = map[string]bool{
+	"api key": true, "api keys": true, "access token": true, "private key": true, "ssh key": true, "password": true,
+	"passwords": true, "credentials": true, "secret key": true, "bank details": true, "credit card": true,
+}
+
 func severity(r injection.Result) detect.Severity {
 	sev := injection.Severity(r.Score)
 	if len(r.Kinds) == 1 && (r.Kinds[0] == injection.Pressure || r.Kinds[0] == injection.ToolRedirect) && sev > detect.Low {
 		sev = detect.Low // "IMPORTANT", "you must", "use the X tool": ordinary in real descriptions
 	}
+	if sev > detect.Low && onlyNouns(r) {
+		sev = detect.Low // names secrets, asks nothing of them
+	}
 	return sev
+}
+
+func onlyNouns(r injection.Result) bool {
+	for _, h := range r.Hits {
+		if h.Kind != injection.Exfiltration || !secretNouns[strings.TrimSpace(h.Phrase)] {
+			return false
+		}
+	}
+	return len(r.Hits) > 0
 }
 
 func finding(sev detect.Severity, rule, pointer string, r injection.Result, msg string) detect.Finding {

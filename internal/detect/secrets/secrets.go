@@ -175,7 +175,10 @@ func (st *State) Matches() []Match {
 }
 
 // tokenRule flags a value that is nothing but a random-looking token.
-var tokenRule = Rule{ID: "high-entropy-value", Description: "a value that is only a random-looking token (a credential?)", Severity: detect.Medium, Weak: true}
+// TokenRule is the rule of a value that is nothing but a random-looking token.
+const TokenRule = "high-entropy-value"
+
+var tokenRule = Rule{ID: TokenRule, Description: "a value that is only a random-looking token (a credential?)", Severity: detect.Medium, Weak: true}
 
 // wholeToken reports whether all of text (trimmed) is one random-looking token.
 func wholeToken(text string) (int, int, bool) {

@@ -19,6 +19,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -42,8 +44,13 @@ type Options struct {
 	Key       *trail.Key // for hashed arguments and results
 	Arguments Policy
 	Results   Policy
+	Alerts    []*alertRule // compiled guards.audit.alerts
+	Logger    *slog.Logger
 	Now       func() time.Time
 }
+
+var alertsFired = metrics.Default.NewCounterVec("portcullis_alerts_total",
+	"Alert rules (guards.audit.alerts) that fired, by rule.", "rule")
 
 // New returns the guard recording into r.
 func New(r Recorder, o Options) guard.Middleware {
@@ -52,6 +59,9 @@ func New(r Recorder, o Options) guard.Middleware {
 	}
 	if o.Key == nil {
 		o.Key = trail.NewKey([]byte(trail.NewID()))
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	return func(next guard.Handler) guard.Handler { return &auditor{r: r, o: o, next: next} }
 }
@@ -75,6 +85,7 @@ func (a *auditor) Handle(ctx context.Context, c *guard.Call) (*jsonrpc.Message, 
 		req.Code = trail.CodeRequest
 	}
 	req.Kind = trail.KindRequest
+	req.TraceID, req.SpanID = traceparent(m)
 	args := arguments(m)
 	if len(args) > 0 && a.o.Arguments != Omit {
 		req.ArgumentsHMAC = a.o.Key.Sum(args)
@@ -98,6 +109,9 @@ func (a *auditor) Handle(ctx context.Context, c *guard.Call) (*jsonrpc.Message, 
 	out.Call = req.ID
 	out.LatencyMicros = end.Sub(start).Microseconds()
 	out.Findings = notes.Findings()
+	if out.TraceID, out.SpanID = notes.Span(); out.TraceID == "" {
+		out.TraceID, out.SpanID = req.TraceID, req.SpanID
+	}
 	if err != nil {
 		err = a.outcome(out, err)
 	} else {
@@ -125,7 +139,55 @@ func (a *auditor) Handle(ctx context.Context, c *guard.Call) (*jsonrpc.Message, 
 		return nil, a.unavailable(c, rerr)
 	}
 	observe(c, out)
+	if len(out.Findings) > 0 && len(a.o.Alerts) > 0 {
+		a.alert(ctx, out, end)
+	}
 	return resp, err
+}
+
+// alert records the alerts out's findings fire. The call was recorded already: an alert
+// that cannot be recorded is logged, and the call stands.
+func (a *auditor) alert(ctx context.Context, out *trail.Event, now time.Time) {
+	for _, r := range a.o.Alerts {
+		ev := r.observe(out, now)
+		if ev == nil {
+			continue
+		}
+		alertsFired.Inc(r.Name)
+		if err := a.r.Record(ctx, ev); err != nil {
+			a.o.Logger.Error("AUDIT UNAVAILABLE: an alert could not be recorded", "alert", r.Name, "call", out.ID, "err", err)
+			continue
+		}
+		a.o.Logger.Warn("alert", "alert", r.Name, "code", ev.Code, "principal", ev.Principal, "server", ev.Server, "tool", ev.Tool, "message", ev.Message)
+	}
+}
+
+// traceparent returns the trace and parent span of the client's W3C trace context in
+// params._meta, when it has a valid one.
+func traceparent(m *jsonrpc.Message) (traceID, spanID string) {
+	meta, ok := jsonrpc.Lookup(m.Params, "_meta")
+	if !ok {
+		return "", ""
+	}
+	tp, ok := jsonrpc.LookupString(meta, "traceparent")
+	// version-traceid-parentid-flags: 2+1+32+1+16+1+2
+	if !ok || len(tp) < 55 || tp[2] != '-' || tp[35] != '-' || tp[52] != '-' {
+		return "", ""
+	}
+	traceID, spanID = tp[3:35], tp[36:52]
+	if !lowerHex(traceID) || !lowerHex(spanID) || strings.Trim(traceID, "0") == "" || strings.Trim(spanID, "0") == "" {
+		return "", ""
+	}
+	return traceID, spanID
+}
+
+func lowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 func (a *auditor) event(c *guard.Call, t time.Time) *trail.Event {
@@ -146,7 +208,7 @@ func (a *auditor) outcome(e *trail.Event, err error) error {
 	var r *guard.Refusal
 	if errors.As(err, &r) {
 		e.Guard, e.ErrorCode, e.Message, e.Incident = r.Guard, r.Code, r.Message, r.Incident
-		e.Findings = append(e.Findings, findingsOf(r.Data)...)
+		e.Findings = mergeFindings(e.Findings, findingsOf(r.Guard, r.Data))
 		if upstreamFault(r.Code) {
 			e.Decision = trail.Failed
 			e.Code = pick(outbound, trail.CodeServerFailed, trail.CodeFailed)
@@ -211,8 +273,10 @@ func arguments(m *jsonrpc.Message) []byte {
 	return m.Params
 }
 
-// findingsOf reads the findings a detector's refusal carries in its data.
-func findingsOf(data map[string]any) []trail.Finding {
+// findingsOf reads the findings a detector's refusal carries in its data. Detectors on
+// arguments point into params ("/arguments/..."): the pointers are made relative to the
+// arguments, which is what the trail keeps.
+func findingsOf(guardName string, data map[string]any) []trail.Finding {
 	list, ok := data["findings"]
 	if !ok {
 		return nil
@@ -224,6 +288,31 @@ func findingsOf(data map[string]any) []trail.Finding {
 	var fs []trail.Finding
 	if json.Unmarshal(b, &fs) != nil {
 		return nil
+	}
+	for i := range fs {
+		switch {
+		case fs[i].In != "":
+		case guardName == "detect-args":
+			fs[i].In = "arguments"
+			if p, ok := strings.CutPrefix(fs[i].Pointer, "/arguments"); ok && (p == "" || p[0] == '/') {
+				fs[i].Pointer = p
+			}
+		case guardName == "detect-results":
+			fs[i].In = "result"
+		}
+	}
+	return fs
+}
+
+// mergeFindings adds the findings of more that are not in fs already (a detector reports
+// what it found, and its refusal carries the findings again).
+func mergeFindings(fs, more []trail.Finding) []trail.Finding {
+	for _, f := range more {
+		if !slices.ContainsFunc(fs, func(g trail.Finding) bool {
+			return g.Detector == f.Detector && g.Rule == f.Rule && g.Pointer == f.Pointer && g.In == f.In
+		}) {
+			fs = append(fs, f)
+		}
 	}
 	return fs
 }

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -44,6 +45,11 @@ type Config struct {
 
 	Syslog  *SyslogConfig  `yaml:"syslog"`
 	Webhook *WebhookConfig `yaml:"webhook"`
+	// OTLP sends every event as an OpenTelemetry log record to an OTLP/HTTP collector.
+	OTLP *OTLPConfig `yaml:"otlp"`
+	// Alerts are rules on findings (severity, detector, rate); an alert is an event of its
+	// own (PC8001W), which the webhook (events: alerts) hands to a SOAR.
+	Alerts []AlertRule `yaml:"alerts"`
 	// Store writes the trail into the gateway's store (the default sink when no other is
 	// set): searchable by the audit command and the dashboard, shared by a fleet.
 	Store *StoreConfig `yaml:"store"`
@@ -51,11 +57,16 @@ type Config struct {
 
 // StoreConfig is guards.audit.store.
 type StoreConfig struct {
-	// Chain names this process's hash chain (default: the host name and the process id,
-	// so replicas of a fleet, two gateways on a host, and the many `portcullis run`
-	// processes of a wrapped desktop client never write one chain at once; a later
-	// process with the same name continues the chain). audit verify walks every chain.
+	// Chain names this process's hash chain. Default: the host name; on SQLite a process
+	// that finds that chain's journal in use (another gateway, or the many `portcullis
+	// run` processes of a wrapped desktop client) takes host-2, host-3, ...; without a
+	// journal (PostgreSQL) the process id is added, so replicas never share a chain.
+	// audit verify walks every chain.
 	Chain string `yaml:"chain"`
+	// Journal (SQLite only; default true) acknowledges an event once it is appended to a
+	// journal next to the database, and moves the journal into the database in large
+	// transactions off the call's path; false writes every batch in its own transaction.
+	Journal *bool `yaml:"journal"`
 }
 
 // UnmarshalYAML decodes strictly; `store: true` is `store: {}`.
@@ -67,7 +78,7 @@ func (c *StoreConfig) UnmarshalYAML(n *yaml.Node) error {
 		return nil
 	}
 	type plain StoreConfig
-	return strict(n, (*plain)(c), "chain")
+	return strict(n, (*plain)(c), "chain", "journal")
 }
 
 func (c *StoreConfig) chain() string {
@@ -76,9 +87,9 @@ func (c *StoreConfig) chain() string {
 	}
 	h, err := os.Hostname()
 	if err != nil || h == "" {
-		h = "default"
+		return "default"
 	}
-	return h + "-" + strconv.Itoa(os.Getpid())
+	return h
 }
 
 // SyslogConfig is guards.audit.syslog.
@@ -102,6 +113,23 @@ type WebhookConfig struct {
 	Format   string            `yaml:"format"` // json (default), cef, ocsf
 	QueueDir string            `yaml:"queue_dir"`
 	Timeout  time.Duration     `yaml:"timeout"`
+	// Events chooses what the webhook gets: all (default) or alerts (only PC8001W).
+	Events string `yaml:"events"`
+}
+
+// OTLPConfig is guards.audit.otlp: OpenTelemetry logs over OTLP/HTTP (JSON).
+type OTLPConfig struct {
+	Endpoint    string            `yaml:"endpoint"` // the collector's base URL: http://127.0.0.1:4318
+	Headers     map[string]string `yaml:"headers"`
+	ServiceName string            `yaml:"service_name"`
+	QueueDir    string            `yaml:"queue_dir"`
+	Timeout     time.Duration     `yaml:"timeout"`
+}
+
+// UnmarshalYAML decodes strictly.
+func (c *OTLPConfig) UnmarshalYAML(n *yaml.Node) error {
+	type plain OTLPConfig
+	return strict(n, (*plain)(c), "endpoint", "headers", "service_name", "queue_dir", "timeout")
 }
 
 // strict decodes a mapping node into v, refusing unknown keys (the config package checks
@@ -127,7 +155,7 @@ func (c *SyslogConfig) UnmarshalYAML(n *yaml.Node) error {
 // UnmarshalYAML decodes strictly.
 func (c *WebhookConfig) UnmarshalYAML(n *yaml.Node) error {
 	type plain WebhookConfig
-	return strict(n, (*plain)(c), "url", "secret", "headers", "format", "queue_dir", "timeout")
+	return strict(n, (*plain)(c), "url", "secret", "headers", "format", "queue_dir", "timeout", "events")
 }
 
 // Policy says how arguments or results are written.
@@ -154,8 +182,8 @@ func parsePolicy(s string) (Policy, error) {
 // Validate checks the section without I/O.
 func (c *Config) Validate() error {
 	var errs []error
-	if c.File == "" && c.Syslog == nil && c.Webhook == nil && c.Store == nil {
-		errs = append(errs, errors.New("no sink: set file, syslog, webhook or store"))
+	if !c.hasSink() {
+		errs = append(errs, errors.New("no sink: set file, store, syslog, webhook or otlp"))
 	}
 	if c.RotateBytes < 0 {
 		errs = append(errs, errors.New("rotate_bytes must not be negative"))
@@ -193,8 +221,26 @@ func (c *Config) Validate() error {
 		if w.QueueDir == "" && c.File == "" {
 			errs = append(errs, errors.New("webhook.queue_dir is required when there is no audit file"))
 		}
+		if w.Events != "" && w.Events != "all" && w.Events != "alerts" {
+			errs = append(errs, fmt.Errorf("webhook.events %q: want all or alerts", w.Events))
+		}
+	}
+	if o := c.OTLP; o != nil {
+		if _, err := trail.NewOTLP(trail.OTLPOptions{Endpoint: o.Endpoint}); err != nil {
+			errs = append(errs, fmt.Errorf("otlp.endpoint: %w", err))
+		}
+		if o.QueueDir == "" && c.File == "" {
+			errs = append(errs, errors.New("otlp.queue_dir is required when there is no audit file"))
+		}
+	}
+	if _, err := compileAlerts(c.Alerts); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+func (c *Config) hasSink() bool {
+	return c.File != "" || c.Syslog != nil || c.Webhook != nil || c.Store != nil || c.OTLP != nil
 }
 
 func (c *Config) keyFile() string {
@@ -231,6 +277,7 @@ var shared struct {
 	mu     sync.Mutex
 	broker *trail.Broker
 	sinks  map[string]trail.Sink
+	staged *staging // opened and probed for a transaction not yet settled
 	once   sync.Once
 }
 
@@ -242,7 +289,7 @@ func init() {
 				return nil, err
 			}
 		}
-		if c.File == "" && c.Syslog == nil && c.Webhook == nil && c.Store == nil {
+		if c.File == "" && c.Syslog == nil && c.Webhook == nil && c.Store == nil && c.OTLP == nil {
 			c.Store = &StoreConfig{} // the default sink: the gateway's store
 		}
 		if err := c.Validate(); err != nil {
@@ -253,7 +300,11 @@ func init() {
 			logger = slog.New(slog.DiscardHandler)
 		}
 		logger = logger.With("guard", Name)
-		b, err := Open(c, env.Store, logger)
+		if checkOnly.Load() {
+			alerts, _ := compileAlerts(c.Alerts)
+			return New(discard{}, Options{Alerts: alerts, Logger: logger}), nil
+		}
+		b, err := open(c, env, logger)
 		if err != nil {
 			return nil, err
 		}
@@ -263,7 +314,8 @@ func init() {
 		}
 		args, _ := parsePolicy(c.Arguments)
 		res, _ := parsePolicy(c.Results)
-		return New(b, Options{Key: key, Arguments: args, Results: res}), nil
+		alerts, _ := compileAlerts(c.Alerts)
+		return New(b, Options{Key: key, Arguments: args, Results: res, Alerts: alerts, Logger: logger}), nil
 	})
 }
 
@@ -279,11 +331,71 @@ func Current() *trail.Broker {
 // longer configured are closed. It fails when no sink works: serve refuses to start, and a
 // reload keeps the running configuration.
 func Open(c Config, st store.AuditLog, logger *slog.Logger) (*trail.Broker, error) {
+	return open(c, guard.Env{Store: asStore(st)}, logger)
+}
+
+func asStore(st store.AuditLog) store.Store {
+	if s, ok := st.(store.Store); ok {
+		return s
+	}
+	return nil
+}
+
+// open is Open within env's transaction: the new sinks are opened and probed now, but the
+// broker switches to them (and closes the ones no longer configured) only when the
+// transaction commits; an abort closes what was opened. The chains of one reload (inbound,
+// outbound, the router's refusals) share one staging.
+func open(c Config, env guard.Env, logger *slog.Logger) (*trail.Broker, error) {
 	shared.mu.Lock()
 	defer shared.mu.Unlock()
 	if shared.sinks == nil {
 		shared.sinks = map[string]trail.Sink{}
 	}
+	if env.Txn != nil && shared.staged != nil && shared.staged.txn == env.Txn {
+		return shared.staged.broker, nil
+	}
+	var st store.AuditLog
+	if env.Store != nil {
+		st = env.Store
+	}
+	sg, err := stage(c, st, logger)
+	if err != nil {
+		return nil, err
+	}
+	sg.txn = env.Txn
+	if env.Txn != nil {
+		shared.staged = sg
+	}
+	env.Defer(func() {
+		shared.mu.Lock()
+		defer shared.mu.Unlock()
+		sg.commit()
+		if shared.staged == sg {
+			shared.staged = nil
+		}
+	}, func() {
+		shared.mu.Lock()
+		defer shared.mu.Unlock()
+		sg.abort()
+		if shared.staged == sg {
+			shared.staged = nil
+		}
+	})
+	return sg.broker, nil
+}
+
+// staging is a set of sinks opened and probed, waiting for its transaction.
+type staging struct {
+	txn       *guard.Txn
+	broker    *trail.Broker
+	newBroker bool
+	sinks     []trail.Sink
+	byKey     map[string]trail.Sink
+	opened    []trail.Sink
+}
+
+// stage opens and probes the sinks c configures (shared.mu held).
+func stage(c Config, st store.AuditLog, logger *slog.Logger) (*staging, error) {
 	type want struct {
 		key  string
 		open func() (trail.Sink, error)
@@ -322,23 +434,63 @@ func Open(c Config, st store.AuditLog, logger *slog.Logger) (*trail.Broker, erro
 			if err != nil {
 				return nil, err
 			}
-			return trail.NewQueued(d, trail.QueueOptions{Dir: qd, NoSync: noSync, Logger: logger, Timeout: w.Timeout})
+			var filter func(*trail.Event) bool
+			if w.Events == "alerts" {
+				filter = func(e *trail.Event) bool { return e.Kind == trail.KindAlert }
+			}
+			return trail.NewQueued(d, trail.QueueOptions{Dir: qd, NoSync: noSync, Logger: logger, Timeout: w.Timeout, Filter: filter})
+		}})
+	}
+	if o := c.OTLP; o != nil {
+		qd := c.queueDir("otlp", o.QueueDir)
+		wants = append(wants, want{spec("otlp", []any{o, qd, noSync}), func() (trail.Sink, error) {
+			h := http.Header{}
+			for k, v := range o.Headers {
+				h.Set(k, v)
+			}
+			d, err := trail.NewOTLP(trail.OTLPOptions{Endpoint: o.Endpoint, Header: h, ServiceName: o.ServiceName, Timeout: o.Timeout})
+			if err != nil {
+				return nil, err
+			}
+			return trail.NewQueued(d, trail.QueueOptions{Dir: qd, NoSync: noSync, Logger: logger, Timeout: o.Timeout})
 		}})
 	}
 	if c.Store != nil {
 		chain := c.Store.chain()
-		wants = append(wants, want{spec("store", chain), func() (trail.Sink, error) {
+		dbPath := ""
+		if p, ok := st.(interface{ Path() string }); ok && p.Path() != ":memory:" && (c.Store.Journal == nil || *c.Store.Journal) {
+			dbPath = p.Path()
+		}
+		wants = append(wants, want{spec("store", []string{chain, dbPath}), func() (trail.Sink, error) {
 			if st == nil {
 				return nil, errors.New("store: the gateway has no store to write the audit trail into")
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			return trail.OpenStore(ctx, st, chain)
+			if dbPath == "" {
+				if c.Store.Chain == "" {
+					// No journal to claim a chain with (PostgreSQL, or journal: false): the
+					// process id keeps two processes on one host (replicas, or `run`s) off
+					// one chain.
+					chain += "-" + strconv.Itoa(os.Getpid())
+				}
+				return trail.OpenStore(ctx, st, chain)
+			}
+			// With the default chain (the host name), several processes on one host (a
+			// `portcullis run` per server) each take the first chain no other one writes:
+			// host, host-2, host-3, ...
+			name := chain
+			for i := 2; ; i++ {
+				s, err := trail.OpenStoreJournal(ctx, st, name, trail.JournalOptions{Path: trail.JournalPath(dbPath, name), Logger: logger})
+				if err == nil || !errors.Is(err, trail.ErrJournalInUse) || c.Store.Chain != "" || i > 64 {
+					return s, err
+				}
+				name = fmt.Sprintf("%s-%d", chain, i)
+			}
 		}})
 	}
-	var sinks, opened []trail.Sink
+	sg := &staging{byKey: map[string]trail.Sink{}}
 	var errs []error
-	byKey := map[string]trail.Sink{}
 	working := 0
 	for _, w := range wants {
 		s, ok := shared.sinks[w.key]
@@ -348,10 +500,10 @@ func Open(c Config, st store.AuditLog, logger *slog.Logger) (*trail.Broker, erro
 				errs = append(errs, err)
 				continue
 			}
-			opened = append(opened, s)
+			sg.opened = append(sg.opened, s)
 		}
-		byKey[w.key] = s
-		sinks = append(sinks, s)
+		sg.byKey[w.key] = s
+		sg.sinks = append(sg.sinks, s)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		err := s.Probe(ctx)
 		if q, isQ := s.(*trail.QueuedSink); isQ && err == nil && !ok {
@@ -367,33 +519,52 @@ func Open(c Config, st store.AuditLog, logger *slog.Logger) (*trail.Broker, erro
 		}
 		working++
 	}
-	closeOpened := func() {
-		for _, s := range opened {
-			s.Close()
-		}
-	}
 	if working == 0 {
-		closeOpened()
+		sg.closeOpened()
 		return nil, fmt.Errorf("audit is on but no sink works: %w", errors.Join(errs...))
 	}
 	if shared.broker == nil {
-		b, err := trail.NewBroker(sinks, trail.Options{Timeout: c.Timeout, Logger: logger})
+		b, err := trail.NewBroker(sg.sinks, trail.Options{Timeout: c.Timeout, Logger: logger})
 		if err != nil {
-			closeOpened()
+			sg.closeOpened()
 			return nil, err
 		}
 		shared.broker = b
+		sg.newBroker = true
 		shared.once.Do(func() { metrics.Default.OnScrape(scrape) })
-	} else {
-		shared.broker.SetSinks(sinks)
+	}
+	sg.broker = shared.broker
+	return sg, nil
+}
+
+func (sg *staging) closeOpened() {
+	for _, s := range sg.opened {
+		s.Close()
+	}
+}
+
+// commit switches the broker to the staged sinks and closes those no longer configured
+// (shared.mu held).
+func (sg *staging) commit() {
+	if !sg.newBroker {
+		sg.broker.SetSinks(sg.sinks)
 	}
 	for k, s := range shared.sinks {
-		if _, keep := byKey[k]; !keep {
+		if _, keep := sg.byKey[k]; !keep {
 			s.Close()
 		}
 	}
-	shared.sinks = byKey
-	return shared.broker, nil
+	shared.sinks = sg.byKey
+}
+
+// abort closes what was opened for the staging; the running sinks stay (shared.mu held).
+func (sg *staging) abort() {
+	if sg.newBroker {
+		sg.broker.Close() // closes the sinks too
+		shared.broker = nil
+		return
+	}
+	sg.closeOpened()
 }
 
 // Close closes the process's broker (tests, and serve at exit).
@@ -438,3 +609,15 @@ func scrape(w io.Writer) {
 		}
 	}
 }
+
+// checkOnly makes the guard's setup validate its section without opening a sink
+// (`portcullis config check` next to a running gateway must not write to its trail or
+// deliver from its queues).
+var checkOnly atomic.Bool
+
+// SetCheckOnly turns check-only setup on or off.
+func SetCheckOnly(v bool) { checkOnly.Store(v) }
+
+type discard struct{}
+
+func (discard) Record(context.Context, *trail.Event) error { return nil }

@@ -18,10 +18,12 @@ import (
 	"strings"
 	"time"
 
+	trail "github.com/portcullis-mcp/portcullis/internal/audit"
 	"github.com/portcullis-mcp/portcullis/internal/detect"
 	"github.com/portcullis-mcp/portcullis/internal/detect/canary"
 	"github.com/portcullis-mcp/portcullis/internal/detect/cmdinj"
 	"github.com/portcullis-mcp/portcullis/internal/detect/pathtrav"
+	"github.com/portcullis-mcp/portcullis/internal/detect/secrets"
 	"github.com/portcullis-mcp/portcullis/internal/detect/ssrf"
 	"github.com/portcullis-mcp/portcullis/internal/detect/toolinfo"
 	"github.com/portcullis-mcp/portcullis/internal/guard"
@@ -45,8 +47,13 @@ type Config struct {
 	// Approve, when set, holds calls with a finding at or above it (and below block) for a
 	// person's approval (guard.Hold; the approval guard asks). Unset: such calls pass.
 	Approve    *detect.Severity `yaml:"approve"`
-	Disable    []string         `yaml:"disable"`     // detectors off: pathtrav, ssrf, cmdinj, canary
-	CanaryFile string           `yaml:"canary_file"` // canary tokens (default $PORTCULLIS_CANARY_FILE)
+	Disable    []string         `yaml:"disable"`     // detectors off: pathtrav, ssrf, cmdinj, canary, secrets
+	CanaryFile string           `yaml:"canary_file"` // canary tokens and decoy tools (default $PORTCULLIS_CANARY_FILE)
+	// ClientRoots: with no roots configured, path arguments must stay in the roots the
+	// client declared (roots/list, asked once per session and again after
+	// notifications/roots/list_changed). Default true; false turns it off.
+	ClientRoots        *bool         `yaml:"client_roots"`
+	ClientRootsTimeout time.Duration `yaml:"client_roots_timeout"` // default 2s; a client that does not answer gets no root restriction
 }
 
 // Extra scans every string argument (canary tokens).
@@ -56,6 +63,7 @@ type Extra func(value, pointer string) []detect.Finding
 type Options struct {
 	Catalog *toolinfo.Catalog // tools as listed; nil: a catalog of its own
 	Extras  []Extra
+	Decoys  map[string]canary.Canary // decoy tools by name: a call is refused as a critical alert
 	Logger  *slog.Logger
 }
 
@@ -72,20 +80,21 @@ func init() {
 		}
 		o := Options{Catalog: shared, Logger: env.Logger}
 		if !slices.Contains(c.Disable, "canary") {
-			s, err := canaries(c.CanaryFile)
+			f, err := canaries(c.CanaryFile)
 			if err != nil {
 				return nil, err
 			}
-			if s != nil {
+			if s := canary.NewScanner(f); s != nil {
 				o.Extras = append(o.Extras, s.Scan)
 			}
+			o.Decoys = f.Decoys()
 		}
 		return New(c, o)
 	})
 }
 
 // canaries loads the canary file (path, or $PORTCULLIS_CANARY_FILE); nil when none.
-func canaries(path string) (*canary.Scanner, error) {
+func canaries(path string) (*canary.File, error) {
 	if path == "" {
 		path = os.Getenv(canary.EnvFile)
 	}
@@ -96,7 +105,7 @@ func canaries(path string) (*canary.Scanner, error) {
 	if err != nil {
 		return nil, fmt.Errorf("canary_file: %w", err)
 	}
-	return canary.NewScanner(f), nil
+	return f, nil
 }
 
 // Guard is the configured guard.
@@ -106,7 +115,9 @@ type Guard struct {
 	urls    *ssrf.Checker
 	catalog *toolinfo.Catalog
 	extras  []Extra
+	decoys  map[string]canary.Canary
 	off     map[string]bool
+	roots   *clientRoots // nil: roots configured, or client roots off
 	log     *slog.Logger
 }
 
@@ -133,10 +144,10 @@ func Compile(c Config, o Options) (*Guard, error) {
 	off := map[string]bool{}
 	for _, d := range c.Disable {
 		switch d {
-		case "pathtrav", "ssrf", "cmdinj", "canary":
+		case "pathtrav", "ssrf", "cmdinj", "canary", "secrets":
 			off[d] = true
 		default:
-			return nil, fmt.Errorf("disable: unknown detector %q (pathtrav, ssrf, cmdinj, canary)", d)
+			return nil, fmt.Errorf("disable: unknown detector %q (pathtrav, ssrf, cmdinj, canary, secrets)", d)
 		}
 	}
 	if c.ResolveTimeout < 0 {
@@ -145,21 +156,32 @@ func Compile(c Config, o Options) (*Guard, error) {
 	if c.Approve != nil && *c.Approve >= c.Block {
 		return nil, fmt.Errorf("approve (%s) must be below block (%s): calls at block are refused, not held", *c.Approve, c.Block)
 	}
+	if c.ClientRootsTimeout < 0 {
+		return nil, fmt.Errorf("client_roots_timeout must not be negative")
+	}
+	if c.ClientRootsTimeout == 0 {
+		c.ClientRootsTimeout = 2 * time.Second
+	}
 	if o.Catalog == nil {
 		o.Catalog = toolinfo.NewCatalog()
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Guard{
+	g := &Guard{
 		c:       c,
 		paths:   pathtrav.New(pathtrav.Options{Roots: c.Roots, ResolveSymlinks: c.ResolveSymlinks}),
 		urls:    ssrf.New(ssrf.Options{AllowHosts: c.AllowHosts, AllowPrefixes: prefixes, AllowPrivate: c.AllowPrivate, Resolve: c.Resolve, Timeout: c.ResolveTimeout}),
 		catalog: o.Catalog,
 		extras:  o.Extras,
+		decoys:  o.Decoys,
 		off:     off,
 		log:     o.Logger.With("guard", Name),
-	}, nil
+	}
+	if len(c.Roots) == 0 && (c.ClientRoots == nil || *c.ClientRoots) && !off["pathtrav"] {
+		g.roots = newClientRoots(c.ClientRootsTimeout, c.ResolveSymlinks)
+	}
+	return g, nil
 }
 
 // New returns the guard as a middleware.
@@ -178,7 +200,13 @@ type handler struct {
 
 func (h *handler) Handle(ctx context.Context, c *guard.Call) (*jsonrpc.Message, error) {
 	m := c.Msg
-	if c.Direction != guard.Inbound || !m.IsRequest() {
+	if c.Direction != guard.Inbound {
+		return h.next.Handle(ctx, c)
+	}
+	if m.Method == "notifications/roots/list_changed" && h.g.roots != nil {
+		h.g.roots.forget(c.Session)
+	}
+	if !m.IsRequest() {
 		return h.next.Handle(ctx, c)
 	}
 	switch m.Method {
@@ -192,17 +220,36 @@ func (h *handler) Handle(ctx context.Context, c *guard.Call) (*jsonrpc.Message, 
 	default:
 		return h.next.Handle(ctx, c)
 	}
-	args, ok := jsonrpc.Lookup(m.Params, "arguments")
-	if !ok || len(args) == 0 || args[0] != '{' {
-		return h.next.Handle(ctx, c)
+	var fs []detect.Finding
+	if d, ok := h.g.decoys[c.Name]; ok && m.Method == "tools/call" {
+		fs = append(fs, canary.DecoyCalled(d, "/name"))
 	}
-	fs := h.g.Check(ctx, c.Server, c.Name, m.Method == "tools/call", args)
+	args, ok := jsonrpc.Lookup(m.Params, "arguments")
+	if ok && len(args) > 0 && args[0] == '{' {
+		paths := h.g.paths
+		if h.g.roots != nil {
+			paths = h.g.roots.checker(ctx, c, h.g.log)
+		}
+		fs = append(fs, h.g.check(ctx, paths, c.Server, c.Name, m.Method == "tools/call", args)...)
+	}
 	if len(fs) == 0 {
 		return h.next.Handle(ctx, c)
 	}
 	block := detect.AtLeast(fs, h.g.c.Block)
+	for _, f := range fs { // into the call's audit event, allowed or not
+		ptr := f.Pointer
+		if p, ok := strings.CutPrefix(ptr, "/arguments"); ok && (p == "" || p[0] == '/') {
+			ptr = p
+		}
+		trail.Report(ctx, trail.Finding{Detector: f.Detector, Rule: f.Rule, Severity: f.Severity.String(), Pointer: ptr,
+			In: "arguments", Evidence: f.Evidence, Message: f.Message})
+	}
 	for _, f := range fs {
-		h.g.log.LogAttrs(ctx, slog.LevelWarn, "finding in arguments", slog.String("upstream", c.Server), slog.String("method", m.Method),
+		level, msg := slog.LevelWarn, "finding in arguments"
+		if f.Severity == detect.Critical {
+			level, msg = slog.LevelError, "ALERT: critical finding in arguments"
+		}
+		h.g.log.LogAttrs(ctx, level, msg, slog.String("upstream", c.Server), slog.String("method", m.Method),
 			slog.String("tool", c.Name), slog.String("principal", c.Principal.ID), slog.String("detector", f.Detector),
 			slog.String("rule", f.Rule), slog.String("severity", f.Severity.String()), slog.String("pointer", f.Pointer),
 			slog.String("message", f.Message), slog.Bool("blocked", len(block) > 0))
@@ -285,6 +332,10 @@ func (g *Guard) Record(server string, result []byte) {
 // Check returns the findings for the arguments (a raw JSON object) of a call of tool on
 // server. isTool is false for prompts/get (arguments are text for a prompt template).
 func (g *Guard) Check(ctx context.Context, server, tool string, isTool bool, args []byte) []detect.Finding {
+	return g.check(ctx, g.paths, server, tool, isTool, args)
+}
+
+func (g *Guard) check(ctx context.Context, paths *pathtrav.Checker, server, tool string, isTool bool, args []byte) []detect.Finding {
 	t, ok := g.catalog.Get(server, tool)
 	if !ok {
 		t = toolinfo.Generic(tool, jsonrpc.Keys(args))
@@ -313,7 +364,16 @@ func (g *Guard) Check(ctx context.Context, server, tool string, isTool bool, arg
 			role = t.RoleOf(param)
 		}
 		if !g.off["pathtrav"] {
-			out = append(out, g.paths.Check(v.Text, ptr, toolinfo.IsPathLike(role, param))...)
+			out = append(out, paths.Check(v.Text, ptr, toolinfo.IsPathLike(role, param))...)
+		}
+		if !g.off["secrets"] {
+			for _, f := range secrets.Default.Scan(v.Text, ptr) {
+				if f.Rule == secrets.TokenRule {
+					continue // ids, hashes and cursors are random-looking too
+				}
+				f.Message = "a secret is leaving in the arguments: " + f.Message
+				out = append(out, f)
+			}
 		}
 		if !g.off["ssrf"] {
 			out = append(out, g.urls.Check(ctx, v.Text, ptr, role == toolinfo.URL)...)

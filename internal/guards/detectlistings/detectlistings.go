@@ -12,9 +12,13 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
+	"sort"
 	"strings"
 
+	trail "github.com/portcullis-mcp/portcullis/internal/audit"
 	"github.com/portcullis-mcp/portcullis/internal/detect"
+	"github.com/portcullis-mcp/portcullis/internal/detect/canary"
 	"github.com/portcullis-mcp/portcullis/internal/detect/poisoning"
 	"github.com/portcullis-mcp/portcullis/internal/guard"
 	"github.com/portcullis-mcp/portcullis/internal/jsonrpc"
@@ -28,8 +32,9 @@ const MetaKey = "io.portcullis/findings"
 
 // Config is the guard's configuration section.
 type Config struct {
-	Hide detect.Severity `yaml:"hide"` // remove items at or above (default high)
-	Flag detect.Severity `yaml:"flag"` // annotate items at or above (default medium)
+	Hide       detect.Severity `yaml:"hide"`        // remove items at or above (default high)
+	Flag       detect.Severity `yaml:"flag"`        // annotate items at or above (default medium)
+	CanaryFile string          `yaml:"canary_file"` // its decoy tools are added to tools/list (default $PORTCULLIS_CANARY_FILE)
 }
 
 func init() {
@@ -44,15 +49,37 @@ func init() {
 		if err != nil {
 			return nil, err
 		}
+		path := c.CanaryFile
+		if path == "" {
+			path = os.Getenv(canary.EnvFile)
+		}
+		if path != "" {
+			f, err := canary.Load(path)
+			if err != nil {
+				return nil, fmt.Errorf("canary_file: %w", err)
+			}
+			for name := range f.Decoys() {
+				g.decoys = append(g.decoys, name)
+			}
+			sort.Strings(g.decoys)
+		}
 		return g.Middleware(), nil
 	})
 }
 
 // Guard is the configured guard.
 type Guard struct {
-	c   Config
-	d   *poisoning.Detector
-	log *slog.Logger
+	c      Config
+	d      *poisoning.Detector
+	log    *slog.Logger
+	decoys []string // decoy tools to list (see canary.DecoyTool); detect-args refuses their calls
+}
+
+// WithDecoys returns the guard listing decoy tools of these names.
+func (g *Guard) WithDecoys(names ...string) *Guard {
+	c := *g
+	c.decoys = names
+	return &c
 }
 
 // Compile fills defaults and checks the configuration.
@@ -109,6 +136,10 @@ func (g *Guard) Middleware() guard.Middleware {
 }
 
 func (g *Guard) logFindings(ctx context.Context, c *guard.Call, item string, fs []detect.Finding, action string) {
+	for _, f := range fs { // into the listing's audit event; the pointer is within the item
+		trail.Report(ctx, trail.Finding{Detector: f.Detector, Rule: f.Rule, Severity: f.Severity.String(), Pointer: f.Pointer,
+			In: "listing", Evidence: f.Evidence, Message: item + " (" + action + "): " + f.Message})
+	}
 	for _, f := range fs {
 		g.log.LogAttrs(ctx, slog.LevelWarn, "finding in listing", slog.String("upstream", c.Server), slog.String("method", c.Msg.Method),
 			slog.String("item", item), slog.String("principal", c.Principal.ID), slog.String("detector", f.Detector),
@@ -174,6 +205,21 @@ func (g *Guard) Filter(ctx context.Context, c *guard.Call, field string, result 
 		}
 		out = append(out, it...)
 		kept++
+	}
+	// Decoy tools go on the first page only, named as the gateway names the others.
+	if _, paged := jsonrpc.Lookup(c.Msg.Params, "cursor"); field == "tools" && len(g.decoys) > 0 && !paged {
+		prefix := ""
+		if c.Server == "" && len(tools) > 0 && tools[0].Server != "" {
+			prefix = tools[0].Server + "__"
+		}
+		for _, d := range g.decoys {
+			if kept > 0 {
+				out = append(out, ',')
+			}
+			out = append(out, canary.DecoyTool(prefix+d)...)
+			kept++
+		}
+		changed = true
 	}
 	if !changed {
 		return result

@@ -16,10 +16,12 @@ import (
 	"strings"
 	"sync"
 
+	trail "github.com/portcullis-mcp/portcullis/internal/audit"
 	"github.com/portcullis-mcp/portcullis/internal/detect"
 	"github.com/portcullis-mcp/portcullis/internal/detect/canary"
 	"github.com/portcullis-mcp/portcullis/internal/detect/injection"
 	"github.com/portcullis-mcp/portcullis/internal/detect/invisible"
+	"github.com/portcullis-mcp/portcullis/internal/detect/pii"
 	"github.com/portcullis-mcp/portcullis/internal/detect/secrets"
 	"github.com/portcullis-mcp/portcullis/internal/guard"
 	"github.com/portcullis-mcp/portcullis/internal/jsonrpc"
@@ -43,12 +45,17 @@ const (
 
 // Config is the guard's configuration section.
 type Config struct {
-	Secrets     string          `yaml:"secrets"`      // redact (default) | block | alert | off
-	Injection   string          `yaml:"injection"`    // alert (default) | block | redact | off
-	Invisible   string          `yaml:"invisible"`    // strip (default) | visible | alert | off
-	MinSeverity detect.Severity `yaml:"min_severity"` // findings below are ignored (default medium)
-	Methods     []string        `yaml:"methods"`      // default tools/call, resources/read, prompts/get
-	CanaryFile  string          `yaml:"canary_file"`  // canary tokens (default $PORTCULLIS_CANARY_FILE)
+	Secrets   string `yaml:"secrets"`   // redact (default) | block | alert | off
+	Injection string `yaml:"injection"` // alert (default) | block | redact | off
+	Invisible string `yaml:"invisible"` // strip (default) | visible | alert | off
+	// InjectionModel: the learned model (internal/detect/injection, model.bin) also reads
+	// each line; default true.
+	InjectionModel *bool           `yaml:"injection_model"`
+	PII            string          `yaml:"pii"`          // redact (default) | block | alert | off
+	PIISeverity    detect.Severity `yaml:"pii_severity"` // personal data below is ignored (default medium: cards and IBANs; low adds e-mail addresses and phone numbers)
+	MinSeverity    detect.Severity `yaml:"min_severity"` // findings below are ignored (default medium)
+	Methods        []string        `yaml:"methods"`      // default tools/call, resources/read, prompts/get
+	CanaryFile     string          `yaml:"canary_file"`  // canary tokens (default $PORTCULLIS_CANARY_FILE)
 }
 
 // Extra scans a string of a result; canary tokens plug in here. Its findings block.
@@ -120,13 +127,22 @@ func Compile(c Config, extras []Extra, logger *slog.Logger) (*Guard, error) {
 	if c.Invisible, err = oneOf("invisible", c.Invisible, Strip, Visible, Alert, Off); err != nil {
 		return nil, err
 	}
+	if c.PII, err = oneOf("pii", c.PII, Redact, Block, Alert, Off); err != nil {
+		return nil, err
+	}
 	if c.MinSeverity == detect.Info {
 		c.MinSeverity = detect.Medium
+	}
+	if c.PIISeverity == detect.Info {
+		c.PIISeverity = detect.Medium
 	}
 	if len(c.Methods) == 0 {
 		c.Methods = []string{"tools/call", "resources/read", "prompts/get"}
 	}
 	g := &Guard{c: c, methods: map[string]bool{}, extras: extras, secrets: secrets.Default, inj: injection.Default, log: logger}
+	if c.InjectionModel != nil && !*c.InjectionModel {
+		g.inj = injection.Default.WithModel(nil)
+	}
 	g.kw, g.nsec = combined()
 	for _, m := range c.Methods {
 		g.methods[m] = true
@@ -157,8 +173,16 @@ func (g *Guard) Middleware() guard.Middleware {
 				return resp, err
 			}
 			out, fs, block := g.Inspect(resp.Result)
+			for _, f := range fs { // into the call's audit event, allowed or not
+				trail.Report(ctx, trail.Finding{Detector: f.Detector, Rule: f.Rule, Severity: f.Severity.String(), Pointer: f.Pointer,
+					In: "result", Evidence: f.Evidence, Message: f.Message})
+			}
 			for _, f := range fs {
-				g.log.LogAttrs(ctx, slog.LevelWarn, "finding in result", slog.String("upstream", c.Server), slog.String("method", m.Method),
+				level, msg := slog.LevelWarn, "finding in result"
+				if f.Severity == detect.Critical {
+					level, msg = slog.LevelError, "ALERT: critical finding in result"
+				}
+				g.log.LogAttrs(ctx, level, msg, slog.String("upstream", c.Server), slog.String("method", m.Method),
 					slog.String("tool", c.Name), slog.String("principal", c.Principal.ID), slog.String("detector", f.Detector),
 					slog.String("rule", f.Rule), slog.String("severity", f.Severity.String()), slog.String("pointer", f.Pointer),
 					slog.String("message", f.Message), slog.Bool("blocked", len(block) > 0))
@@ -260,6 +284,24 @@ func (g *Guard) Inspect(result []byte) ([]byte, []detect.Finding, []detect.Findi
 			if len(fs) > 0 {
 				all = append(all, fs...)
 				switch g.c.Secrets {
+				case Redact:
+					spans := make([]detect.Span, 0, len(fs))
+					for _, f := range fs {
+						spans = append(spans, detect.Span{Start: f.Start, End: f.End, Marker: "[REDACTED:" + f.Rule + "]"})
+					}
+					text = detect.Replace(text, spans)
+					changed = true
+				case Block:
+					block = append(block, fs...)
+				case Alert:
+					alerts = append(alerts, fs...)
+				}
+			}
+		}
+		if g.c.PII != Off {
+			if fs := pii.ScanAtLeast(text, pointer(), g.c.PIISeverity); len(fs) > 0 {
+				all = append(all, fs...)
+				switch g.c.PII {
 				case Redact:
 					spans := make([]detect.Span, 0, len(fs))
 					for _, f := range fs {

@@ -41,7 +41,7 @@ func (g *Guard) listing(ctx context.Context, c *guard.Call, next guard.Handler, 
 		// Merged templates do not say which server offers them: ask each server.
 		offered = map[string]map[string]string{}
 		for _, s := range g.servers {
-			hs, err := g.relist(ctx, c, next, s, kind)
+			hs, err := g.relist(ctx, c, next, s, kind, true)
 			if err != nil {
 				g.log.LogAttrs(ctx, slog.LevelWarn, "server's templates could not be checked; they are hidden",
 					slog.String("upstream", s), slog.String("err", err.Error()))

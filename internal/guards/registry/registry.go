@@ -24,6 +24,8 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	trail "github.com/portcullis-mcp/portcullis/internal/audit"
 	"github.com/portcullis-mcp/portcullis/internal/guard"
@@ -88,10 +90,14 @@ type Options struct {
 	Recorder Recorder
 	// State is what the servers currently offer; nil: the process's, kept across reloads.
 	State *State
+	// Go runs the listing a list_changed notification starts; nil: in a new goroutine
+	// (the notification must not wait for it).
+	Go func(func())
 }
 
 // Guard is the configured guard.
 type Guard struct {
+	goFn    func(func())
 	checker *pins.Checker
 	log     *slog.Logger
 	servers []string
@@ -101,7 +107,10 @@ type Guard struct {
 
 // New returns the guard deciding against the pins in st.
 func New(st store.Pins, c Config, o Options) (*Guard, error) {
-	g := &Guard{servers: o.Servers, rec: o.Recorder, state: o.State}
+	g := &Guard{servers: o.Servers, rec: o.Recorder, state: o.State, goFn: o.Go}
+	if g.goFn == nil {
+		g.goFn = func(f func()) { go f() }
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -129,7 +138,13 @@ type State struct {
 	// hashes remembers the canonical hash of the raw bytes last listed for a key, so that
 	// an unchanged listing is not decoded again.
 	hashes map[store.PinKey]rawHash
+	// inbound is the rest of the newest inbound chain after this guard, through which a
+	// list_changed notification (which travels the outbound chain) lists the server again
+	// at once.
+	inbound atomic.Pointer[chainRest]
 }
+
+type chainRest struct{ next guard.Handler }
 
 type rawHash struct {
 	raw  [sha256.Size]byte
@@ -247,10 +262,38 @@ var listMethod = map[string]string{
 // Middleware returns the guard around next.
 func (g *Guard) Middleware() guard.Middleware {
 	return func(next guard.Handler) guard.Handler {
+		rest := &chainRest{next}
 		return guard.HandlerFunc(func(ctx context.Context, c *guard.Call) (*jsonrpc.Message, error) {
+			if c.Direction == guard.Inbound && g.state.inbound.Load() != rest {
+				g.state.inbound.Store(rest) // only inbound chains see inbound calls
+			}
 			return g.handle(ctx, c, next)
 		})
 	}
+}
+
+// recheckTimeout bounds the listing a list_changed notification starts.
+const recheckTimeout = 30 * time.Second
+
+// recheck lists server again in the background after it said its list of kind changed,
+// so that a rug pull is caught (and alerted) when it happens, not at the next call. ctx
+// carries the client session the notification came on; the listing goes through the rest
+// of the inbound chain to that session's connection with the server.
+func (g *Guard) recheck(ctx context.Context, c *guard.Call, kind string) {
+	rest := g.state.inbound.Load()
+	if rest == nil {
+		return
+	}
+	lc := &guard.Call{Msg: &jsonrpc.Message{ID: jsonrpc.ID(`"portcullis-recheck"`), Method: listMethod[kind]}, Direction: guard.Inbound,
+		Session: c.Session, Principal: c.Principal, Server: c.Server, Era: c.Era}
+	g.goFn(func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recheckTimeout)
+		defer cancel()
+		if _, err := g.relist(ctx, lc, rest.next, c.Server, kind, false); err != nil {
+			g.log.LogAttrs(ctx, slog.LevelDebug, "re-listing after list_changed failed; the next call lists again",
+				slog.String("upstream", c.Server), slog.String("kind", kind), slog.String("err", err.Error()))
+		}
+	})
 }
 
 func (g *Guard) handle(ctx context.Context, c *guard.Call, next guard.Handler) (*jsonrpc.Message, error) {
@@ -259,6 +302,7 @@ func (g *Guard) handle(ctx context.Context, c *guard.Call, next guard.Handler) (
 		if kinds, ok := listChanged[m.Method]; ok && c.Server != "" {
 			for _, k := range kinds {
 				g.state.changed(c.Server, k)
+				g.recheck(ctx, c, k)
 			}
 			g.log.LogAttrs(ctx, slog.LevelDebug, "list changed; definitions are checked again before the next call",
 				slog.String("upstream", c.Server), slog.String("method", m.Method))
@@ -315,7 +359,7 @@ func (g *Guard) allow(ctx context.Context, c *guard.Call, next guard.Handler, ki
 	k := store.PinKey{Server: server, Kind: kind, Name: name}
 	hash, ok := g.state.get(k)
 	if !ok {
-		offered, err := g.relist(ctx, c, next, server, kind)
+		offered, err := g.relist(ctx, c, next, server, kind, true)
 		if err != nil {
 			return err
 		}
@@ -413,8 +457,10 @@ const maxPages = 100
 
 // relist asks server for its whole list of kind through the rest of the chain, observes
 // every item (pinning, holding, reporting as a listing does), and returns the hash of each
-// item by name.
-func (g *Guard) relist(ctx context.Context, c *guard.Call, next guard.Handler, server, kind string) (map[string]string, error) {
+// item by name. With pinNew false, definitions never pinned are left for the listings
+// that show them to a client (a re-listing started by list_changed races the client's own
+// listing of a new server, and must not pin what nobody was shown).
+func (g *Guard) relist(ctx context.Context, c *guard.Call, next guard.Handler, server, kind string, pinNew bool) (map[string]string, error) {
 	if err := g.checker.Refresh(ctx); err != nil {
 		return nil, g.fault(err)
 	}
@@ -443,6 +489,11 @@ func (g *Guard) relist(ctx context.Context, c *guard.Call, next guard.Handler, s
 			name, _ := jsonrpc.LookupString(item, pins.KeyField(kind))
 			if name != "" {
 				k := store.PinKey{Server: server, Kind: kind, Name: name}
+				if !pinNew {
+					if _, pinned := g.checker.Lookup(k); !pinned {
+						return true
+					}
+				}
 				if _, hash := g.observe(ctx, c, k, item, gen); hash != "" {
 					offered[name] = hash
 				}

@@ -25,6 +25,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	oteltrace "go.opentelemetry.io/otel/trace"
 
+	trail "github.com/portcullis-mcp/portcullis/internal/audit"
 	"github.com/portcullis-mcp/portcullis/internal/guard"
 	"github.com/portcullis-mcp/portcullis/internal/jsonrpc"
 )
@@ -208,6 +209,9 @@ func (t *tracing) Handle(ctx context.Context, c *guard.Call) (*jsonrpc.Message, 
 	}
 	ctx, span := t.tracer.Start(ctx, name, oteltrace.WithSpanKind(kind), oteltrace.WithAttributes(attrs...))
 	defer span.End()
+	if sc := span.SpanContext(); sc.IsValid() {
+		trail.ReportSpan(ctx, sc.TraceID().String(), sc.SpanID().String())
+	}
 	if t.propagate && span.SpanContext().IsValid() && len(m.Params) > 0 && m.Params[0] == '{' {
 		out := metaCarrier{}
 		w3c.Inject(ctx, out)

@@ -6,16 +6,69 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/portcullis-mcp/portcullis/internal/store"
 )
 
-// AppendAudit stores records in one transaction, after checking that the first follows
-// the end of its chain (under the write lock: BEGIN IMMEDIATE).
+// auditStmts are the audit trail's write statements, prepared once per store: parsing
+// them for every transaction cost more than the inserts. Inserts go up to insertRows rows
+// per statement (one statement per row count, prepared when first needed).
+type auditStmts struct {
+	once sync.Once
+	err  error
+	end  *sql.Stmt
+	mu   sync.Mutex
+	ins  map[int]*sql.Stmt
+}
+
+const insertRows = 64
+
+func (s *Store) auditStmts(ctx context.Context) (*auditStmts, error) {
+	a := &s.audit
+	a.once.Do(func() {
+		a.ins = map[int]*sql.Stmt{}
+		a.end, a.err = s.db.PrepareContext(ctx, "SELECT hash FROM audit_events WHERE chain = ? ORDER BY row DESC LIMIT 1")
+	})
+	return a, a.err
+}
+
+func (a *auditStmts) insert(ctx context.Context, db *sql.DB, rows int) (*sql.Stmt, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if st := a.ins[rows]; st != nil {
+		return st, nil
+	}
+	q := `INSERT INTO audit_events (chain, seq, time, code, principal, server, method, tool, decision, prev, hash, line) VALUES ` +
+		strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?),", rows), ",")
+	st, err := db.PrepareContext(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	a.ins[rows] = st
+	return st, nil
+}
+
+// AppendAudit stores records in one transaction, after checking that each follows the
+// end of its chain (under the write lock: BEGIN IMMEDIATE).
 func (s *Store) AppendAudit(ctx context.Context, records []store.AuditRecord) error {
 	if len(records) == 0 {
 		return nil
+	}
+	stmts, err := s.auditStmts(ctx)
+	if err != nil {
+		return err
+	}
+	// The statements are prepared before the transaction takes a connection (an
+	// in-memory store has only one).
+	ins := make([]*sql.Stmt, 0, len(records)/insertRows+1)
+	for n := len(records); n > 0; n -= insertRows {
+		st, err := stmts.insert(ctx, s.db, min(n, insertRows))
+		if err != nil {
+			return err
+		}
+		ins = append(ins, st)
 	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -23,17 +76,11 @@ func (s *Store) AppendAudit(ctx context.Context, records []store.AuditRecord) er
 	}
 	defer tx.Rollback()
 	ends := map[string]string{} // chain -> hash of its last record
-	ins, err := tx.PrepareContext(ctx, `INSERT INTO audit_events
-		(chain, seq, time, code, principal, server, method, tool, decision, prev, hash, line)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-	if err != nil {
-		return err
-	}
-	defer ins.Close()
+	endOf := tx.StmtContext(ctx, stmts.end)
 	for _, r := range records {
 		end, seen := ends[r.Chain]
 		if !seen {
-			err := tx.QueryRowContext(ctx, "SELECT hash FROM audit_events WHERE chain = ? ORDER BY row DESC LIMIT 1", r.Chain).Scan(&end)
+			err := endOf.QueryRowContext(ctx, r.Chain).Scan(&end)
 			if err != nil && !errors.Is(err, sql.ErrNoRows) {
 				return err
 			}
@@ -45,11 +92,20 @@ func (s *Store) AppendAudit(ctx context.Context, records []store.AuditRecord) er
 			return fmt.Errorf("%w: event %d of chain %q follows %.12s…, but the chain ends at %.12s… (is another process writing the same chain?)",
 				store.ErrChainConflict, r.Seq, r.Chain, r.Prev, end)
 		}
-		if _, err := ins.ExecContext(ctx, r.Chain, int64(r.Seq), r.Time.UnixNano(), r.Code, r.Principal, r.Server,
-			r.Method, r.Tool, r.Decision, r.Prev, r.Hash, r.Line); err != nil {
+		ends[r.Chain] = r.Hash
+	}
+	args := make([]any, 0, 12*min(len(records), insertRows))
+	for i, rest := 0, records; len(rest) > 0; i++ {
+		chunk := rest[:min(len(rest), insertRows)]
+		rest = rest[len(chunk):]
+		args = args[:0]
+		for _, r := range chunk {
+			args = append(args, r.Chain, int64(r.Seq), r.Time.UnixNano(), r.Code, r.Principal, r.Server,
+				r.Method, r.Tool, r.Decision, r.Prev, r.Hash, r.Line)
+		}
+		if _, err := tx.StmtContext(ctx, ins[i]).ExecContext(ctx, args...); err != nil {
 			return err
 		}
-		ends[r.Chain] = r.Hash
 	}
 	return tx.Commit()
 }

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -68,11 +69,16 @@ const BusyTimeout = 5 * time.Second
 
 // Store is a store.Store in one SQLite file.
 type Store struct {
-	db *sql.DB
+	db    *sql.DB
+	path  string
+	audit auditStmts // prepared once: the audit trail's writes are on every call's path
 	// quotaMu queues this process's quota writes (quotas.go): SQLite has one writer at a
 	// time, and waiting here is much cheaper than in its busy handler's sleeps.
 	quotaMu sync.Mutex
 }
+
+// Path is the database file (":memory:" for an in-memory store).
+func (s *Store) Path() string { return s.path }
 
 var _ store.Store = (*Store)(nil)
 
@@ -100,12 +106,28 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	if path == ":memory:" {
 		db.SetMaxOpenConns(1) // every connection would be a different empty database
 	}
-	s := &Store{db: db}
-	if err := s.init(ctx, path); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("store/sqlite: %s: %w", path, err)
+	s := &Store{db: db, path: path}
+	// Processes opening a new database at once race to switch it to WAL and migrate it;
+	// SQLite answers some of those races with SQLITE_BUSY at once instead of waiting in
+	// the busy handler (it would deadlock), so a busy start is tried again.
+	deadline := time.Now().Add(BusyTimeout)
+	for {
+		err := s.init(ctx, path)
+		if err == nil {
+			return s, nil
+		}
+		var se *sqlite.Error
+		if !errors.As(err, &se) || se.Code()&0xff != sqlite3.SQLITE_BUSY || time.Now().After(deadline) {
+			db.Close()
+			return nil, fmt.Errorf("store/sqlite: %s: %w", path, err)
+		}
+		select {
+		case <-ctx.Done():
+			db.Close()
+			return nil, fmt.Errorf("store/sqlite: %s: %w", path, err)
+		case <-time.After(time.Duration(10+mrand.IntN(40)) * time.Millisecond):
+		}
 	}
-	return s, nil
 }
 
 func (s *Store) init(ctx context.Context, path string) error {

@@ -7,8 +7,10 @@
 // A call that fails with a JSON-RPC error gives {"name": ..., "error": {"code", "message"}}.
 //
 // Usage:
-//   node sdk-client.mjs [--call TOOL JSON_ARGS]... --url URL
-//   node sdk-client.mjs [--call TOOL JSON_ARGS]... -- COMMAND [ARGS...]
+//   node sdk-client.mjs [--root URI]... [--call TOOL JSON_ARGS]... --url URL
+//   node sdk-client.mjs [--root URI]... [--call TOOL JSON_ARGS]... -- COMMAND [ARGS...]
+//
+// With --root, the client declares the roots capability and answers roots/list with them.
 //
 // The SDK is loaded from $PORTCULLIS_E2E/node_modules (default: .e2e/ at the repository
 // root), where test/e2e/deps.sh installs it; ES modules ignore NODE_PATH.
@@ -26,6 +28,7 @@ function usage(msg) {
 
 const argv = process.argv.slice(2);
 const calls = [];
+const roots = [];
 let url = null;
 let command = null;
 for (let i = 0; i < argv.length; i++) {
@@ -40,6 +43,9 @@ for (let i = 0; i < argv.length; i++) {
     }
     calls.push({ name: argv[i + 1], args });
     i += 2;
+  } else if (a === "--root") {
+    if (i + 1 >= argv.length) usage("--root needs a URI");
+    roots.push({ uri: argv[++i] });
   } else if (a === "--url") {
     url = argv[++i];
   } else if (a === "--") {
@@ -73,7 +79,14 @@ if (url) {
   });
 }
 
-const client = new Client({ name: "portcullis-e2e-sdk-client", version: "1.0.0" });
+const client = new Client(
+  { name: "portcullis-e2e-sdk-client", version: "1.0.0" },
+  roots.length ? { capabilities: { roots: { listChanged: true } } } : {},
+);
+if (roots.length) {
+  const { ListRootsRequestSchema } = await sdk("types.js");
+  client.setRequestHandler(ListRootsRequestSchema, async () => ({ roots }));
+}
 const out = { serverInfo: null, tools: [], calls: [] };
 let code = 0;
 try {

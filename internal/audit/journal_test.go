@@ -1,0 +1,150 @@
+package audit_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/portcullis-mcp/portcullis/internal/audit"
+	"github.com/portcullis-mcp/portcullis/internal/store/sqlite"
+)
+
+func openJournaled(t *testing.T, st *sqlite.Store, journal string, interval time.Duration) *audit.StoreSink {
+	t.Helper()
+	s, err := audit.OpenStoreJournal(context.Background(), st, "gw-1", audit.JournalOptions{Path: journal, Interval: interval, MaxBatch: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func record(t *testing.T, b *audit.Broker, n int) {
+	t.Helper()
+	for i := range n {
+		if err := b.Record(context.Background(), event(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func countChain(t *testing.T, st *sqlite.Store) int {
+	t.Helper()
+	counts, p, err := audit.VerifyStore(context.Background(), st, "gw-1")
+	if err != nil || p != nil {
+		t.Fatalf("verify: %v %v", err, p)
+	}
+	return counts["gw-1"]
+}
+
+// Events go to the journal first and reach the store in batches; closing moves the rest.
+func TestStoreJournal(t *testing.T) {
+	dir := t.TempDir()
+	st, err := sqlite.Open(context.Background(), filepath.Join(dir, "p.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	journal := filepath.Join(dir, "p.db-audit.journal")
+	s := openJournaled(t, st, journal, time.Hour)
+	b, err := audit.NewBroker([]audit.Sink{s}, audit.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	record(t, b, 10)
+	if n := countChain(t, st); n != 0 {
+		t.Errorf("%d events in the store before the journal was moved (interval 1h)", n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := countChain(t, st); n != 11 {
+		t.Errorf("%d events in the store after Flush, want 11", n)
+	}
+	record(t, b, 5)
+	b.Close() // closes the sink: the rest is moved
+	if n := countChain(t, st); n != 16 {
+		t.Errorf("%d events in the store after Close, want 16", n)
+	}
+	if fi, err := os.Stat(journal); err != nil || fi.Size() != 0 {
+		t.Errorf("the journal is not empty after Close: %v %v", fi, err)
+	}
+}
+
+// A gateway that dies with events in its journal: the next start moves them into the
+// store, once, and the chain continues.
+func TestStoreJournalAfterCrash(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "p.db")
+	st, err := sqlite.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	journal := path + "-audit.journal"
+	s := openJournaled(t, st, journal, time.Hour)
+	b, err := audit.NewBroker([]audit.Sink{s}, audit.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	record(t, b, 4)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.Flush(ctx); err != nil { // 5 events in the store
+		t.Fatal(err)
+	}
+	record(t, b, 3) // 3 more only in the journal
+	// A second process on the same journal is refused while the first lives.
+	if _, err := audit.OpenStoreJournal(context.Background(), st, "gw-1", audit.JournalOptions{Path: journal}); err == nil || !strings.Contains(err.Error(), "another process") {
+		t.Errorf("a second writer of the journal: %v", err)
+	}
+	s.Crash()
+	// The crash: the process is gone. Its in-flight file holds the first unmoved event, and
+	// the journal holds it again with the next ones and a torn last line (never
+	// acknowledged): each event must reach the store once.
+	data, _ := os.ReadFile(journal)
+	if len(data) == 0 {
+		t.Fatal("nothing in the journal")
+	}
+	lines := splitLines(data)
+	os.WriteFile(journal+".1", []byte(lines[0]+"\n"), 0o600)
+	os.WriteFile(journal, []byte(lines[0]+"\n"+lines[1]+"\n"+lines[2]+"\n"+`{"torn`), 0o600)
+
+	st2, err := sqlite.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st2.Close()
+	s2 := openJournaled(t, st2, journal, time.Hour)
+	if n := countChain(t, st2); n != 8 {
+		t.Errorf("%d events in the store after the restart, want 8 (each once)", n)
+	}
+	b2, err := audit.NewBroker([]audit.Sink{s2}, audit.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	record(t, b2, 2)
+	b2.Close()
+	if n := countChain(t, st2); n != 11 {
+		t.Errorf("%d events after the restart's own, want 11 (the chain continues)", n)
+	}
+	if _, err := os.Stat(journal + ".1"); err == nil {
+		t.Error("the in-flight file is still there")
+	}
+}
+
+func splitLines(b []byte) []string {
+	var out []string
+	start := 0
+	for i, c := range b {
+		if c == '\n' {
+			out = append(out, string(b[start:i]))
+			start = i + 1
+		}
+	}
+	return out
+}

@@ -1,0 +1,4 @@
+package audit
+
+// CompileAlerts compiles alert rules (tests).
+var CompileAlerts = compileAlerts
