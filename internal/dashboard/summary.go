@@ -113,7 +113,13 @@ func summarize(now time.Time, evs []point) Summary {
 		slices.Sort(lats)
 		pct := func(p float64) string {
 			d := lats[min(len(lats)-1, int(p*float64(len(lats))))]
-			return d.Round(10 * time.Microsecond).String()
+			switch {
+			case d >= time.Second:
+				d = d.Round(10 * time.Millisecond)
+			case d >= time.Millisecond:
+				d = d.Round(10 * time.Microsecond)
+			}
+			return d.String()
 		}
 		sum.P50, sum.P95, sum.P99 = pct(0.50), pct(0.95), pct(0.99)
 	}
