@@ -80,6 +80,10 @@ type Broker struct {
 
 	recorded, refused atomic.Uint64
 	refusedSince      atomic.Uint64 // refusals since the last success (for PC1901W)
+
+	subMu sync.Mutex
+	subs  map[*subscriber]struct{}
+	nsubs atomic.Int32
 }
 
 type sinkState struct {
@@ -290,6 +294,7 @@ func (b *Broker) loop(pos Position) {
 			b.refused.Add(uint64(len(batch)))
 			b.refusedSince.Add(uint64(len(batch)))
 		} else {
+			b.publish(events)
 			b.recorded.Add(uint64(len(batch)))
 			if refusedBefore > 0 {
 				b.refusedSince.Add(-refusedBefore)

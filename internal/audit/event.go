@@ -29,6 +29,7 @@ const (
 	KindSystem   = "system"   // the audit trail itself: started, recovered
 	KindDecision = "decision" // a decision about a call while it was handled: an approval
 	KindAlert    = "alert"    // an alert rule fired on findings
+	KindAdmin    = "admin"    // what a person did on the dashboard: logins, approvals, exports
 )
 
 // Decisions.
@@ -59,11 +60,11 @@ const (
 	CodeDeniedDetectRes  = "PC4002W" // refused by detect-results
 	CodeDeniedDetectList = "PC4003W" // refused by detect-listings
 	CodeDeniedRegistry   = "PC5001W" // refused by registry
-	CodeApprovalAsked    = "PC6000I" // a held call: the user was asked (2026-07-28 input_required)
 	CodeRugPull          = "PC5002A" // a pinned tool, prompt or template definition changed (the diff is in the message); blocked until approved
 	CodeRegistryRefused  = "PC5003A" // a server refused by the registry: not listed, source or binary hash or certificate not matching, bad signature
 	CodePinReview        = "PC5004W" // a new definition held for review
 	CodeSupplyChain      = "PC5005W" // a registry finding: unpinned package, server or tool imitating another, tool name collision
+	CodeApprovalAsked    = "PC6000I" // a held call: the user was asked (2026-07-28 input_required)
 	CodeDeniedApproval   = "PC6001W" // refused by approval (rejected or timed out)
 	CodeApproved         = "PC6002I" // a held call approved by a person (approver, via, scope)
 	CodeApprovalDenied   = "PC6003W" // a held call denied by a person
@@ -74,6 +75,12 @@ const (
 	CodeSessionMisuse    = "PC7002W" // a session id presented by a principal that does not own it
 	CodeUnroutable       = "PC2003W" // refused by the router: unknown server prefix, name or resource
 	CodeAlert            = "PC8001W" // an alert rule fired (findings of a severity, at a rate)
+	CodeAdminLogin       = "PC9001I" // a person logged in to the dashboard
+	CodeAdminLoginFailed = "PC9002W" // a dashboard login refused (bad key, no role)
+	CodeAdminLogout      = "PC9003I" // a person logged out of the dashboard
+	CodeAdminAction      = "PC9101I" // a dashboard action, recorded before it is carried out
+	CodeAdminDone        = "PC9102I" // a dashboard action carried out
+	CodeAdminRefused     = "PC9103W" // a dashboard action refused (role, CSRF) or that failed
 )
 
 // DeniedCode returns the event code for a refusal by guard.

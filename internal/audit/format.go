@@ -124,7 +124,7 @@ func FormatOCSF(dst []byte, e *Event) []byte {
 	if e.Decision == Denied || e.Decision == Failed {
 		status, statusID = "Failure", 2
 	}
-	if e.Kind == KindRequest || e.Kind == KindSystem {
+	if e.Kind == KindRequest || e.Kind == KindSystem || (e.Kind == KindAdmin && e.Decision == "") {
 		status, statusID = "Unknown", 0
 	}
 	sev := map[int]int{3: 1, 6: 3, 8: 4, 10: 5}[Severity(e)] // Informational, Medium, High, Critical

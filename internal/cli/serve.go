@@ -122,6 +122,13 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		pm.HandleFunc("/debug/pprof/trace", pprof.Trace)
 		go http.ListenAndServe(*pprofAddr, pm)
 	}
+	errc := make(chan error, 2)
+	admin, err := startDashboard(cfg, st, auth.tls, logger, errc)
+	if err != nil {
+		fmt.Fprintf(stderr, "portcullis: %v\n", err)
+		return 1
+	}
+	defer admin.Shutdown(context.Background())
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	// Reload on SIGHUP and when the configuration file changes.
@@ -143,9 +150,9 @@ func serve(args []string, stdout, stderr io.Writer) int {
 				continue
 			}
 			logger.Info("guards reloaded", "guards", g.Guards())
+			admin.Reload(ncfg, logger)
 		}
 	}()
-	errc := make(chan error, 1)
 	scheme := "http"
 	if auth.tls != nil {
 		scheme = "https"
@@ -171,6 +178,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	defer cancel()
 	// First the HTTP server: no new requests, long-lived streams end, and every call in
 	// flight finishes and writes its response. Then the servers' sessions are closed.
+	admin.Shutdown(sctx)
 	if err := srv.Shutdown(sctx); err != nil {
 		logger.Warn("calls still in flight when the drain time ran out", "err", err)
 	}

@@ -48,6 +48,8 @@ type Config struct {
 	Fleet Fleet `yaml:"fleet"`
 	// Registry names the verified registry of servers (see internal/registry).
 	Registry *Registry `yaml:"registry"`
+	// Admin is the dashboard's listener (see Admin); nil without one.
+	Admin *Admin `yaml:"admin"`
 
 	// File is the path the configuration was read from.
 	File string `yaml:"-"`
@@ -204,6 +206,11 @@ func lineError(file string, ix lineIndex, msg string) error {
 			field = ix.field(line, nil)
 		}
 		if f := unknownFieldRE.FindStringSubmatch(m[2]); f != nil {
+			for _, p := range ix[line] { // the key itself, when its value is a list or mapping
+				if p.key && (p.field == f[1] || strings.HasSuffix(p.field, "."+f[1])) {
+					field = p.field
+				}
+			}
 			if field != f[1] && !strings.HasSuffix(field, "."+f[1]) {
 				field = f[1]
 			}
@@ -318,6 +325,7 @@ func (c *Config) validate() error {
 		}
 	}
 	errs = append(errs, c.validateAuth()...)
+	errs = append(errs, c.validateAdmin()...)
 	errs = append(errs, c.validateFleet()...)
 	if c.MaxMessageBytes < 0 {
 		errs = append(errs, c.at("must not be negative", "max_message_bytes"))

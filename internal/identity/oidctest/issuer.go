@@ -24,6 +24,7 @@ import (
 type Issuer struct {
 	URL    string // the issuer identifier (http://127.0.0.1:port)
 	server *httptest.Server
+	mux    *http.ServeMux
 
 	mu      sync.Mutex
 	keys    []Key // keys[0] signs; all are published
@@ -40,6 +41,7 @@ type Key struct {
 func New() *Issuer {
 	i := &Issuer{}
 	mux := http.NewServeMux()
+	i.mux = mux
 	mux.HandleFunc("/.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(map[string]any{
