@@ -73,9 +73,12 @@ func locateGuardError(cfg *config.Config, err error) error {
 
 func dialer(s config.Server, lim jsonrpc.Limits, logger *slog.Logger) upstream.Dial {
 	switch {
-	case s.Command != "":
+	case s.Command != "" || s.Sandbox != nil && s.Sandbox.Wasm != "":
 		opts := upstream.StdioOptions{Name: s.Name, Command: s.Command, Args: s.Args, Env: upstream.Environ(s.Env),
 			Dir: s.Dir, Limits: lim, Logger: logger}
+		if s.Sandbox.On() {
+			opts.Wrap = sandboxWrap(s, logger)
+		}
 		return func(ctx context.Context, in upstream.Incoming) (upstream.Transport, error) {
 			return upstream.StartStdio(ctx, opts, in)
 		}
