@@ -240,4 +240,3 @@ func (p *Proxy) record(code, decision, target, msg string) {
 		p.o.Logger.Error("egress event not recorded", "upstream", p.o.Server, "err", err)
 	}
 }
-
