@@ -27,14 +27,17 @@ const (
 // secretEtc are the entries of /etc never readable in the sandbox.
 var secretEtc = map[string]bool{
 	"shadow": true, "shadow-": true, "gshadow": true, "gshadow-": true, "sudoers": true, "sudoers.d": true,
-	"ssh": true, "ssl": true, "security": true, "krb5.keytab": true, "subuid": true, "subgid": true,
+	"ssh": true, "security": true, "krb5.keytab": true, "subuid": true, "subgid": true,
 	"libaudit.conf": true, "audit": true, "polkit-1": true, "NetworkManager": true, "wpa_supplicant": true, "docker": true,
 	"containerd": true, "kubernetes": true, "credstore": true, "credstore.encrypted": true,
 }
 
+// partialEtc are directories of /etc readable but for some entries (private keys).
+var partialEtc = map[string]map[string]bool{"ssl": {"private": true}, "pki": {"private": true, "tls/private": true}}
+
 // systemRO are read-only everywhere: libraries, programs, configuration.
 var systemRO = []string{"/usr", "/lib", "/lib64", "/lib32", "/libx32", "/bin", "/sbin", "/proc",
-	"/sys/devices/system/cpu", "/sys/fs/cgroup", "/dev/random", "/dev/urandom", "/etc/ssl/certs"}
+	"/sys/devices/system/cpu", "/sys/fs/cgroup", "/dev/random", "/dev/urandom"}
 
 // systemRW are the device files every program may write, and the private /dev/shm.
 var systemRW = []string{"/dev/null", "/dev/zero", "/dev/full", "/dev/shm"}
@@ -122,15 +125,11 @@ func applyLandlock(spec *Spec) error {
 			a uint64
 		}{p, ro})
 	}
-	if ents, err := os.ReadDir("/etc"); err == nil {
-		for _, e := range ents {
-			if !secretEtc[e.Name()] {
-				paths = append(paths, struct {
-					p string
-					a uint64
-				}{filepath.Join("/etc", e.Name()), ro})
-			}
-		}
+	for _, p := range etcPaths() {
+		paths = append(paths, struct {
+			p string
+			a uint64
+		}{p, ro})
 	}
 	for _, p := range spec.ReadOnly {
 		paths = append(paths, struct {
@@ -176,4 +175,26 @@ func egressPort(env []string) int {
 		}
 	}
 	return 0
+}
+
+// etcPaths lists what of /etc is readable: every entry but the secrets.
+func etcPaths() []string {
+	var out []string
+	ents, _ := os.ReadDir("/etc")
+	for _, e := range ents {
+		n := e.Name()
+		switch {
+		case secretEtc[n]:
+		case partialEtc[n] != nil:
+			sub, _ := os.ReadDir(filepath.Join("/etc", n))
+			for _, s := range sub {
+				if !partialEtc[n][s.Name()] {
+					out = append(out, filepath.Join("/etc", n, s.Name()))
+				}
+			}
+		default:
+			out = append(out, filepath.Join("/etc", n))
+		}
+	}
+	return out
 }

@@ -62,8 +62,9 @@ func TestDetectors(t *testing.T) {
 		t.Fatalf("no token in canary output:\n%s", out)
 	}
 	g := startServe(t, GatewayConfig{
-		Servers: []ServerConfig{{Name: "leaky", Command: bin, Env: map[string]string{"LEAKY_DIR": dir}}},
-		Guards:  "  detect-args:\n    canary_file: " + q(canaryFile) + "\n",
+		Servers: []ServerConfig{{Name: "leaky", Command: bin, Env: map[string]string{"LEAKY_DIR": dir},
+			Sandbox: "{read_write: [" + q(dir) + "]}"}},
+		Guards: "  detect-args:\n    canary_file: " + q(canaryFile) + "\n",
 	})
 	c := mustInit(t, g.URL)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

@@ -22,8 +22,9 @@ func crashyConfig(t *testing.T, guards string) (GatewayConfig, string) {
 	t.Helper()
 	dir := t.TempDir()
 	return GatewayConfig{
-		Servers: []ServerConfig{{Name: "crashy", Command: crashyBin, Env: map[string]string{"CRASHY_DIR": dir}}},
-		Guards:  guards,
+		Servers: []ServerConfig{{Name: "crashy", Command: crashyBin, Env: map[string]string{"CRASHY_DIR": dir},
+			Sandbox: "{read_write: [" + q(dir) + "]}"}},
+		Guards: guards,
 	}, dir
 }
 

@@ -1,8 +1,13 @@
 package main
 
 import (
+	"bufio"
+	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"runtime"
@@ -43,6 +48,42 @@ func init() {
 		}
 		c.Close()
 		return "connected to " + str(a, "address"), nil
+	}}
+	tools["https_get"] = tool{"fetches an HTTPS URL (through HTTPS_PROXY when set)", func(a map[string]any) (string, error) {
+		tr := &http.Transport{Proxy: http.ProxyFromEnvironment, TLSClientConfig: &tls.Config{InsecureSkipVerify: a["insecure"] == true}}
+		c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+		resp, err := c.Get(str(a, "url"))
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+		if resp.StatusCode != 200 {
+			return "", fmt.Errorf("%s: %s", resp.Status, b)
+		}
+		return string(b), nil
+	}}
+	tools["proxy_connect"] = tool{"asks the HTTPS_PROXY to CONNECT to target", func(a map[string]any) (string, error) {
+		u, err := url.Parse(os.Getenv("HTTPS_PROXY"))
+		if err != nil || u.Host == "" {
+			return "", fmt.Errorf("no HTTPS_PROXY")
+		}
+		c, err := net.DialTimeout("tcp", u.Host, 3*time.Second)
+		if err != nil {
+			return "", err
+		}
+		defer c.Close()
+		fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", str(a, "target"), str(a, "target"))
+		c.SetReadDeadline(time.Now().Add(15 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			return "", err
+		}
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		if resp.StatusCode != 200 {
+			return "", fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
+		}
+		return resp.Status, nil
 	}}
 	tools["fork_bomb"] = tool{"starts processes until it cannot, up to n", func(a map[string]any) (string, error) {
 		n := num(a, "n", 200)
