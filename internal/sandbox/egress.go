@@ -212,6 +212,9 @@ func (p *Proxy) vet(host string) (netip.Addr, string) {
 	for _, a := range addrs {
 		a = a.Unmap()
 		if fs := p.ssrf.Check(context.Background(), a.String(), "", true); len(fs) > 0 {
+			if host == a.String() {
+				return netip.Addr{}, fs[0].Message
+			}
 			return netip.Addr{}, fmt.Sprintf("%s resolves to %s: %s", host, a, fs[0].Message)
 		}
 	}

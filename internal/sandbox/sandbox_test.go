@@ -5,7 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
+	"strconv"
 	"testing"
 )
 
@@ -62,7 +62,10 @@ func TestConfinement(t *testing.T) {
 		{"write undeclared", "echo x > " + other + "/new", false},
 		{"read shadow", "cat /etc/shadow", false},
 		{"pid 1 is the launcher", "test $$ -ne 1 && test -d /proc/1", true},
-		{"no host processes", "test ! -d /proc/" + itoa(os.Getpid()), true},
+		{"no host processes", "test ! -d /proc/" + strconv.Itoa(os.Getpid()), true},
+		{"no mount", "mount -t tmpfs none " + rw, false},
+		{"no new user namespace", "unshare -U true", false},
+		{"no reading /root", "ls /root", false},
 		{"declared env only", "test \"$DECLARED\" = 1 && test -z \"$GOPATH$GOFLAGS$USER\"", true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -74,13 +77,3 @@ func TestConfinement(t *testing.T) {
 	}
 }
 
-func itoa(n int) string { return strings.TrimSpace(strings.Repeat(" ", 0) + fmtInt(n)) }
-
-func fmtInt(n int) string {
-	var b []byte
-	for n > 0 || len(b) == 0 {
-		b = append([]byte{byte('0' + n%10)}, b...)
-		n /= 10
-	}
-	return string(b)
-}
