@@ -76,4 +76,3 @@ func TestConfinement(t *testing.T) {
 		})
 	}
 }
-
