@@ -41,6 +41,8 @@ type Options struct {
 	// UID is the host uid of servers started by a gateway running as root (default 65534).
 	UID    int
 	Logger *slog.Logger
+	// Launcher is the portcullis binary to run as the launcher (default: this one).
+	Launcher string
 	// Audit returns where sandbox events are recorded (nil: nowhere).
 	Audit func() Recorder
 }
@@ -113,9 +115,12 @@ func (o *Options) wrap(cmd *exec.Cmd) error {
 	if o.Egress != nil {
 		spec.Egress = o.Egress.Path()
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		return fmt.Errorf("sandbox: finding the portcullis binary: %w", err)
+	exe := o.Launcher
+	if exe == "" {
+		var err error
+		if exe, err = os.Executable(); err != nil {
+			return fmt.Errorf("sandbox: finding the portcullis binary: %w", err)
+		}
 	}
 	if cmd.SysProcAttr == nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}

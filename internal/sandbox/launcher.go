@@ -55,6 +55,7 @@ func initStage() (int, error) {
 		return 0, err
 	}
 	status := os.NewFile(4, "status")
+	syscall.CloseOnExec(4) // the server must not report its own exit
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return 0, fmt.Errorf("making mounts private: %w", err)
 	}

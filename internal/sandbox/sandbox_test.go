@@ -14,6 +14,10 @@ func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == LauncherArg {
 		os.Exit(Main(os.Args[2:]))
 	}
+	if len(os.Args) > 1 && os.Args[1] == "echo-server" {
+		echoServer()
+		os.Exit(0)
+	}
 	os.Exit(m.Run())
 }
 
