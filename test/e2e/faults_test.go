@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -124,10 +125,11 @@ func TestFaultClientGoesAway(t *testing.T) {
 		t.Fatalf("tools/call pid: %v %s", err, m.errorOrNil())
 	}
 	text, _ := toolText(m.Result)
-	pid, err := strconv.Atoi(text)
+	nspid, err := strconv.Atoi(text)
 	if err != nil {
 		t.Fatalf("pid: %q", text)
 	}
+	pid := hostPID(t, crashyBin, nspid)
 
 	if err := r.Send(map[string]any{"id": 99, "method": "tools/call", "params": map[string]any{"name": "sleep", "arguments": map[string]any{}}}); err != nil {
 		t.Fatal(err)
@@ -305,4 +307,28 @@ func TestFaultGracefulShutdown(t *testing.T) {
 	if _, err := markerWait(dir, 10*time.Second, "stdin-closed", "sigterm"); err != nil {
 		t.Errorf("the upstream server was not closed at shutdown: %v", err)
 	}
+}
+
+// hostPID finds the process running exe whose pid in its own pid namespace is nspid (the
+// sandbox gives each server a pid namespace): its pid as this test sees it.
+func hostPID(t *testing.T, exe string, nspid int) int {
+	t.Helper()
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if p, _ := os.Readlink("/proc/" + e.Name() + "/exe"); p != exe {
+			continue
+		}
+		b, _ := os.ReadFile("/proc/" + e.Name() + "/status")
+		for _, l := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(l); len(f) > 1 && f[0] == "NSpid:" && f[len(f)-1] == strconv.Itoa(nspid) {
+				return pid
+			}
+		}
+	}
+	t.Fatalf("no process of %s has pid %d in its namespace", exe, nspid)
+	return 0
 }
