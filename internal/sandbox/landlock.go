@@ -32,8 +32,8 @@ var secretEtc = map[string]bool{
 	"containerd": true, "kubernetes": true, "credstore": true, "credstore.encrypted": true,
 }
 
-// partialEtc are directories of /etc readable but for some entries (private keys).
-var partialEtc = map[string]map[string]bool{"ssl": {"private": true}, "pki": {"private": true, "tls/private": true}}
+// partialEtc are directories of /etc readable but for some paths (private keys).
+var partialEtc = map[string][]string{"ssl": {"private"}, "pki": {"private", "tls/private", "CA/private"}}
 
 // systemRO are read-only everywhere: libraries, programs, configuration.
 var systemRO = []string{"/usr", "/lib", "/lib64", "/lib32", "/libx32", "/bin", "/sbin", "/proc",
@@ -186,14 +186,36 @@ func etcPaths() []string {
 		switch {
 		case secretEtc[n]:
 		case partialEtc[n] != nil:
-			sub, _ := os.ReadDir(filepath.Join("/etc", n))
-			for _, s := range sub {
-				if !partialEtc[n][s.Name()] {
-					out = append(out, filepath.Join("/etc", n, s.Name()))
-				}
-			}
+			out = append(out, except(filepath.Join("/etc", n), partialEtc[n])...)
 		default:
 			out = append(out, filepath.Join("/etc", n))
+		}
+	}
+	return out
+}
+
+// except lists the entries of dir, descending into those that hold an excluded path
+// (relative to dir) and leaving the excluded paths out.
+func except(dir string, excluded []string) []string {
+	var out []string
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		n := e.Name()
+		var inner []string
+		skip := false
+		for _, x := range excluded {
+			if x == n {
+				skip = true
+			} else if rest, ok := strings.CutPrefix(x, n+"/"); ok {
+				inner = append(inner, rest)
+			}
+		}
+		switch {
+		case skip:
+		case len(inner) > 0 && e.IsDir():
+			out = append(out, except(filepath.Join(dir, n), inner)...)
+		default:
+			out = append(out, filepath.Join(dir, n))
 		}
 	}
 	return out

@@ -6,7 +6,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/portcullis-mcp/portcullis/internal/audit"
 )
 
 // TestMain lets the test binary serve as the launcher, as the portcullis binary does.
@@ -78,5 +82,33 @@ func TestConfinement(t *testing.T) {
 				t.Fatalf("%q: err=%v, want ok=%v; output:\n%s", c.script, err, c.ok, out)
 			}
 		})
+	}
+}
+
+func TestExcept(t *testing.T) {
+	dir := t.TempDir()
+	for _, p := range []string{"certs/ca.pem", "private/key.pem", "tls/certs/a.pem", "tls/private/k.pem", "tls/openssl.cnf"} {
+		os.MkdirAll(filepath.Join(dir, filepath.Dir(p)), 0o755)
+		os.WriteFile(filepath.Join(dir, p), nil, 0o644)
+	}
+	got := except(dir, []string{"private", "tls/private"})
+	want := []string{dir + "/certs", dir + "/tls/certs", dir + "/tls/openssl.cnf"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("except = %v, want %v", got, want)
+	}
+}
+
+func TestAbnormalExitIsAudited(t *testing.T) {
+	requireSandbox(t)
+	rec := &recorder{}
+	_, err := run(t, Options{Name: "t", Audit: func() Recorder { return rec }}, "kill -KILL $$")
+	if err == nil {
+		t.Fatal("the killed server exited cleanly")
+	}
+	for i := 0; i < 100 && !strings.Contains(rec.codes(), audit.CodeSandboxExit); i++ {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := rec.codes(); !strings.Contains(got, audit.CodeSandboxStarted) || !strings.Contains(got, audit.CodeSandboxExit+"  the sandboxed server was killed") {
+		t.Errorf("audit events:\n%s", got)
 	}
 }
