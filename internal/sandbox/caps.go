@@ -28,6 +28,8 @@ func dropPrivileges(asUser bool) error {
 	var keep uint64
 	if asUser {
 		keep = keptCaps
+	} else if noCapabilities() {
+		return nil // nothing to drop (an unprivileged gateway without namespaces)
 	}
 	for c := 0; c <= last; c++ {
 		if keep&(1<<c) != 0 {
@@ -80,4 +82,21 @@ func prctl(op int, a, b uintptr) error {
 		return e
 	}
 	return nil
+}
+
+// noCapabilities reports whether this process has no effective, permitted or bounding
+// capability left.
+func noCapabilities() bool {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return false
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		for _, k := range []string{"CapEff:", "CapPrm:", "CapAmb:"} {
+			if v, ok := strings.CutPrefix(l, k); ok && strings.Trim(strings.TrimSpace(v), "0") != "" {
+				return false
+			}
+		}
+	}
+	return true
 }

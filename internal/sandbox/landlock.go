@@ -39,8 +39,8 @@ var partialEtc = map[string][]string{"ssl": {"private"}, "pki": {"private", "tls
 var systemRO = []string{"/usr", "/lib", "/lib64", "/lib32", "/libx32", "/bin", "/sbin", "/proc",
 	"/sys/devices/system/cpu", "/sys/fs/cgroup", "/dev/random", "/dev/urandom"}
 
-// systemRW are the device files every program may write, and the private /dev/shm.
-var systemRW = []string{"/dev/null", "/dev/zero", "/dev/full", "/dev/shm"}
+// systemRW are the device files every program may write.
+var systemRW = []string{"/dev/null", "/dev/zero", "/dev/full"}
 
 type pathBeneath struct {
 	access uint64
@@ -137,7 +137,11 @@ func applyLandlock(spec *Spec) error {
 			a uint64
 		}{p, ro})
 	}
-	for _, p := range append(append([]string{}, systemRW...), spec.ReadWrite...) {
+	rwPaths := append(append([]string{}, systemRW...), spec.ReadWrite...)
+	if spec.PrivateTmp {
+		rwPaths = append(rwPaths, "/dev/shm")
+	}
+	for _, p := range rwPaths {
 		paths = append(paths, struct {
 			p string
 			a uint64

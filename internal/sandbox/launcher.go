@@ -31,7 +31,9 @@ func Main(args []string) int {
 	var err error
 	switch stage {
 	case "probe":
-		return 0
+		if err = setupNamespaces(); err == nil {
+			return 0
+		}
 	case "init":
 		var code int
 		code, err = initStage()
@@ -56,22 +58,10 @@ func initStage() (int, error) {
 	}
 	status := os.NewFile(4, "status")
 	syscall.CloseOnExec(4) // the server must not report its own exit
-	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-		return 0, fmt.Errorf("making mounts private: %w", err)
+	if err := setupNamespaces(); err != nil {
+		return 0, err
 	}
-	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
-		return 0, fmt.Errorf("mounting /proc for the new pid namespace: %w", err)
-	}
-	// A private temporary directory, gone with the mount namespace.
-	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
-		size := "size=256m"
-		if err := unix.Mount("tmpfs", "/dev/shm", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, size+",mode=1777"); err != nil {
-			return 0, fmt.Errorf("mounting a private /dev/shm: %w", err)
-		}
-	}
-	if err := loopbackUp(); err != nil {
-		return 0, fmt.Errorf("bringing up loopback: %w", err)
-	}
+	spec.PrivateTmp = true
 	if spec.Egress != "" {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -82,7 +72,9 @@ func initStage() (int, error) {
 		spec.Env = setEnv(spec.Env, "HTTP_PROXY", proxy, "HTTPS_PROXY", proxy, "http_proxy", proxy, "https_proxy", proxy,
 			"PORTCULLIS_EGRESS_PROXY", proxy)
 	}
-	spec.Env = setEnv(spec.Env, "TMPDIR", "/dev/shm")
+	if _, err := os.Stat("/dev/shm"); err == nil {
+		spec.Env = setEnv(spec.Env, "TMPDIR", "/dev/shm")
+	}
 	pipe, err := specPipe(spec)
 	if err != nil {
 		return 0, err
@@ -129,6 +121,28 @@ func initStage() (int, error) {
 		}
 		return ex.Code, nil
 	}
+}
+
+// setupNamespaces makes the mounts private, mounts /proc for the new pid namespace and a
+// private tmpfs on /dev/shm, and brings up loopback. The probe does the same, so that a
+// kernel that lets user namespaces be created but not used (AppArmor's
+// restrict_unprivileged_userns) reports namespaces as unavailable.
+func setupNamespaces() error {
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("making mounts private: %w", err)
+	}
+	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		return fmt.Errorf("mounting /proc for the new pid namespace: %w", err)
+	}
+	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
+		if err := unix.Mount("tmpfs", "/dev/shm", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "size=256m,mode=1777"); err != nil {
+			return fmt.Errorf("mounting a private /dev/shm: %w", err)
+		}
+	}
+	if err := loopbackUp(); err != nil {
+		return fmt.Errorf("bringing up loopback: %w", err)
+	}
+	return nil
 }
 
 func setEnv(env []string, kv ...string) []string {

@@ -64,6 +64,10 @@ type Spec struct {
 	// the server then keeps read and write access through landlock's rules only).
 	UID int `json:"uid,omitempty"`
 
+	// PrivateTmp says /dev/shm is the sandbox's own tmpfs (set by the first stage), which
+	// the server may then write.
+	PrivateTmp bool `json:"private_tmp,omitempty"`
+
 	// Wasm is a WebAssembly module run in wazero instead of executing Path.
 	Wasm *Wasm `json:"wasm,omitempty"`
 }
