@@ -34,7 +34,7 @@ func TestFaultUpstreamCrash(t *testing.T) {
 	cfg, _ := crashyConfig(t, "")
 	g := startServe(t, cfg)
 	c := mustInit(t, g.URL)
-	pid1 := mustToolText(t, c, "pid", nil)
+	pid1 := serverPID(t, c)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -75,8 +75,8 @@ func TestFaultUpstreamCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("echo works again %s after the crash", time.Since(start).Round(time.Millisecond))
-	if pid2 := mustToolText(t, c, "pid", nil); pid2 == pid1 {
-		t.Errorf("the server's pid is still %s after the crash: not restarted?", pid1)
+	if pid2 := serverPID(t, c); pid2 == pid1 {
+		t.Errorf("the server's pid is still %d after the crash: not restarted?", pid1)
 	}
 }
 
@@ -307,6 +307,16 @@ func TestFaultGracefulShutdown(t *testing.T) {
 	if _, err := markerWait(dir, 10*time.Second, "stdin-closed", "sigterm"); err != nil {
 		t.Errorf("the upstream server was not closed at shutdown: %v", err)
 	}
+}
+
+// serverPID is the host pid of the crashy server behind c.
+func serverPID(t *testing.T, c *HTTPClient) int {
+	t.Helper()
+	nspid, err := strconv.Atoi(mustToolText(t, c, "pid", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hostPID(t, crashyBin, nspid)
 }
 
 // hostPID finds the process running exe whose pid in its own pid namespace is nspid (the
