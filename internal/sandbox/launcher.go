@@ -70,7 +70,7 @@ func initStage() (int, error) {
 		go forward(ln, spec.Egress)
 		proxy := "http://" + ln.Addr().String()
 		spec.Env = setEnv(spec.Env, "HTTP_PROXY", proxy, "HTTPS_PROXY", proxy, "http_proxy", proxy, "https_proxy", proxy,
-			"PORTCULLIS_EGRESS_PROXY", proxy)
+			"PORTCULLIS_EGRESS_PROXY", proxy, "NODE_USE_ENV_PROXY", "1") // Node 24+ fetch honours the proxy with it
 	}
 	if _, err := os.Stat("/dev/shm"); err == nil {
 		spec.Env = setEnv(spec.Env, "TMPDIR", "/dev/shm")

@@ -371,6 +371,7 @@ func TestSandboxNPMServers(t *testing.T) {
 func TestSandboxRequiredProtectionMissing(t *testing.T) {
 	requireE2E(t)
 	bin, _ := buildSandboxServer(t)
+	auditFile := filepath.Join(t.TempDir(), "audit.jsonl")
 	out, _ := exec.Command(portcullisBin, "sandbox", "check").CombinedOutput()
 	t.Logf("portcullis sandbox check:\n%s", out)
 	cmd := exec.Command(portcullisBin, "sandbox", "check")
@@ -384,6 +385,7 @@ func TestSandboxRequiredProtectionMissing(t *testing.T) {
 			{Name: "strict", Command: bin},
 			{Name: "lenient", Command: bin, Sandbox: "{require: [namespaces, seccomp, rlimits]}"},
 		},
+		Guards:     "  audit: {file: " + q(auditFile) + "}\n",
 		ProcessEnv: []string{"PORTCULLIS_SANDBOX_DISABLE=landlock"},
 	})
 	c := mustInit(t, g.URL)
@@ -401,5 +403,9 @@ func TestSandboxRequiredProtectionMissing(t *testing.T) {
 	}
 	if !strings.Contains(g.Stderr.String(), "protection=landlock") {
 		t.Errorf("the gateway's log does not say landlock is unavailable")
+	}
+	b, _ := os.ReadFile(auditFile)
+	if trail := string(b); !strings.Contains(trail, `"code":"PC8002W"`) || !strings.Contains(trail, "landlock") {
+		t.Errorf("the audit trail has no refusal naming landlock (PC8002W):\n%s", trail)
 	}
 }
