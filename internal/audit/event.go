@@ -60,11 +60,11 @@ const (
 	CodeDeniedAudit      = "PC1902E" // refused because it could not be recorded (written on recovery)
 	CodeAuthFailed       = "PC7001W" // a request refused at the edge: authentication failed
 	CodeSessionMisuse    = "PC7002W" // a session id presented by a principal that does not own it
-	CodeSandboxStarted   = "PC8001I" // a local server started in the sandbox (the protections in force)
-	CodeSandboxRefused   = "PC8002W" // a local server not started: the kernel lacks a protection it requires
-	CodeSandboxExit      = "PC8003W" // a sandboxed server ended abnormally (a limit, a signal, an error)
-	CodeEgressAllowed    = "PC8101I" // a sandboxed server's connection through the egress proxy
-	CodeEgressDenied     = "PC8102W" // a sandboxed server's connection refused by the egress proxy
+	CodeSandboxStarted   = "PC8501I" // a local server started in the sandbox (the protections in force)
+	CodeSandboxRefused   = "PC8502W" // a local server not started: the kernel lacks a protection it requires
+	CodeSandboxExit      = "PC8503W" // a sandboxed server ended abnormally (a limit, a signal, an error)
+	CodeEgressAllowed    = "PC8601I" // a sandboxed server's connection through the egress proxy
+	CodeEgressDenied     = "PC8602W" // a sandboxed server's connection refused by the egress proxy
 )
 
 // DeniedCode returns the event code for a refusal by guard.

@@ -192,8 +192,8 @@ func TestSandboxHostileServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	trail := string(b)
-	if !strings.Contains(trail, `"code":"PC8001I"`) || !strings.Contains(trail, "landlock ABI") {
-		t.Errorf("the audit trail has no sandbox start event (PC8001I)")
+	if !strings.Contains(trail, `"code":"PC8501I"`) || !strings.Contains(trail, "landlock ABI") {
+		t.Errorf("the audit trail has no sandbox start event (PC8501I)")
 	}
 	for _, a := range attempts {
 		found := false
@@ -255,7 +255,7 @@ func TestSandboxEgress(t *testing.T) {
 	}
 	b, _ := os.ReadFile(auditFile)
 	trail := string(b)
-	for _, want := range []string{`"code":"PC8101I"`, `"code":"PC8102W"`, "not in the server's sandbox.egress list", "resolves to 127.0.0.1"} {
+	for _, want := range []string{`"code":"PC8601I"`, `"code":"PC8602W"`, "not in the server's sandbox.egress list", "resolves to 127.0.0.1"} {
 		if !strings.Contains(trail, want) {
 			t.Errorf("the audit trail lacks %q", want)
 		}
@@ -405,7 +405,7 @@ func TestSandboxRequiredProtectionMissing(t *testing.T) {
 		t.Errorf("the gateway's log does not say landlock is unavailable")
 	}
 	b, _ := os.ReadFile(auditFile)
-	if trail := string(b); !strings.Contains(trail, `"code":"PC8002W"`) || !strings.Contains(trail, "landlock") {
-		t.Errorf("the audit trail has no refusal naming landlock (PC8002W):\n%s", trail)
+	if trail := string(b); !strings.Contains(trail, `"code":"PC8502W"`) || !strings.Contains(trail, "landlock") {
+		t.Errorf("the audit trail has no refusal naming landlock (PC8502W):\n%s", trail)
 	}
 }
