@@ -81,6 +81,11 @@ const (
 	CodeAdminAction      = "PC9101I" // a dashboard action, recorded before it is carried out
 	CodeAdminDone        = "PC9102I" // a dashboard action carried out
 	CodeAdminRefused     = "PC9103W" // a dashboard action refused (role, CSRF) or that failed
+	CodeSandboxStarted   = "PC8501I" // a local server started in the sandbox (the protections in force)
+	CodeSandboxRefused   = "PC8502W" // a local server not started: the kernel lacks a protection it requires
+	CodeSandboxExit      = "PC8503W" // a sandboxed server ended abnormally (a limit, a signal, an error)
+	CodeEgressAllowed    = "PC8601I" // a sandboxed server's connection through the egress proxy
+	CodeEgressDenied     = "PC8602W" // a sandboxed server's connection refused by the egress proxy
 )
 
 // DeniedCode returns the event code for a refusal by guard.

@@ -113,9 +113,12 @@ func locateGuardError(cfg *config.Config, err error) error {
 // whose executable hash is checked at every start and certificate key at every connection.
 func dialer(s config.Server, lim jsonrpc.Limits, logger *slog.Logger, e *registry.Entry) upstream.Dial {
 	switch {
-	case s.Command != "":
+	case s.Command != "" || s.Sandbox != nil && s.Sandbox.Wasm != "":
 		opts := upstream.StdioOptions{Name: s.Name, Command: s.Command, Args: s.Args, Env: upstream.Environ(s.Env),
 			Dir: s.Dir, Limits: lim, Logger: logger, Verify: verifyBinary(e, logger)}
+		if s.Sandbox.On() {
+			opts.Wrap = sandboxWrap(s, logger)
+		}
 		return func(ctx context.Context, in upstream.Incoming) (upstream.Transport, error) {
 			return upstream.StartStdio(ctx, opts, in)
 		}

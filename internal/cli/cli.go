@@ -23,6 +23,9 @@ type command struct {
 
 var commands = map[string]command{}
 
+// hidden are commands the gateway runs itself (the sandbox launcher), not in the usage.
+var hidden = map[string]func(args []string) int{}
+
 func register(name, usage string, run func(args []string, stdout, stderr io.Writer) int) {
 	commands[name] = command{usage: usage, run: run}
 }
@@ -37,6 +40,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		return 0
+	}
+	if h, ok := hidden[args[0]]; ok {
+		return h(args[1:])
 	}
 	c, ok := commands[args[0]]
 	if !ok {

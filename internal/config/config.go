@@ -100,6 +100,8 @@ type Server struct {
 	Headers   map[string]string `yaml:"headers"`
 	// StartTimeout bounds the server's start and handshake.
 	StartTimeout time.Duration `yaml:"start_timeout"`
+	// Sandbox confines a local server (on by default; see sandbox.go).
+	Sandbox *Sandbox `yaml:"sandbox"`
 }
 
 // Error is a configuration error at a place in the file.
@@ -355,7 +357,7 @@ func (c *Config) validate() error {
 		switch {
 		case s.Command != "" && s.URL != "":
 			errs = append(errs, c.at("set either command (stdio server) or url (HTTP server), not both", "servers", i, "url"))
-		case s.Command == "" && s.URL == "":
+		case s.Command == "" && s.URL == "" && (s.Sandbox == nil || s.Sandbox.Wasm == ""):
 			errs = append(errs, c.at("set command (stdio server) or url (HTTP server)", "servers", i))
 		case s.URL != "":
 			u, err := url.Parse(s.URL)
@@ -370,6 +372,7 @@ func (c *Config) validate() error {
 				errs = append(errs, c.at("transport and headers apply to url servers only", "servers", i, "command"))
 			}
 		}
+		errs = append(errs, c.validateSandbox(i, s)...)
 		switch s.Transport {
 		case "", "streamable-http", "sse":
 		default:

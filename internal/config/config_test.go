@@ -460,3 +460,27 @@ servers:
 		t.Errorf("missing secret file: %v", err)
 	}
 }
+
+func TestSandboxDefaultsAndSizes(t *testing.T) {
+	c, err := Parse("/etc/portcullis/p.yaml", []byte("auth: none\nservers:\n  - name: a\n    command: x\n  - name: b\n    command: y\n    sandbox: {read_write: [data], memory: 1G, require: []}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := c.Servers[0].Sandbox, c.Servers[1].Sandbox
+	if !a.On() || len(a.Required()) != 4 {
+		t.Errorf("default sandbox: on %v, required %v; want on, all four", a.On(), a.Required())
+	}
+	if !b.On() || len(b.Required()) != 0 || b.Memory != 1<<30 || b.ReadWrite[0] != "/etc/portcullis/data" {
+		t.Errorf("sandbox b: %+v", b)
+	}
+	for in, want := range map[string]int64{"1024": 1024, "512MiB": 512 << 20, "2G": 2 << 30, "64 KiB": 64 << 10} {
+		if got, err := ParseByteSize(in); err != nil || got != want {
+			t.Errorf("ParseByteSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "-1", "1T", "lots", "1.5G"} {
+		if _, err := ParseByteSize(in); err == nil {
+			t.Errorf("ParseByteSize(%q): want an error", in)
+		}
+	}
+}

@@ -44,7 +44,7 @@ func TestAuthzFilesystemTwoPrincipals(t *testing.T) {
         when: '"writers" in principal.groups'
 `, ws+"/")
 	g := startAuthServe(t, "http", nil, func(string) string {
-		return fmt.Sprintf("auth: {api_keys: true}\nservers:\n  - name: fs\n    command: %q\n    args: [%q, %q]\n%s", fs.Command, fs.Args[0], fs.Args[1], policy)
+		return fmt.Sprintf("auth: {api_keys: true}\nservers:\n  - name: fs\n    command: %q\n    args: [%q, %q]\n    sandbox: %s\n%s", fs.Command, fs.Args[0], fs.Args[1], fs.Sandbox, policy)
 	})
 	reader := keysCLI(t, g.Config, "create", "--name", "rita", "--groups", "readers")
 	writer := keysCLI(t, g.Config, "create", "--name", "wes", "--groups", "writers")

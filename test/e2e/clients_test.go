@@ -95,13 +95,16 @@ func filesystemServer(t *testing.T) (ServerConfig, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return ServerConfig{Name: "fs", Command: nodeBin, Args: []string{filesystemServerJS(), root}}, root
+	return ServerConfig{Name: "fs", Command: nodeBin, Args: []string{filesystemServerJS(), root},
+		Sandbox: "{read_write: [" + q(root) + "]}"}, root
 }
 
 func memoryServer(t *testing.T) ServerConfig {
 	t.Helper()
+	dir := t.TempDir()
 	return ServerConfig{Name: "memory", Command: nodeBin, Args: []string{memoryServerJS()},
-		Env: map[string]string{"MEMORY_FILE_PATH": filepath.Join(t.TempDir(), "memory.jsonl")}}
+		Env:     map[string]string{"MEMORY_FILE_PATH": filepath.Join(dir, "memory.jsonl")},
+		Sandbox: "{read_write: [" + q(dir) + "]}"}
 }
 
 func TestSDKClient(t *testing.T) {

@@ -66,7 +66,8 @@ func TestDetectors(t *testing.T) {
 		t.Fatalf("portcullis canary create -kind tool: %v\n%s", err, out)
 	}
 	g := startServe(t, GatewayConfig{
-		Servers: []ServerConfig{{Name: "leaky", Command: bin, Env: map[string]string{"LEAKY_DIR": dir}}},
+		Servers: []ServerConfig{{Name: "leaky", Command: bin, Env: map[string]string{"LEAKY_DIR": dir},
+			Sandbox: "{read_write: [" + q(dir) + "]}"}},
 		Guards: "  detect-args:\n    canary_file: " + q(canaryFile) + "\n" +
 			"  detect-listings:\n    canary_file: " + q(canaryFile) + "\n",
 	})

@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -22,8 +23,9 @@ func crashyConfig(t *testing.T, guards string) (GatewayConfig, string) {
 	t.Helper()
 	dir := t.TempDir()
 	return GatewayConfig{
-		Servers: []ServerConfig{{Name: "crashy", Command: crashyBin, Env: map[string]string{"CRASHY_DIR": dir}}},
-		Guards:  guards,
+		Servers: []ServerConfig{{Name: "crashy", Command: crashyBin, Env: map[string]string{"CRASHY_DIR": dir},
+			Sandbox: "{read_write: [" + q(dir) + "]}"}},
+		Guards: guards,
 	}, dir
 }
 
@@ -32,7 +34,7 @@ func TestFaultUpstreamCrash(t *testing.T) {
 	cfg, _ := crashyConfig(t, "")
 	g := startServe(t, cfg)
 	c := mustInit(t, g.URL)
-	pid1 := mustToolText(t, c, "pid", nil)
+	pid1 := serverPID(t, c)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -73,8 +75,8 @@ func TestFaultUpstreamCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("echo works again %s after the crash", time.Since(start).Round(time.Millisecond))
-	if pid2 := mustToolText(t, c, "pid", nil); pid2 == pid1 {
-		t.Errorf("the server's pid is still %s after the crash: not restarted?", pid1)
+	if pid2 := serverPID(t, c); pid2 == pid1 {
+		t.Errorf("the server's pid is still %d after the crash: not restarted?", pid1)
 	}
 }
 
@@ -123,10 +125,11 @@ func TestFaultClientGoesAway(t *testing.T) {
 		t.Fatalf("tools/call pid: %v %s", err, m.errorOrNil())
 	}
 	text, _ := toolText(m.Result)
-	pid, err := strconv.Atoi(text)
+	nspid, err := strconv.Atoi(text)
 	if err != nil {
 		t.Fatalf("pid: %q", text)
 	}
+	pid := hostPID(t, crashyBin, nspid)
 
 	if err := r.Send(map[string]any{"id": 99, "method": "tools/call", "params": map[string]any{"name": "sleep", "arguments": map[string]any{}}}); err != nil {
 		t.Fatal(err)
@@ -304,4 +307,38 @@ func TestFaultGracefulShutdown(t *testing.T) {
 	if _, err := markerWait(dir, 10*time.Second, "stdin-closed", "sigterm"); err != nil {
 		t.Errorf("the upstream server was not closed at shutdown: %v", err)
 	}
+}
+
+// serverPID is the host pid of the crashy server behind c.
+func serverPID(t *testing.T, c *HTTPClient) int {
+	t.Helper()
+	nspid, err := strconv.Atoi(mustToolText(t, c, "pid", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hostPID(t, crashyBin, nspid)
+}
+
+// hostPID finds the process running exe whose pid in its own pid namespace is nspid (the
+// sandbox gives each server a pid namespace): its pid as this test sees it.
+func hostPID(t *testing.T, exe string, nspid int) int {
+	t.Helper()
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if p, _ := os.Readlink("/proc/" + e.Name() + "/exe"); p != exe {
+			continue
+		}
+		b, _ := os.ReadFile("/proc/" + e.Name() + "/status")
+		for _, l := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(l); len(f) > 1 && f[0] == "NSpid:" && f[len(f)-1] == strconv.Itoa(nspid) {
+				return pid
+			}
+		}
+	}
+	t.Fatalf("no process of %s has pid %d in its namespace", exe, nspid)
+	return 0
 }

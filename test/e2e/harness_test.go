@@ -320,6 +320,9 @@ type ServerConfig struct {
 	Command   string
 	Args      []string
 	Env       map[string]string
+	Dir       string // the server's working directory (cwd)
+	// Sandbox is the server's sandbox block as a YAML flow mapping ("{read_write: [...]}").
+	Sandbox string
 }
 
 // GatewayConfig is a gateway configuration; Guards is YAML put under "guards:" as it is
@@ -329,6 +332,8 @@ type GatewayConfig struct {
 	Servers         []ServerConfig
 	Guards          string
 	MaxMessageBytes int
+	// ProcessEnv is added to the environment of the gateway process.
+	ProcessEnv []string
 	// Store is the store's path (pins, approvals, audit); writeConfig puts one in the
 	// configuration's directory when empty, so that no test uses the home directory's.
 	Store string
@@ -392,6 +397,12 @@ func (c GatewayConfig) YAML() string {
 				fmt.Fprintf(&b, "      %s: %s\n", k, q(s.Env[k]))
 			}
 		}
+		if s.Dir != "" {
+			fmt.Fprintf(&b, "    cwd: %s\n", q(s.Dir))
+		}
+		if s.Sandbox != "" {
+			fmt.Fprintf(&b, "    sandbox: %s\n", s.Sandbox)
+		}
 	}
 	if c.Guards != "" {
 		b.WriteString("guards:\n")
@@ -441,7 +452,11 @@ func startServe(t *testing.T, c GatewayConfig) *Gateway {
 	for attempt := 0; ; attempt++ {
 		c.Listen = "127.0.0.1:" + strconv.Itoa(freePort(t))
 		cfg := writeConfig(t, c)
-		p := startProc(t, "portcullis serve", exec.Command(portcullisBin, "serve", "--config", cfg))
+		cmd := exec.Command(portcullisBin, "serve", "--config", cfg)
+		if len(c.ProcessEnv) > 0 {
+			cmd.Env = append(os.Environ(), c.ProcessEnv...)
+		}
+		p := startProc(t, "portcullis serve", cmd)
 		g := &Gateway{Proc: p, Base: "http://" + c.Listen, URL: "http://" + c.Listen + "/mcp", Config: cfg}
 		err := waitFor(20*time.Second, p, func() error {
 			resp, err := http.Get(g.Base + "/healthz")

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/portcullis-mcp/portcullis/internal/detect"
 )
@@ -157,6 +158,8 @@ var templates = []struct {
 
 // Detector scores text. It is safe for concurrent use.
 type Detector struct {
+	once    sync.Once
+	extra   []Phrase
 	kw      *detect.Keywords
 	phrases []phrase
 	kinds   []string // by kindID
@@ -167,9 +170,8 @@ type Detector struct {
 // WithModel returns a copy of the detector that also asks m about text the phrases leave
 // below medium.
 func (d *Detector) WithModel(m *Model) *Detector {
-	c := *d
-	c.model = m
-	return &c
+	// The phrases are compiled on first use from extra, so the copy compiles its own.
+	return &Detector{extra: d.extra, model: m}
 }
 
 // Phrase is an extra phrase for New.
@@ -180,9 +182,15 @@ type Phrase struct {
 	Cap    int // how many phrases of this kind count (0: 2)
 }
 
-// New builds the detector with the built-in phrases and extra ones.
-func New(extra []Phrase) *Detector {
-	d := &Detector{}
+// New returns the detector with the built-in phrases and extra ones. They are compiled on
+// first use, so that processes that never scan (the sandbox launcher, most commands) do
+// not pay for it at start.
+func New(extra []Phrase) *Detector { return &Detector{extra: extra} }
+
+func (d *Detector) build() { d.once.Do(d.compile) }
+
+func (d *Detector) compile() {
+	extra := d.extra
 	seen := map[string]bool{}
 	add := func(p phrase) {
 		p.text = strings.ToLower(p.text)
@@ -226,7 +234,6 @@ func New(extra []Phrase) *Detector {
 		texts[i] = p.text
 	}
 	d.kw = detect.NewKeywords(texts)
-	return d
 }
 
 // Default is the detector with the built-in phrases and the learned model.
@@ -264,6 +271,7 @@ func wordByte(c byte) bool {
 
 // Patterns returns the phrases, in the order Hit numbers them.
 func (d *Detector) Patterns() []string {
+	d.build()
 	out := make([]string, len(d.phrases))
 	for i, p := range d.phrases {
 		out[i] = p.text
@@ -281,10 +289,14 @@ type State struct {
 }
 
 // Start returns the state for scoring normalized text.
-func (d *Detector) Start(norm string) *State { return &State{d: d, norm: norm} }
+func (d *Detector) Start(norm string) *State {
+	d.build()
+	return &State{d: d, norm: norm}
+}
 
 // Score scores normalized text (see detect.Normalize).
 func (d *Detector) Score(norm string) Result {
+	d.build()
 	st := d.Start(norm)
 	d.kw.Scan(norm, func(id, end int) bool { st.Hit(id, end); return true })
 	return st.Result()
@@ -351,11 +363,13 @@ func Severity(score int) detect.Severity {
 
 // Scan returns a finding when text reads as instructions to the model.
 func (d *Detector) Scan(text, pointer string) []detect.Finding {
+	d.build()
 	return d.Findings(text, d.Score(detect.Normalize(text)), pointer)
 }
 
 // Findings turns the score of text into findings.
 func (d *Detector) Findings(text string, r Result, pointer string) []detect.Finding {
+	d.build()
 	sev := Severity(r.Score)
 	// Weak pressure words alone never make a finding above low.
 	if sev > detect.Low && onlyKind(r, Pressure) && r.Score < HighScore {
