@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -124,6 +125,21 @@ func LoadBIPIA(dir string) ([]Context, []Attack, error) {
 			}
 		}
 	}
+	// A held-out item whose text is also in the training split (the table file repeats
+	// some contexts) is dropped: it would be measured on what the model was trained on.
+	trained := map[string]bool{}
+	for _, c := range ctxs {
+		if c.Train {
+			trained[c.Text] = true
+		}
+	}
+	for _, a := range attacks {
+		if a.Train {
+			trained[a.Text] = true
+		}
+	}
+	ctxs = slices.DeleteFunc(ctxs, func(c Context) bool { return !c.Train && trained[c.Text] })
+	attacks = slices.DeleteFunc(attacks, func(a Attack) bool { return !a.Train && trained[a.Text] })
 	return ctxs, attacks, nil
 }
 
