@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -111,7 +112,17 @@ func (o *Options) wrap(cmd *exec.Cmd) error {
 		spec.ReadOnly = append(spec.ReadOnly, cmd.Dir)
 	}
 	spec.ReadOnly = append(spec.ReadOnly, absAll(o.ReadOnly)...)
-	spec.ReadWrite = append(spec.ReadWrite, absAll(o.ReadWrite)...)
+	for _, p := range absAll(o.ReadWrite) {
+		// A declared directory that does not exist yet is made, so that a first start (an
+		// npm cache of the server's own, a data directory) works; the rules below need it.
+		if _, err := os.Lstat(p); errors.Is(err, os.ErrNotExist) {
+			if err := os.MkdirAll(p, 0o700); err != nil {
+				return fmt.Errorf("sandbox: read_write %s does not exist and cannot be made: %w", p, err)
+			}
+			o.Logger.Info("made a sandbox read_write directory", "upstream", o.Name, "path", p)
+		}
+		spec.ReadWrite = append(spec.ReadWrite, p)
+	}
 	if o.Egress != nil {
 		spec.Egress = o.Egress.Path()
 	}

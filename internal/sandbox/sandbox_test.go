@@ -112,3 +112,14 @@ func TestAbnormalExitIsAudited(t *testing.T) {
 		t.Errorf("audit events:\n%s", got)
 	}
 }
+
+// A read_write directory that does not exist yet is made before the server starts, and
+// the server can write there.
+func TestReadWriteMadeWhenMissing(t *testing.T) {
+	requireSandbox(t)
+	rw := filepath.Join(t.TempDir(), "data", "npm")
+	out, err := run(t, Options{Name: "t", ReadWrite: []string{rw}}, "echo hi > "+rw+"/f && cat "+rw+"/f")
+	if err != nil || strings.TrimSpace(out) != "hi" {
+		t.Fatalf("writing into a declared directory that did not exist: %v\n%s", err, out)
+	}
+}
