@@ -68,6 +68,7 @@ func parseHead(b []byte, target string) (h head, ok bool) {
 		case "Host":
 			hosts++
 			h.host = val
+			continue // in Request.Host only, as net/http does
 		case "Content-Length":
 			if h.contentLength >= 0 {
 				return h, false // repeated: net/http decides

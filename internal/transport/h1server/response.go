@@ -141,7 +141,7 @@ func (w *response) sendHead(final bool) error {
 			h["Content-Type"] = []string{http.DetectContentType(w.body)}
 		}
 	}
-	if w.closeAfter || w.c.s.shutting.Load() {
+	if w.closeAfter || w.c.s.shutting.Load() || hasClose(h["Connection"]) {
 		w.closeAfter = true
 		h["Connection"] = []string{"close"}
 	}
@@ -245,4 +245,14 @@ func appendFieldValue(out []byte, v string) []byte {
 		out = append(out, c)
 	}
 	return out
+}
+
+func hasClose(vs []string) bool {
+	for _, v := range vs {
+		var c bool
+		if connectionOK([]byte(v), &c); c {
+			return true
+		}
+	}
+	return false
 }

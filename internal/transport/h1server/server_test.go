@@ -377,3 +377,27 @@ func TestShutdown(t *testing.T) {
 		t.Error("still accepting after Shutdown")
 	}
 }
+
+// A handler's Connection: close, or the client's, ends the connection after the response.
+func TestConnectionClose(t *testing.T) {
+	ts := start(t, func(w http.ResponseWriter, r *http.Request) {
+		io.ReadAll(r.Body)
+		if r.Header.Get("X-Close") != "" {
+			w.Header().Set("Connection", "close")
+		}
+		if r.Header.Get("Host") != "" || r.Host != "127.0.0.1" {
+			t.Errorf("Host %q, header %q", r.Host, r.Header.Get("Host"))
+		}
+		io.WriteString(w, "ok")
+	}, nil)
+	for _, extra := range []string{"X-Close: 1", "Connection: close"} {
+		c, br := dial(t, ts.addr)
+		io.WriteString(c, post("{}", extra))
+		if resp, body := readResp(t, br); body != "ok" || !resp.Close || resp.Header.Get("X-Path") != "fast" {
+			t.Errorf("%s: %q close=%v via %s", extra, body, resp.Close, resp.Header.Get("X-Path"))
+		}
+		if _, err := br.ReadByte(); err != io.EOF {
+			t.Errorf("%s: after the response: %v, want EOF", extra, err)
+		}
+	}
+}
