@@ -15,6 +15,7 @@
 #                        (guards.audit with the store as its sink), measured in the same run
 #   BENCH_AUDIT_PORT     its loopback port (default 8934)
 #   BENCH_GATEWAY_BIN    use this gateway binary instead of building ./cmd/portcullis
+#   BENCH_GATEWAY_FLAGS  extra flags for portcullis serve, e.g. --std-http (net/http for every request)
 #   BENCH_TOOL           tool to call (default: echo if the server has it, else test_simple_text)
 #   BENCH_ARGS           its arguments, a JSON object (default {"message":"hello"} for echo, else {})
 #   BENCH_GATEWAY_TOOL   the tool's name through the gateway (default: found in the gateway's tools/list)
@@ -215,6 +216,8 @@ EOF
   fi
   gw_args=(serve --config "$out/portcullis.yaml")
   [ "$want_pprof" = 1 ] && gw_args+=(--pprof "127.0.0.1:$pprof_port")
+  # shellcheck disable=SC2206 # flags are words
+  if [ -n "${BENCH_GATEWAY_FLAGS:-}" ]; then gw_args+=(${BENCH_GATEWAY_FLAGS}); fi
   "$gw_bin" "${gw_args[@]}" >"$out/portcullis.log" 2>&1 &
   gw_pid=$!
   pids+=("$gw_pid")

@@ -12,6 +12,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -23,6 +24,7 @@ import (
 	tracing "github.com/portcullis-mcp/portcullis/internal/guards/trace"
 	"github.com/portcullis-mcp/portcullis/internal/identity"
 	"github.com/portcullis-mcp/portcullis/internal/metrics"
+	"github.com/portcullis-mcp/portcullis/internal/transport/h1server"
 	"github.com/portcullis-mcp/portcullis/internal/transport/streamablehttp"
 )
 
@@ -39,6 +41,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	listen := fs.String("listen", "", "address of the MCP endpoint (overrides listen in the file)")
 	pprofAddr := fs.String("pprof", "", "serve net/http/pprof on this loopback address")
 	drain := fs.Duration("drain", 30*time.Second, "how long SIGTERM waits for calls in flight")
+	stdHTTP := fs.Bool("std-http", false, "serve POST /mcp with net/http too, instead of the gateway's own HTTP/1.1 fast path")
 	unready := fs.Duration("unready-delay", 0, "on SIGTERM, answer /readyz with 503 for this long before the drain (for load balancers)")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -77,6 +80,9 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "portcullis: %v\n", err)
 		return 1
 	}
+	// Start-up (the detectors' tables above all) leaves tens of MiB of garbage; give
+	// it back before serving rather than carrying it as resident memory.
+	debug.FreeOSMemory()
 	front := streamablehttp.New(g, streamablehttp.Options{
 		AllowedHosts: cfg.AllowedHosts, AllowedOrigins: cfg.AllowedOrigins, Logger: logger,
 		Authenticate: auth.authenticate,
@@ -154,11 +160,20 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		}
 	}()
 	scheme := "http"
-	if auth.tls != nil {
+	var fast *h1server.Server
+	switch {
+	case auth.tls != nil:
 		scheme = "https"
 		go func() { errc <- srv.ServeTLS(ln, "", "") }()
-	} else {
+	case *stdHTTP:
 		go func() { errc <- srv.Serve(ln) }()
+	default:
+		// Plain HTTP: POST /mcp keep-alive requests are parsed and answered without
+		// net/http's per-request goroutine; every other request goes to srv.
+		fast = &h1server.Server{Handler: mux, Fallback: srv, Target: "/mcp",
+			HeaderTimeout: srv.ReadHeaderTimeout, ReadTimeout: srv.ReadTimeout, IdleTimeout: srv.IdleTimeout,
+			ErrorLog: func(msg string, args ...any) { logger.Error(msg, args...) }}
+		go func() { errc <- fast.Serve(ln) }()
 	}
 	logger.Info("portcullis serving", "mcp", scheme+"://"+ln.Addr().String()+"/mcp", "auth", strings.Join(auth.methods, ","),
 		"servers", g.Servers(), "guards", g.Guards(), "version", version())
@@ -179,8 +194,19 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	// First the HTTP server: no new requests, long-lived streams end, and every call in
 	// flight finishes and writes its response. Then the servers' sessions are closed.
 	admin.Shutdown(sctx)
-	if err := srv.Shutdown(sctx); err != nil {
+	shutErr := make(chan error, 1)
+	go func() {
+		if fast != nil {
+			shutErr <- fast.Shutdown(sctx)
+		} else {
+			shutErr <- nil
+		}
+	}()
+	if err := errors.Join(srv.Shutdown(sctx), <-shutErr); err != nil {
 		logger.Warn("calls still in flight when the drain time ran out", "err", err)
+	}
+	if fast != nil {
+		fast.Close()
 	}
 	if err := g.Shutdown(sctx); err != nil {
 		logger.Warn("shutdown", "err", err)
