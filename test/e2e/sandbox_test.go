@@ -31,6 +31,11 @@ var (
 )
 
 // buildSandboxServer builds testdata/sandboxserver for Linux and for WebAssembly (wasip1).
+// wasmMemory is the wasm server's memory limit. The launcher runs the module in its own
+// process under that limit, and a launcher built with the race detector (the tests build
+// the gateway with -race when they run with it) maps far more than a normal one.
+var wasmMemory = map[bool]string{false: "256MiB", true: "1024GiB"}[raceEnabled]
+
 func buildSandboxServer(t *testing.T) (native, wasm string) {
 	t.Helper()
 	sandboxServerOnce.Do(func() {
@@ -270,7 +275,7 @@ func TestSandboxWasm(t *testing.T) {
 	g := startServe(t, GatewayConfig{
 		Servers: []ServerConfig{
 			{Name: "native", Command: native, Sandbox: "{read_write: [" + q(dir) + "]}"},
-			{Name: "wasm", Sandbox: "{wasm: " + q(wasm) + ", read_write: [" + q(dir) + "], memory: 256MiB}"},
+			{Name: "wasm", Sandbox: "{wasm: " + q(wasm) + ", read_write: [" + q(dir) + "], memory: " + wasmMemory + "}"},
 		},
 		Guards: "  detect-args: {disable: [pathtrav]}\n",
 	})

@@ -359,7 +359,14 @@ func (g *Guard) allow(ctx context.Context, c *guard.Call, next guard.Handler, ki
 	k := store.PinKey{Server: server, Kind: kind, Name: name}
 	hash, ok := g.state.get(k)
 	if !ok {
-		offered, err := g.relist(ctx, c, next, server, kind, true)
+		// The gateway's own listing does not count against the time the server has to
+		// answer the call (limits' call_timeout), and is not cut short by it: the pins it
+		// records serve every later call.
+		resume := guard.PauseTimeouts(ctx)
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recheckTimeout)
+		offered, err := g.relist(lctx, c, next, server, kind, true)
+		cancel()
+		resume()
 		if err != nil {
 			return err
 		}
@@ -526,13 +533,15 @@ func (g *Guard) observe(ctx context.Context, c *guard.Call, k store.PinKey, item
 			slog.String("kind", k.Kind), slog.String("name", k.Name), slog.String("err", err.Error()))
 		return pins.Changed, ""
 	}
-	g.state.set(k, hash, gen)
-	g.state.rememberHash(k, raw, hash)
 	v, err := g.checker.Observe(withCall(ctx, c), k, canon, hash)
 	if err != nil {
+		// Not remembered as offered: the next call of it lists the server again and tries
+		// to record the pin again, rather than taking it for a definition under review.
 		g.log.LogAttrs(ctx, slog.LevelError, "pin could not be recorded; hidden", slog.String("upstream", k.Server),
 			slog.String("kind", k.Kind), slog.String("name", k.Name), slog.String("err", err.Error()))
-		return pins.Changed, hash
+		return pins.Changed, ""
 	}
+	g.state.set(k, hash, gen)
+	g.state.rememberHash(k, raw, hash)
 	return v, hash
 }
