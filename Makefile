@@ -4,7 +4,7 @@
 .PHONY: test build bench
 test:
 	bash test/e2e/deps.sh
-	bash test/pg.sh go test -race -timeout 30m ./...
+	bash test/pg.sh go test -race -timeout 40m ./...
 
 build:
 	go build -o portcullis ./cmd/portcullis
