@@ -12,7 +12,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/portcullis-mcp/portcullis/internal/config"
 	"github.com/portcullis-mcp/portcullis/internal/guards/approval"
 	"github.com/portcullis-mcp/portcullis/internal/store"
 )
@@ -75,15 +74,9 @@ func approvalsCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "portcullis approvals %s: wrong arguments\n%s", sub, approvalsUsage)
 		return 2
 	}
-	cfg, err := config.Load(*cfgPath)
-	if err != nil {
-		fmt.Fprintf(stderr, "portcullis: %v\n", err)
-		return 1
-	}
 	ctx := context.Background()
-	st, _, err := openStore(ctx, cfg)
-	if err != nil {
-		fmt.Fprintf(stderr, "portcullis: %v\n", err)
+	st, _, ok := configStore(ctx, *cfgPath, stderr)
+	if !ok {
 		return 1
 	}
 	defer st.Close()

@@ -10,7 +10,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/portcullis-mcp/portcullis/internal/config"
 	"github.com/portcullis-mcp/portcullis/internal/identity"
 	"github.com/portcullis-mcp/portcullis/internal/store"
 )
@@ -50,15 +49,9 @@ func keysCmd(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return 2
 	}
-	cfg, err := config.Load(*cfgPath)
-	if err != nil {
-		fmt.Fprintf(stderr, "portcullis: %v\n", err)
-		return 1
-	}
 	ctx := context.Background()
-	st, path, err := openStore(ctx, cfg)
-	if err != nil {
-		fmt.Fprintf(stderr, "portcullis: %v\n", err)
+	st, path, ok := configStore(ctx, *cfgPath, stderr)
+	if !ok {
 		return 1
 	}
 	defer st.Close()

@@ -10,7 +10,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/portcullis-mcp/portcullis/internal/config"
 	"github.com/portcullis-mcp/portcullis/internal/pins"
 )
 
@@ -60,15 +59,9 @@ func pinsCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "portcullis pins %s: wrong number of arguments\n%s", sub, pinsUsage)
 		return 2
 	}
-	cfg, err := config.Load(*cfgPath)
-	if err != nil {
-		fmt.Fprintf(stderr, "portcullis: %v\n", err)
-		return 1
-	}
 	ctx := context.Background()
-	st, _, err := openStore(ctx, cfg)
-	if err != nil {
-		fmt.Fprintf(stderr, "portcullis: %v\n", err)
+	st, _, ok := configStore(ctx, *cfgPath, stderr)
+	if !ok {
 		return 1
 	}
 	defer st.Close()

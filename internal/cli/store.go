@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/url"
 
 	"github.com/portcullis-mcp/portcullis/internal/config"
@@ -39,4 +40,21 @@ func redactDSN(dsn string) string {
 		return "postgres://" + u.Host + u.Path
 	}
 	return "postgres"
+}
+
+// configStore loads the configuration at path and opens its store, for the commands that
+// administer what the store holds (keys, pins, approvals). On failure it says why on
+// stderr and returns ok false; the caller exits 1. The caller closes the store.
+func configStore(ctx context.Context, path string, stderr io.Writer) (st store.Store, where string, ok bool) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		fmt.Fprintf(stderr, "portcullis: %v\n", err)
+		return nil, "", false
+	}
+	st, where, err = openStore(ctx, cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "portcullis: %v\n", err)
+		return nil, "", false
+	}
+	return st, where, true
 }
