@@ -176,7 +176,11 @@ func (t *H1Transport) exchange(ctx context.Context, c *h1conn, req *http.Request
 	// Cancellation closes the connection, which ends any blocked read or write.
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	c.nread = 0
-	if err := req.Write(c.bw); err != nil {
+	err := writeRequest(c.bw, req)
+	if errors.Is(err, errUnframed) {
+		err = req.Write(c.bw)
+	}
+	if err != nil {
 		stop()
 		if c.reused {
 			return nil, staleErr{err}
@@ -190,7 +194,7 @@ func (t *H1Transport) exchange(ctx context.Context, c *h1conn, req *http.Request
 		}
 		return nil, fmt.Errorf("%w", err)
 	}
-	resp, err := http.ReadResponse(c.br, req)
+	resp, err := readResponse(c.br, req)
 	if err != nil {
 		stop()
 		if ctx.Err() != nil {

@@ -591,7 +591,7 @@ func (t *StreamableHTTP) get(ctx context.Context, lastID string) (*http.Response
 }
 
 func (t *StreamableHTTP) do(req *http.Request, sentSession bool) (*http.Response, bool, error) {
-	resp, err := t.client.Do(req)
+	resp, err := t.roundTrip(req)
 	if err != nil {
 		if ctx := req.Context(); ctx.Err() != nil {
 			return nil, sentSession, context.Cause(ctx)
@@ -606,6 +606,30 @@ func (t *StreamableHTTP) do(req *http.Request, sentSession bool) (*http.Response
 		t.mu.Unlock()
 	}
 	return resp, sentSession, nil
+}
+
+// roundTrip sends req with the transport's client. With an H1Transport and nothing for
+// http.Client to add (cookies, an overall timeout), the exchange goes to the transport
+// directly: http.Client's bookkeeping costs more than the exchange's own work on a
+// loopback call. A redirect is then followed through the client, unless the client's
+// CheckRedirect is set (the gateway's refuses every redirect: the answer is returned).
+func (t *StreamableHTTP) roundTrip(req *http.Request) (*http.Response, error) {
+	h1, ok := t.client.Transport.(*H1Transport)
+	if !ok || t.client.Jar != nil || t.client.Timeout != 0 {
+		return t.client.Do(req)
+	}
+	resp, err := h1.RoundTrip(req)
+	if err != nil || t.client.CheckRedirect != nil || resp.StatusCode/100 != 3 || resp.Header.Get("Location") == "" || req.GetBody == nil {
+		return resp, err
+	}
+	resp.Body.Close()
+	body, err := req.GetBody()
+	if err != nil {
+		return nil, err
+	}
+	req = req.Clone(req.Context())
+	req.Body = body
+	return t.client.Do(req)
 }
 
 // setHeaders sets the static, session and protocol headers, and for a message the

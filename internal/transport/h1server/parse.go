@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net/http"
 	"net/textproto"
+	"strings"
 )
 
 // head is a request head the fast path serves: POST to the fast path's target over
@@ -34,7 +35,9 @@ func parseHead(b []byte, target string) (h head, ok bool) {
 		string(line[5+len(target):]) != " HTTP/1.1" {
 		return h, false
 	}
-	// Count the fields first so that the header and its values are two allocations.
+	// Count the fields first so that the header and its values are two allocations; every
+	// name and value is a substring of one copy of the head (a name not in canonical form
+	// is the only other allocation).
 	n := bytes.Count(rest, crlf) + 1
 	if !found {
 		n = 0
@@ -43,27 +46,34 @@ func parseHead(b []byte, target string) (h head, ok bool) {
 	values := make([]string, 0, n)
 	h.contentLength = -1
 	hosts := 0
-	for found && len(rest) > 0 {
-		var f []byte
-		f, rest, _ = bytes.Cut(rest, crlf)
-		colon := bytes.IndexByte(f, ':')
+	var hs string
+	if found {
+		hs = string(rest)
+	}
+	for pos := 0; found && pos < len(hs); {
+		end := len(hs)
+		if i := strings.Index(hs[pos:], "\r\n"); i >= 0 {
+			end = pos + i
+		}
+		f := hs[pos:end]
+		pos = end + 2
+		colon := strings.IndexByte(f, ':')
 		if colon <= 0 {
 			return h, false // no name, or a continuation line (obsolete folding)
 		}
 		name := f[:colon]
-		for _, c := range name {
-			if !isTokenChar(c) {
+		for i := 0; i < len(name); i++ {
+			if !isTokenChar(name[i]) {
 				return h, false
 			}
 		}
-		v := trimOWS(f[colon+1:])
-		for _, c := range v {
-			if (c < 0x20 && c != '\t') || c == 0x7f {
+		val := trimOWSString(f[colon+1:])
+		for i := 0; i < len(val); i++ {
+			if c := val[i]; (c < 0x20 && c != '\t') || c == 0x7f {
 				return h, false
 			}
 		}
-		key := textproto.CanonicalMIMEHeaderKey(string(name))
-		val := string(v)
+		key := textproto.CanonicalMIMEHeaderKey(name)
 		switch key {
 		case "Host":
 			hosts++
@@ -73,7 +83,7 @@ func parseHead(b []byte, target string) (h head, ok bool) {
 			if h.contentLength >= 0 {
 				return h, false // repeated: net/http decides
 			}
-			n, good := parseContentLength(v)
+			n, good := parseContentLength([]byte(val))
 			if !good {
 				return h, false
 			}
@@ -81,7 +91,7 @@ func parseHead(b []byte, target string) (h head, ok bool) {
 		case "Transfer-Encoding", "Expect", "Upgrade", "Te", "Trailer":
 			return h, false
 		case "Connection":
-			if !connectionOK(v, &h.close) {
+			if !connectionOK([]byte(val), &h.close) {
 				return h, false
 			}
 		}
@@ -99,6 +109,16 @@ func parseHead(b []byte, target string) (h head, ok bool) {
 }
 
 var crlf = []byte("\r\n")
+
+func trimOWSString(s string) string {
+	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
+		s = s[1:]
+	}
+	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
+		s = s[:len(s)-1]
+	}
+	return s
+}
 
 func trimOWS(b []byte) []byte {
 	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
