@@ -97,4 +97,3 @@ func TestViewModern(t *testing.T) {
 		t.Errorf("modern tools/list through the gateway = %v", got)
 	}
 }
-
