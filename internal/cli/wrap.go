@@ -169,6 +169,8 @@ func wrapCmd(args []string, stdout, stderr io.Writer) int {
 		} else if u, err := url.Parse(opts.Gateway); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			fmt.Fprintf(stderr, "portcullis wrap: --gateway %q is not an http(s) URL\n", *gatewayURL)
 			return 2
+		} else if u.Port() != "" && config.LoopbackAddr(u.Host) {
+			opts.Listen = u.Host // a configuration wrap creates listens where the entries point
 		}
 		creds = &wrapCredentials{cfg: gw, dry: *dry, made: map[string]wrap.Credential{}}
 		defer creds.close()

@@ -50,6 +50,9 @@ type Options struct {
 	Credential func(client string) (Credential, error)
 	// Revoke, for Unwrap, revokes an API key wrap created for a client.
 	Revoke func(id string) error
+	// Listen, when wrap creates the configuration, is written as its listen address (the
+	// gateway's address in Gateway).
+	Listen string
 }
 
 // Credential is how a client authenticates to the gateway.
@@ -159,6 +162,7 @@ type Plan struct {
 	ConfigAfter  []byte
 	added        []string // servers wrap adds to the configuration
 	keys         []Key    // API keys created for this plan
+	secrets      []string // credential values, never shown in a diff
 	opts         Options
 	state        *State
 }
@@ -336,6 +340,9 @@ func Prepare(files []*clientconfig.File, opts Options) (*Plan, error) {
 				cred = &c
 				if k := (Key{ID: c.KeyID, Client: f.Client.ID}); c.KeyID != "" && !slices.Contains(p.keys, k) {
 					p.keys = append(p.keys, k)
+					for _, v := range c.Headers {
+						p.secrets = append(p.secrets, v)
+					}
 				}
 			}
 			base := serverName(e.Name)
@@ -375,7 +382,7 @@ func Prepare(files []*clientconfig.File, opts Options) (*Plan, error) {
 	}
 	p.ConfigAfter = p.ConfigBefore
 	if len(added) > 0 {
-		out, err := addServers(p.ConfigBefore, added)
+		out, err := addServers(p.ConfigBefore, added, opts.Listen)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", opts.Config, err)
 		}
@@ -407,8 +414,18 @@ func (p *Plan) Changed() bool {
 	return false
 }
 
-// Diff shows the plan as unified diffs.
+// Diff shows the plan as unified diffs, credentials redacted.
 func (p *Plan) Diff() string {
+	d := p.diff()
+	for _, v := range p.secrets {
+		if v != "" {
+			d = strings.ReplaceAll(d, v, "<redacted: an API key created for the client>")
+		}
+	}
+	return d
+}
+
+func (p *Plan) diff() string {
 	var b strings.Builder
 	if !bytes.Equal(p.ConfigBefore, p.ConfigAfter) {
 		b.WriteString(Unified(p.opts.Config, p.ConfigBefore, p.ConfigAfter))
@@ -753,11 +770,15 @@ func rawServers(data []byte) ([]config.Server, error) {
 
 // addServers appends servers to the servers: list of a configuration (a new one when
 // data is nil), keeping the rest of the file.
-func addServers(data []byte, servers []config.Server) ([]byte, error) {
+func addServers(data []byte, servers []config.Server, listen string) ([]byte, error) {
 	var b bytes.Buffer
 	if data == nil {
 		b.WriteString("# Written by `portcullis wrap`: the MCP servers of your clients, run through portcullis.\n")
 		b.WriteString("# `portcullis unwrap` restores the clients and removes this file.\n")
+		if listen != "" {
+			b.WriteString("# HTTP servers are reached through `portcullis serve --config <this file>`, at /mcp/<name>.\n")
+			fmt.Fprintf(&b, "listen: %s\n", q(listen))
+		}
 		b.WriteString("servers:\n")
 		for _, s := range servers {
 			b.WriteString(serverYAML(s))

@@ -285,6 +285,9 @@ func TestWrapHTTPToGateway(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if strings.Contains(p.Diff(), "secret-key") {
+				t.Errorf("the diff shows the API key:\n%s", p.Diff())
+			}
 			if err := p.Apply(); err != nil {
 				t.Fatal(err)
 			}
