@@ -362,7 +362,9 @@ func TestWrapHTTPCredentialUnavailable(t *testing.T) {
 	orig := []byte(`{"mcpServers": {"remote": {"url": "https://mcp.example.com/mcp"}, "fs": {"command": "npx", "args": ["-y", "fs@1.0.0"]}}}`)
 	os.WriteFile(path, orig, 0o600)
 	opts := Options{Config: filepath.Join(dir, "portcullis.yaml"), Portcullis: "/opt/bin/portcullis", Gateway: "http://127.0.0.1:8931",
-		Credential: func(string) (Credential, error) { return Credential{}, fmt.Errorf("the gateway takes OIDC tokens only") }}
+		Credential: func(string) (Credential, error) {
+			return Credential{}, fmt.Errorf("the gateway takes OIDC tokens only")
+		}}
 	p, err := Prepare([]*clientconfig.File{read(t, "cursor", path)}, opts)
 	if err != nil {
 		t.Fatal(err)
