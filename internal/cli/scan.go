@@ -23,6 +23,7 @@ import (
 	"github.com/portcullis-mcp/portcullis/internal/detect"
 	"github.com/portcullis-mcp/portcullis/internal/discover"
 	"github.com/portcullis-mcp/portcullis/internal/jsonrpc"
+	"github.com/portcullis-mcp/portcullis/internal/sandbox"
 	"github.com/portcullis-mcp/portcullis/internal/scan"
 	"github.com/portcullis-mcp/portcullis/internal/store"
 	"github.com/portcullis-mcp/portcullis/internal/upstream"
@@ -331,7 +332,7 @@ func scanCmd(args []string, stdout, stderr io.Writer) int {
 		opts.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	// Stdio servers start as the gateway starts them (sandbox included, when configured).
-	opts.StdioDial = func(t scan.Target, env map[string]string) upstream.Dial {
+	opts.StdioDial = func(t scan.Target, env map[string]string, g scan.Grant) upstream.Dial {
 		logger := opts.Logger
 		if logger == nil {
 			logger = slog.New(slog.DiscardHandler)
@@ -340,7 +341,13 @@ func scanCmd(args []string, stdout, stderr io.Writer) int {
 		if t.Entry.Scope == "gateway" { // a server of a portcullis configuration: in its own sandbox
 			s.Sandbox = configSandbox(t.File, t.Registry)
 		}
-		return dialer(s, jsonrpc.Limits{}, logger, nil) // a scan verifies no registry entry: it reports on what it finds
+		// The active checks' canaries are reachable from this sandbox, and from no other.
+		extra := sandboxExtra{readWrite: g.ReadWrite}
+		for _, f := range g.Forward {
+			extra.forward = append(extra.forward, sandbox.Forward{Port: f.Port, Socket: f.Socket})
+		}
+		// A scan verifies no registry entry: it reports on what it finds.
+		return dialerWith(s, jsonrpc.Limits{}, logger, nil, extra)
 	}
 	if *progress || isTerminal(stderr) {
 		opts.Progress = progressBar(stderr)
