@@ -66,13 +66,22 @@ func (o Options) Endpoint(name string) string {
 	return strings.TrimSuffix(o.Gateway, "/") + "/mcp/" + name
 }
 
-// viaGateway reports whether an entry already points at the gateway.
-func (o Options) viaGateway(e clientconfig.Entry) bool {
-	if o.Gateway == "" || e.Transport == clientconfig.Stdio {
+// viaGateway reports whether an entry already points at the gateway (this one, or one
+// an earlier wrap pointed entries at).
+func (o Options) viaGateway(e clientconfig.Entry, earlier []string) bool {
+	if e.Transport == clientconfig.Stdio {
 		return false
 	}
-	base := strings.TrimSuffix(o.Gateway, "/") + "/mcp"
-	return e.URL == base || strings.HasPrefix(e.URL, base+"/")
+	for _, g := range append([]string{o.Gateway}, earlier...) {
+		if g == "" {
+			continue
+		}
+		base := strings.TrimSuffix(g, "/") + "/mcp"
+		if e.URL == base || strings.HasPrefix(e.URL, base+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // StateFile is the record of wrapped files, next to the configuration.
@@ -85,6 +94,9 @@ type State struct {
 	Files  []Record `json:"files"`
 	Config *Record  `json:"config,omitempty"` // the portcullis configuration
 	Keys   []Key    `json:"keys,omitempty"`   // API keys created for clients
+	// Gateways are the base URLs HTTP entries were pointed at: an entry under one of
+	// them is wrapped already, whatever --gateway says now.
+	Gateways []string `json:"gateways,omitempty"`
 }
 
 // Key is an API key wrap created for a client to reach the gateway (its id, never the key).
@@ -324,7 +336,7 @@ func Prepare(files []*clientconfig.File, opts Options) (*Plan, error) {
 		}
 		var cred *Credential
 		for _, e := range f.Entries {
-			if IsWrapped(e, opts.Portcullis) || opts.viaGateway(e) {
+			if IsWrapped(e, opts.Portcullis) || opts.viaGateway(e, st.Gateways) {
 				fp.Skipped = append(fp.Skipped, fmt.Sprintf("%s: already runs through portcullis", e.Name))
 				continue
 			}
@@ -480,10 +492,17 @@ func (p *Plan) Apply() error {
 			}
 		}
 	}
-	for _, k := range p.keys {
-		p.state.Keys = append(p.state.Keys, k)
+	p.state.Keys = append(p.state.Keys, p.keys...)
+	gw := false
+	for _, f := range p.Files {
+		for _, ch := range f.Changes {
+			gw = gw || ch.URL != ""
+		}
 	}
-	if len(p.keys) > 0 {
+	if gw && !slices.Contains(p.state.Gateways, p.opts.Gateway) {
+		p.state.Gateways = append(p.state.Gateways, p.opts.Gateway)
+	}
+	if len(p.keys) > 0 || gw {
 		if err := p.state.save(p.opts.StateFile()); err != nil {
 			return err
 		}

@@ -336,6 +336,13 @@ func TestWrapHTTPToGateway(t *testing.T) {
 			if p2.Changed() || len(created) != wantKeys {
 				t.Fatalf("second wrap changes things (keys %v):\n%s", created, p2.Diff())
 			}
+			// Nor when the gateway is named differently now: the entries point at the one
+			// they were pointed at.
+			other := opts
+			other.Gateway = "http://127.0.0.1:9999"
+			if p3, err := Prepare([]*clientconfig.File{read(t, fx.client, path)}, other); err != nil || p3.Changed() {
+				t.Fatalf("wrap with another gateway URL changes things (%v):\n%s", err, p3.Diff())
+			}
 			if _, err := Unwrap(opts, nil); err != nil {
 				t.Fatal(err)
 			}
