@@ -198,7 +198,8 @@ func serve(args []string, stdout, stderr io.Writer) int {
 			ErrorLog: func(msg string, args ...any) { logger.Error(msg, args...) }}
 		go func() { errc <- fast.Serve(ln) }()
 	}
-	logger.Info("portcullis serving", "mcp", scheme+"://"+ln.Addr().String()+"/mcp", "auth", strings.Join(auth.methods, ","),
+	logger.Info("portcullis serving", "mcp", scheme+"://"+ln.Addr().String()+"/mcp",
+		"per_server", scheme+"://"+ln.Addr().String()+ServerPath("<server>"), "auth", strings.Join(auth.methods, ","),
 		"servers", g.Servers(), "guards", g.Guards(), "version", version())
 	select {
 	case err := <-errc:

@@ -102,6 +102,7 @@ type scanOutput struct {
 	Findings []scanFinding  `json:"findings"`
 	Servers  []struct {
 		Server  string   `json:"server"`
+		File    string   `json:"file"`
 		Tools   []string `json:"tools"`
 		Error   string   `json:"error"`
 		Dynamic bool     `json:"dynamic"`

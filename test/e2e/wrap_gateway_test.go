@@ -165,6 +165,22 @@ func TestWrapHTTPThroughGateway(t *testing.T) {
 		t.Errorf("discover after wrap: %s", dout)
 	}
 
+	// scan checks the wrapped HTTP entry as the server it fronts, where it is registered:
+	// the API key in the client's file is not reported as a secret written there.
+	so, _ := scanJSON(t, base, "--static", cursor)
+	for _, f := range so.Findings {
+		if f.Rule == "secret-in-config" {
+			t.Errorf("scan reports the gateway's API key: %+v", f)
+		}
+	}
+	located := false
+	for _, s := range so.Servers {
+		located = located || s.Server == "everything" && s.File == cfg
+	}
+	if !located {
+		t.Errorf("scan did not locate the wrapped HTTP entry in %s: %+v", cfg, so.Servers)
+	}
+
 	out, errs, code = runPortcullis(t, base, time.Minute, "unwrap")
 	if code != 0 || !strings.Contains(out, "revoked") {
 		t.Fatalf("unwrap exited %d: %s\n%s", code, errs, out)
