@@ -200,8 +200,8 @@ func wrapCmd(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	if err := plan.Apply(); err != nil {
-		creds.revokeAll()
-		fmt.Fprintln(stderr, "portcullis wrap:", err)
+		// What was written is in the state (the keys too): unwrap undoes it.
+		fmt.Fprintf(stderr, "portcullis wrap: %v (`portcullis unwrap --config %s` undoes what was written)\n", err, cfg)
 		return 1
 	}
 	fmt.Fprintf(stdout, "wrapped %d servers; registered in %s; backups in %s; undo with `portcullis unwrap --config %s`\n",
