@@ -19,6 +19,7 @@ import (
 type frontAuth struct {
 	authenticate func(*http.Request) (identity.Principal, error) // nil: anonymous (auth: none)
 	metadata     http.Handler                                    // RFC 9728 metadata; nil without OIDC
+	metadataAt   func(mcpPath string) http.Handler               // the metadata of another MCP path; nil without OIDC
 	tls          *tls.Config                                     // nil: plain HTTP
 	store        store.Store                                     // nil when no method needs it
 	methods      []string
@@ -92,6 +93,9 @@ func setupAuth(ctx context.Context, cfg *config.Config, addr string, stderr io.W
 	}
 	fa.authenticate = auth.Authenticate
 	fa.metadata = auth.MetadataHandler("/mcp")
+	if fa.metadata != nil {
+		fa.metadataAt = auth.MetadataHandler
+	}
 	fa.methods = auth.Methods()
 	return fa, nil
 }

@@ -112,12 +112,18 @@ func locateGuardError(cfg *config.Config, err error) error {
 // dialer returns how to start or reach server s; e is its registry entry (nil when none),
 // whose executable hash is checked at every start and certificate key at every connection.
 func dialer(s config.Server, lim jsonrpc.Limits, logger *slog.Logger, e *registry.Entry) upstream.Dial {
+	return dialerWith(s, lim, logger, e, sandboxExtra{})
+}
+
+// dialerWith is dialer with more granted to a sandboxed server than its configuration
+// says (the scanner's canaries).
+func dialerWith(s config.Server, lim jsonrpc.Limits, logger *slog.Logger, e *registry.Entry, extra sandboxExtra) upstream.Dial {
 	switch {
 	case s.Command != "" || s.Sandbox != nil && s.Sandbox.Wasm != "":
 		opts := upstream.StdioOptions{Name: s.Name, Command: s.Command, Args: s.Args, Env: upstream.Environ(s.Env),
 			Dir: s.Dir, Limits: lim, Logger: logger, Verify: verifyBinary(e, logger)}
 		if s.Sandbox.On() {
-			opts.Wrap = sandboxWrap(s, logger)
+			opts.Wrap = sandboxWrap(s, logger, extra)
 		}
 		return func(ctx context.Context, in upstream.Incoming) (upstream.Transport, error) {
 			return upstream.StartStdio(ctx, opts, in)

@@ -72,8 +72,15 @@ func runSandbox(args []string, stdout, stderr io.Writer) int {
 	return code
 }
 
-// sandboxWrap confines a local server as its configuration says.
-func sandboxWrap(s config.Server, logger *slog.Logger) func(*exec.Cmd) error {
+// sandboxExtra is what a sandbox grants besides the server's configuration: the scanner's
+// canary directory and listener, and nothing for servers the gateway runs.
+type sandboxExtra struct {
+	readWrite []string
+	forward   []sandbox.Forward
+}
+
+// sandboxWrap confines a local server as its configuration says (and extra).
+func sandboxWrap(s config.Server, logger *slog.Logger, extra sandboxExtra) func(*exec.Cmd) error {
 	sb := s.Sandbox
 	if sb == nil {
 		sb = &config.Sandbox{}
@@ -81,7 +88,8 @@ func sandboxWrap(s config.Server, logger *slog.Logger) func(*exec.Cmd) error {
 	o := sandbox.Options{
 		Name:      s.Name,
 		ReadOnly:  sb.ReadOnly,
-		ReadWrite: sb.ReadWrite,
+		ReadWrite: append(append([]string{}, sb.ReadWrite...), extra.readWrite...),
+		Forward:   extra.forward,
 		Limits: sandbox.Limits{
 			Memory:    int64(orDefault(int64(sb.Memory), config.DefaultSandboxMemory)),
 			CPU:       int64(orDefault(int64(sb.CPU), int64(config.DefaultSandboxCPU)) / int64(time.Second)),

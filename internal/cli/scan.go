@@ -23,6 +23,7 @@ import (
 	"github.com/portcullis-mcp/portcullis/internal/detect"
 	"github.com/portcullis-mcp/portcullis/internal/discover"
 	"github.com/portcullis-mcp/portcullis/internal/jsonrpc"
+	"github.com/portcullis-mcp/portcullis/internal/sandbox"
 	"github.com/portcullis-mcp/portcullis/internal/scan"
 	"github.com/portcullis-mcp/portcullis/internal/store"
 	"github.com/portcullis-mcp/portcullis/internal/upstream"
@@ -93,8 +94,9 @@ func configTargets(path string, data []byte) ([]scan.Target, error) {
 }
 
 // fileTargets turns client entries into scan targets. An entry wrap rewrote to
-// `portcullis run --config C NAME` is scanned as the server NAME of C (its command or URL
-// as registered), located where that server is written in C.
+// `portcullis run --config C NAME`, or to the endpoint of server NAME of the gateway of a
+// registry configuration C, is scanned as the server NAME of C (its command or URL as
+// registered), located where that server is written in C.
 func fileTargets(files []*clientconfig.File, reg *discover.Registry) []scan.Target {
 	var out []scan.Target
 	wrapped := map[string][]scan.Target{}
@@ -102,16 +104,22 @@ func fileTargets(files []*clientconfig.File, reg *discover.Registry) []scan.Targ
 		for _, e := range f.Entries {
 			t := scan.Target{Client: f.Client.ID, File: f.Path, Entry: e}
 			t.Registry, _ = reg.Lookup(e)
+			cfgPath, name := "", ""
 			if a := e.Args; len(a) == 4 && a[0] == "run" && a[1] == "--config" {
-				ts, ok := wrapped[a[2]]
+				cfgPath, name = a[2], a[3]
+			} else if file, n, ok := reg.ViaGateway(e); ok {
+				cfgPath, name = file, n // an HTTP entry pointed at the gateway's endpoint of the server
+			}
+			if cfgPath != "" {
+				ts, ok := wrapped[cfgPath]
 				if !ok {
-					if data, err := os.ReadFile(a[2]); err == nil {
-						ts, _ = configTargets(a[2], data)
+					if data, err := os.ReadFile(cfgPath); err == nil {
+						ts, _ = configTargets(cfgPath, data)
 					}
-					wrapped[a[2]] = ts
+					wrapped[cfgPath] = ts
 				}
 				for _, u := range ts {
-					if u.Entry.Name == a[3] {
+					if u.Entry.Name == name {
 						u.Client = f.Client.ID
 						u.Entry.Disabled = e.Disabled
 						t = u
@@ -122,6 +130,27 @@ func fileTargets(files []*clientconfig.File, reg *discover.Registry) []scan.Targ
 		}
 	}
 	return out
+}
+
+var configSandboxes = map[string]*config.Config{}
+
+// configSandbox is the sandbox section of server name in the portcullis configuration at
+// path (nil, the default sandbox, when it cannot be read).
+func configSandbox(path, name string) *config.Sandbox {
+	cfg, ok := configSandboxes[path]
+	if !ok {
+		cfg, _ = config.Load(path)
+		configSandboxes[path] = cfg
+	}
+	if cfg == nil {
+		return nil
+	}
+	for _, s := range cfg.Servers {
+		if s.Name == name {
+			return s.Sandbox
+		}
+	}
+	return nil
 }
 
 // serverNameOf makes a client's server name usable where a configuration name is expected.
@@ -303,13 +332,22 @@ func scanCmd(args []string, stdout, stderr io.Writer) int {
 		opts.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	// Stdio servers start as the gateway starts them (sandbox included, when configured).
-	opts.StdioDial = func(t scan.Target, env map[string]string) upstream.Dial {
+	opts.StdioDial = func(t scan.Target, env map[string]string, g scan.Grant) upstream.Dial {
 		logger := opts.Logger
 		if logger == nil {
 			logger = slog.New(slog.DiscardHandler)
 		}
 		s := config.Server{Name: serverNameOf(t.Entry.Name), Command: t.Entry.Command, Args: t.Entry.Args, Env: env, Dir: t.Entry.Cwd}
-		return dialer(s, jsonrpc.Limits{}, logger, nil) // a scan verifies no registry entry: it reports on what it finds
+		if t.Entry.Scope == "gateway" { // a server of a portcullis configuration: in its own sandbox
+			s.Sandbox = configSandbox(t.File, t.Registry)
+		}
+		// The active checks' canaries are reachable from this sandbox, and from no other.
+		extra := sandboxExtra{readWrite: g.ReadWrite}
+		for _, f := range g.Forward {
+			extra.forward = append(extra.forward, sandbox.Forward{Port: f.Port, Socket: f.Socket})
+		}
+		// A scan verifies no registry entry: it reports on what it finds.
+		return dialerWith(s, jsonrpc.Limits{}, logger, nil, extra)
 	}
 	if *progress || isTerminal(stderr) {
 		opts.Progress = progressBar(stderr)

@@ -83,27 +83,47 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	// Start-up (the detectors' tables above all) leaves tens of MiB of garbage; give
 	// it back before serving rather than carrying it as resident memory.
 	debug.FreeOSMemory()
-	front := streamablehttp.New(g, streamablehttp.Options{
+	frontOpts := streamablehttp.Options{
 		AllowedHosts: cfg.AllowedHosts, AllowedOrigins: cfg.AllowedOrigins, Logger: logger,
 		Authenticate: auth.authenticate,
 		OnSecurityEvent: func(ctx context.Context, e streamablehttp.SecurityEvent) {
 			recordSecurityEvent(ctx, logger, e)
 		},
-	})
-	var endpoint http.Handler = front
+	}
+	front := streamablehttp.New(g, frontOpts)
 	fl, err := fleetOf(cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "portcullis: %v\n", err)
 		return 1
 	}
-	if fl != nil { // a request for another replica's legacy session goes to that replica
-		endpoint = fl.Handler(front, logger)
+	endpoint := func(h http.Handler) http.Handler {
+		if fl != nil { // a request for another replica's legacy session goes to that replica
+			return fl.Handler(h, logger)
+		}
+		return h
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/mcp", endpoint)
+	mux.Handle("/mcp", endpoint(front))
 	if auth.metadata != nil { // RFC 9728, at the root and for the /mcp path
 		mux.Handle(identity.MetadataPath, auth.metadata)
 		mux.Handle(identity.MetadataPath+"/mcp", auth.metadata)
+	}
+	// Each server also has an endpoint of its own, /mcp/<server>: that server alone, under
+	// its own names, with the same authentication and guard chains (what `portcullis wrap`
+	// points a client's HTTP entry at).
+	var fronts []*streamablehttp.Handler
+	for _, name := range g.Servers() {
+		v, err := g.Only(name)
+		if err != nil {
+			fmt.Fprintf(stderr, "portcullis: %v\n", err)
+			return 1
+		}
+		f := streamablehttp.New(v, frontOpts)
+		fronts = append(fronts, f)
+		mux.Handle(ServerPath(name), endpoint(f))
+		if auth.metadataAt != nil {
+			mux.Handle(identity.MetadataPath+ServerPath(name), auth.metadataAt(ServerPath(name)))
+		}
 	}
 	mux.Handle(approval.LinkPath, approval.Links()) // signed approve/deny links (webhook); 404 without one
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
@@ -120,6 +140,9 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second,
 		IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10, TLSConfig: auth.tls}
 	srv.RegisterOnShutdown(front.Shutdown)
+	for _, f := range fronts {
+		srv.RegisterOnShutdown(f.Shutdown)
+	}
 	if *pprofAddr != "" {
 		pm := http.NewServeMux()
 		pm.HandleFunc("/debug/pprof/", pprof.Index)
@@ -175,7 +198,8 @@ func serve(args []string, stdout, stderr io.Writer) int {
 			ErrorLog: func(msg string, args ...any) { logger.Error(msg, args...) }}
 		go func() { errc <- fast.Serve(ln) }()
 	}
-	logger.Info("portcullis serving", "mcp", scheme+"://"+ln.Addr().String()+"/mcp", "auth", strings.Join(auth.methods, ","),
+	logger.Info("portcullis serving", "mcp", scheme+"://"+ln.Addr().String()+"/mcp",
+		"per_server", scheme+"://"+ln.Addr().String()+ServerPath("<server>"), "auth", strings.Join(auth.methods, ","),
 		"servers", g.Servers(), "guards", g.Guards(), "version", version())
 	select {
 	case err := <-errc:
@@ -217,6 +241,9 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	logger.Info("stopped")
 	return 0
 }
+
+// ServerPath is the path of the endpoint of one server of the gateway.
+func ServerPath(name string) string { return "/mcp/" + name }
 
 // recordSecurityEvent writes a refusal at the edge to the audit trail, when there is one.
 // The request was already refused: a failure to record it is logged, not fatal.

@@ -1,21 +1,26 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"time"
 
 	"github.com/portcullis-mcp/portcullis/internal/clientconfig"
+	"github.com/portcullis-mcp/portcullis/internal/config"
+	"github.com/portcullis-mcp/portcullis/internal/store"
 	"github.com/portcullis-mcp/portcullis/internal/wrap"
 )
 
 func init() {
-	register("wrap", "wrap [--client ID] [--file F] [--project DIR] [--config FILE] [--dry-run]   run the servers of MCP clients through portcullis", wrapCmd)
+	register("wrap", "wrap [--client ID] [--file F] [--project DIR] [--config FILE] [--gateway URL] [--dry-run]   run the servers of MCP clients through portcullis", wrapCmd)
 	register("unwrap", "unwrap [--client ID] [--config FILE] [--force]   restore the client configurations wrap changed", unwrapCmd)
 }
 
@@ -114,6 +119,8 @@ func wrapCmd(args []string, stdout, stderr io.Writer) int {
 	bin := fs.String("portcullis", "", "the portcullis binary clients start (default: this one)")
 	dry := fs.Bool("dry-run", false, "show the changes, write nothing")
 	force := fs.Bool("force", false, "wrap files changed since they were last wrapped")
+	gatewayURL := fs.String("gateway", "", "the URL of the gateway (portcullis serve) HTTP entries are pointed at (default: from the configuration's listen)")
+	httpStdio := fs.Bool("http-stdio", false, "HTTP entries run through `portcullis run` (stdio) too, instead of pointing at the gateway")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -149,8 +156,29 @@ func wrapCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "portcullis wrap: no client configuration found (name one with --file, or --project DIR)")
 		return 1
 	}
-	plan, err := wrap.Prepare(found, wrap.Options{Config: cfg, Portcullis: exe, Force: *force})
+	opts := wrap.Options{Config: cfg, Portcullis: exe, Force: *force}
+	var creds *wrapCredentials
+	if !*httpStdio {
+		gw, err := gatewayConfig(cfg)
+		if err != nil {
+			fmt.Fprintf(stderr, "portcullis wrap: nothing was changed: %v\n", err)
+			return 1
+		}
+		if opts.Gateway = *gatewayURL; opts.Gateway == "" {
+			opts.Gateway = gw.BaseURL()
+		} else if u, err := url.Parse(opts.Gateway); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			fmt.Fprintf(stderr, "portcullis wrap: --gateway %q is not an http(s) URL\n", *gatewayURL)
+			return 2
+		} else if u.Port() != "" && config.LoopbackAddr(u.Host) {
+			opts.Listen = u.Host // a configuration wrap creates listens where the entries point
+		}
+		creds = &wrapCredentials{cfg: gw, dry: *dry, made: map[string]wrap.Credential{}}
+		defer creds.close()
+		opts.Credential = creds.get
+	}
+	plan, err := wrap.Prepare(found, opts)
 	if err != nil {
+		creds.revokeAll()
 		fmt.Fprintf(stderr, "portcullis wrap: nothing was changed: %v\n", err)
 		return 1
 	}
@@ -162,6 +190,7 @@ func wrapCmd(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	if !plan.Changed() {
+		creds.revokeAll()
 		fmt.Fprintln(stdout, "nothing to wrap: every server already runs through portcullis")
 		return 0
 	}
@@ -171,12 +200,88 @@ func wrapCmd(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	if err := plan.Apply(); err != nil {
-		fmt.Fprintln(stderr, "portcullis wrap:", err)
+		// What was written is in the state (the keys too): unwrap undoes it.
+		fmt.Fprintf(stderr, "portcullis wrap: %v (`portcullis unwrap --config %s` undoes what was written)\n", err, cfg)
 		return 1
 	}
 	fmt.Fprintf(stdout, "wrapped %d servers; registered in %s; backups in %s; undo with `portcullis unwrap --config %s`\n",
 		n, cfg, filepath.Dir(wrap.Options{Config: cfg}.StateFile()), cfg)
+	for _, f := range plan.Files {
+		for _, ch := range f.Changes {
+			if ch.URL != "" {
+				fmt.Fprintf(stdout, "HTTP servers now go through the gateway at %s/mcp/<server>: keep `portcullis serve --config %s` running\n", strings.TrimSuffix(opts.Gateway, "/"), cfg)
+				return 0
+			}
+		}
+	}
 	return 0
+}
+
+// gatewayConfig is the configuration wrap registers servers in, as `portcullis serve`
+// will read it (the defaults when wrap creates it: wrap adds servers only, so its listen,
+// auth and store are those).
+func gatewayConfig(path string) (*config.Config, error) {
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return &config.Config{File: path}, nil
+	}
+	return config.Load(path)
+}
+
+// wrapCredentials gives each client an API key of the gateway's store when the gateway
+// requires API keys (one per client and wrap, named wrap-<client>), and nothing when it
+// runs without authentication.
+type wrapCredentials struct {
+	cfg  *config.Config
+	dry  bool
+	st   store.Store
+	made map[string]wrap.Credential
+}
+
+func (w *wrapCredentials) get(client string) (wrap.Credential, error) {
+	a := w.cfg.Auth
+	switch {
+	case a.Set && a.None:
+		return wrap.Credential{}, nil
+	case a.Set && !a.APIKeys:
+		return wrap.Credential{}, fmt.Errorf("the gateway (%s) authenticates with OIDC tokens or client certificates only, which wrap cannot give a client; enable auth.api_keys, or wrap with --http-stdio", w.cfg.File)
+	case w.dry:
+		return wrap.Credential{Headers: map[string]string{"Authorization": "Bearer <an API key created for " + client + ">"}}, nil
+	}
+	if c, ok := w.made[client]; ok {
+		return c, nil
+	}
+	ctx := context.Background()
+	if w.st == nil {
+		st, _, err := openStore(ctx, w.cfg)
+		if err != nil {
+			return wrap.Credential{}, err
+		}
+		w.st = st
+	}
+	tok, k, err := createKey(ctx, w.st, "wrap-"+client, nil)
+	if err != nil {
+		return wrap.Credential{}, fmt.Errorf("creating an API key for %s: %w", client, err)
+	}
+	c := wrap.Credential{Headers: map[string]string{"Authorization": "Bearer " + tok}, KeyID: k.ID}
+	w.made[client] = c
+	return c, nil
+}
+
+// revokeAll revokes the keys made for a wrap that did not happen.
+func (w *wrapCredentials) revokeAll() {
+	if w == nil || w.st == nil {
+		return
+	}
+	for _, c := range w.made {
+		w.st.RevokeKey(context.Background(), c.KeyID, time.Now())
+	}
+	w.made = map[string]wrap.Credential{}
+}
+
+func (w *wrapCredentials) close() {
+	if w != nil && w.st != nil {
+		w.st.Close()
+	}
 }
 
 func unwrapCmd(args []string, stdout, stderr io.Writer) int {
@@ -201,7 +306,29 @@ func unwrapCmd(args []string, stdout, stderr io.Writer) int {
 			}
 		}
 	}
-	res, err := wrap.Unwrap(wrap.Options{Config: cfg, Force: *force}, clients)
+	opts := wrap.Options{Config: cfg, Force: *force}
+	// The API keys wrap created are revoked in the configuration's store (read before
+	// unwrap removes a configuration it created).
+	var st store.Store
+	gw, gwErr := gatewayConfig(cfg)
+	opts.Revoke = func(id string) error {
+		if gwErr != nil {
+			return gwErr
+		}
+		if st == nil {
+			var err error
+			if st, _, err = openStore(context.Background(), gw); err != nil {
+				return err
+			}
+		}
+		return st.RevokeKey(context.Background(), id, time.Now())
+	}
+	defer func() {
+		if st != nil {
+			st.Close()
+		}
+	}()
+	res, err := wrap.Unwrap(opts, clients)
 	for _, r := range res {
 		fmt.Fprintf(stdout, "%s: %s", r.Path, r.Action)
 		if r.Note != "" {

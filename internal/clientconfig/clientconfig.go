@@ -63,11 +63,37 @@ type File struct {
 }
 
 // Change turns one entry into a stdio server started with Command and Args (the entry's
-// environment and other settings stay).
+// environment and other settings stay), or, when URL is set, into a Streamable HTTP server
+// at URL sent Headers (the entry's command, URL and headers go; other settings stay).
 type Change struct {
 	Pointer string
 	Command string
 	Args    []string
+	URL     string
+	Headers map[string]string
+}
+
+// took reports whether entry e is what change ch asked for.
+func (ch Change) took(e Entry) bool {
+	if e.Pointer != ch.Pointer {
+		return false
+	}
+	if ch.URL != "" {
+		return e.Transport == HTTP && e.URL == ch.URL && e.Command == "" && mapsEqual(e.Headers, ch.Headers)
+	}
+	return e.Command == ch.Command && slicesEqual(e.Args, ch.Args)
+}
+
+func mapsEqual(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
 }
 
 // document is a parsed file of one format.
@@ -188,7 +214,7 @@ func (f *File) Rewrite(changes []Change) ([]byte, error) {
 	for _, ch := range changes {
 		ok := false
 		for _, e := range g.Entries {
-			if e.Pointer == ch.Pointer && e.Command == ch.Command && slicesEqual(e.Args, ch.Args) {
+			if ch.took(e) {
 				ok = true
 			}
 		}

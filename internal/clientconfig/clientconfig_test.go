@@ -248,3 +248,71 @@ func TestLocations(t *testing.T) {
 		}
 	}
 }
+
+// HTTP entries pointed at another URL (the gateway's endpoint of the server) stay HTTP
+// servers of the client, in the member and type the client reads Streamable HTTP from,
+// with the new headers only; putting the entries back from the original gives its bytes.
+func TestRewriteHTTPGolden(t *testing.T) {
+	for _, fx := range fixtures {
+		t.Run(fx.file, func(t *testing.T) {
+			f, err := Read(ByID(fx.client), filepath.Join("testdata", fx.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var changes []Change
+			var pointers []string
+			for i, e := range f.Entries {
+				if e.Transport == Stdio {
+					continue
+				}
+				changes = append(changes, Change{Pointer: e.Pointer, URL: fmt.Sprintf("http://127.0.0.1:8931/mcp/s%d", i),
+					Headers: map[string]string{"Authorization": "Bearer pck_test"}})
+				pointers = append(pointers, e.Pointer)
+			}
+			if len(changes) == 0 {
+				t.Skip("no HTTP entry")
+			}
+			out, err := f.Rewrite(changes)
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden := filepath.Join("testdata", "golden-http", fx.file)
+			if *update {
+				os.MkdirAll(filepath.Dir(golden), 0o755)
+				if err := os.WriteFile(golden, out, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run with -update)", err)
+			}
+			if string(out) != string(want) {
+				t.Errorf("rewritten %s differs from %s:\n%s", fx.file, golden, out)
+			}
+			g, err := Parse(f.Client, f.Path, out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, e := range g.Entries {
+				was := f.Entries[i]
+				if was.Transport == Stdio {
+					if e.Command != was.Command || strings.Join(e.Args, " ") != strings.Join(was.Args, " ") {
+						t.Errorf("stdio entry %q changed: %+v", e.Name, e)
+					}
+					continue
+				}
+				if e.Transport != HTTP || e.URL != fmt.Sprintf("http://127.0.0.1:8931/mcp/s%d", i) || len(e.Headers) != 1 || e.Headers["Authorization"] != "Bearer pck_test" {
+					t.Errorf("entry %q after rewrite: %+v", e.Name, e)
+				}
+			}
+			back, err := g.Restore(f, pointers)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(back) != string(f.Data) {
+				t.Errorf("restoring the entries does not give the original bytes:\n%s", back)
+			}
+		})
+	}
+}

@@ -63,7 +63,7 @@ var Clients = []*Client{
 		format: jsonFormat{containers: [][]string{{"context_servers"}}, zed: true}},
 	{ID: "gemini", Name: "Gemini CLI", ProjectFiles: []string{".gemini/settings.json"},
 		userPaths: func(e Env) []string { return []string{e.join(e.Home, ".gemini", "settings.json")} },
-		format:    jsonFormat{containers: [][]string{{"mcpServers"}}, urlIsSSE: true}},
+		format:    jsonFormat{containers: [][]string{{"mcpServers"}}, urlIsSSE: true, httpKey: "httpUrl"}},
 	{ID: "codex", Name: "Codex",
 		userPaths: func(e Env) []string {
 			if e.CodexDir != "" {
@@ -80,7 +80,7 @@ var Clients = []*Client{
 			}
 			return out
 		},
-		format: jsonFormat{containers: [][]string{{"mcpServers"}}, strict: true, urlIsSSE: true}},
+		format: jsonFormat{containers: [][]string{{"mcpServers"}}, strict: true, urlIsSSE: true, httpType: "streamableHttp"}},
 	{ID: "continue", Name: "Continue", ProjectFiles: []string{".continue/mcpServers/mcp.yaml"},
 		userPaths: func(e Env) []string { return []string{e.join(e.Home, ".continue", "config.yaml")} },
 		format:    yamlFormat{}},

@@ -20,6 +20,8 @@ type jsonFormat struct {
 	claudeProjects bool       // Claude Code: projects.<dir>.mcpServers too
 	zed            bool       // Zed: command may be {path, args, env}
 	urlIsSSE       bool       // a bare "url" is legacy SSE (Gemini CLI, Cline)
+	httpKey        string     // the member a Streamable HTTP URL goes in when "url" means SSE (Gemini CLI: httpUrl)
+	httpType       string     // the "type" of a Streamable HTTP server when "url" means SSE (Cline: streamableHttp)
 }
 
 type jsonDoc struct {
@@ -316,6 +318,23 @@ func (d *jsonDoc) rewrite(changes []Change) ([]byte, error) {
 		if obj == nil {
 			return nil, &Error{Path: d.path, Msg: fmt.Sprintf("server at %s is not an object", ch.Pointer)}
 		}
+		var lay layout
+		if len(obj.Members) > 0 {
+			lay = layout{lead: bytes.Clone(obj.Members[0].Name.BeforeExtra), sep: bytes.Clone(obj.Members[0].Value.BeforeExtra), closing: bytes.Clone(obj.AfterExtra)}
+			if last := obj.Members[len(obj.Members)-1].Value.AfterExtra; bytes.Contains(last, []byte("\n")) {
+				lay.closing = bytes.Clone(last)
+			}
+		}
+		if ch.URL != "" {
+			if err := v.Patch([]byte("[" + strings.Join(d.httpOps(&v, ch), ",") + "]")); err != nil {
+				return nil, &Error{Path: d.path, Msg: fmt.Sprintf("rewriting %s: %v", ch.Pointer, err)}
+			}
+			lay.apply(members(v.Find(ch.Pointer)))
+			if hv := v.Find(ch.Pointer + "/headers"); hv != nil {
+				lay.nested().apply(members(hv))
+			}
+			continue
+		}
 		cmdPtr, argsPtr := ch.Pointer+"/command", ch.Pointer+"/args"
 		if cv := v.Find(cmdPtr); d.f.zed && cv != nil && members(cv) != nil {
 			cmdPtr, argsPtr = cmdPtr+"/path", cmdPtr+"/args"
@@ -331,13 +350,6 @@ func (d *jsonDoc) rewrite(changes []Change) ([]byte, error) {
 		}
 		ops = append(ops, fmt.Sprintf(`{"op":"add","path":%s,"value":%s}`, jsonString(cmdPtr), jsonString(ch.Command)))
 		ops = append(ops, fmt.Sprintf(`{"op":"add","path":%s,"value":%s}`, jsonString(argsPtr), jsonArray(ch.Args)))
-		var lay layout
-		if len(obj.Members) > 0 {
-			lay = layout{lead: bytes.Clone(obj.Members[0].Name.BeforeExtra), sep: bytes.Clone(obj.Members[0].Value.BeforeExtra), closing: bytes.Clone(obj.AfterExtra)}
-			if last := obj.Members[len(obj.Members)-1].Value.AfterExtra; bytes.Contains(last, []byte("\n")) {
-				lay.closing = bytes.Clone(last)
-			}
-		}
 		if err := v.Patch([]byte("[" + strings.Join(ops, ",") + "]")); err != nil {
 			return nil, &Error{Path: d.path, Msg: fmt.Sprintf("rewriting %s: %v", ch.Pointer, err)}
 		}
@@ -348,6 +360,56 @@ func (d *jsonDoc) rewrite(changes []Change) ([]byte, error) {
 		}
 	}
 	return v.Pack(), nil
+}
+
+// httpOps are the patch operations that point the server at ch.URL with ch.Headers: the
+// URL goes in the member the entry had (or the one the client reads Streamable HTTP
+// from), a legacy SSE type becomes the client's Streamable HTTP type, and the headers
+// replace the entry's (the server's own credentials moved to the gateway).
+func (d *jsonDoc) httpOps(v *hujson.Value, ch Change) []string {
+	p := func(k string) string { return jsonString(ch.Pointer + "/" + k) }
+	key := "url"
+	switch {
+	case d.f.httpKey != "":
+		key = d.f.httpKey
+	case v.Find(ch.Pointer+"/serverUrl") != nil:
+		key = "serverUrl"
+	}
+	var ops []string
+	for _, k := range []string{"command", "args", "env", "cwd", "url", "serverUrl", "httpUrl", "headers"} {
+		if k != key && v.Find(ch.Pointer+"/"+k) != nil {
+			ops = append(ops, fmt.Sprintf(`{"op":"remove","path":%s}`, p(k)))
+		}
+	}
+	ops = append(ops, fmt.Sprintf(`{"op":"add","path":%s,"value":%s}`, p(key), jsonString(ch.URL)))
+	typ := ""
+	if tv := v.Find(ch.Pointer + "/type"); tv != nil {
+		var cur string
+		json.Unmarshal(std(*tv), &cur)
+		switch strings.ToLower(cur) {
+		case "sse", "stdio":
+			typ = "http"
+		}
+	}
+	if d.f.httpType != "" {
+		typ = d.f.httpType
+	}
+	if typ != "" {
+		ops = append(ops, fmt.Sprintf(`{"op":"add","path":%s,"value":%s}`, p("type"), jsonString(typ)))
+	}
+	if len(ch.Headers) > 0 {
+		var b strings.Builder
+		b.WriteByte('{')
+		for i, k := range sortedKeys(ch.Headers) {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(jsonString(k) + ": " + jsonString(ch.Headers[k]))
+		}
+		b.WriteByte('}')
+		ops = append(ops, fmt.Sprintf(`{"op":"add","path":%s,"value":%s}`, p("headers"), b.String()))
+	}
+	return ops
 }
 
 func (d *jsonDoc) restore(orig document, pointers []string) ([]byte, error) {
@@ -368,6 +430,21 @@ func (d *jsonDoc) restore(orig document, pointers []string) ([]byte, error) {
 
 // layout is how an object's members were laid out before a rewrite.
 type layout struct{ lead, sep, closing []byte }
+
+// nested is the layout of an object one level deeper (its members indented once more).
+func (l layout) nested() layout {
+	nl := []byte("\n")
+	i := bytes.LastIndex(l.lead, nl)
+	if i < 0 {
+		return l
+	}
+	indent := l.lead[i+1:]
+	step := []byte("  ")
+	if len(indent) > 0 && indent[0] == '\t' {
+		step = []byte("\t")
+	}
+	return layout{lead: append(bytes.Clone(l.lead), step...), sep: l.sep, closing: append([]byte("\n"), indent...)}
+}
 
 // apply gives members without a line of their own the layout the object had.
 func (l layout) apply(obj *hujson.Object) {

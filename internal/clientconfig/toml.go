@@ -285,7 +285,7 @@ func (d *tomlDoc) rewrite(changes []Change) ([]byte, error) {
 		var body []string
 		for i := start + 1; i < end; {
 			switch lineKey(lines[i]) {
-			case "command", "args", "url", "http_headers", "bearer_token_env_var":
+			case "command", "args", "url", "http_headers", "bearer_token_env_var", "env_http_headers":
 				i = valueEnd(lines, i)
 			default:
 				body = append(body, lines[i])
@@ -301,6 +301,16 @@ func (d *tomlDoc) rewrite(changes []Change) ([]byte, error) {
 			header += nl
 		}
 		ins := []string{header, "command = " + jsonString(ch.Command) + nl, "args = " + jsonArray(ch.Args) + nl}
+		if ch.URL != "" {
+			ins = []string{header, "url = " + jsonString(ch.URL) + nl}
+			if len(ch.Headers) > 0 {
+				var hs []string
+				for _, k := range sortedKeys(ch.Headers) {
+					hs = append(hs, jsonString(k)+" = "+jsonString(ch.Headers[k]))
+				}
+				ins = append(ins, "http_headers = { "+strings.Join(hs, ", ")+" }"+nl)
+			}
+		}
 		next := append(append(append([]string{}, lines[:start]...), ins...), body...)
 		lines = append(next, lines[end:]...)
 	}

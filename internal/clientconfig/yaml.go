@@ -170,6 +170,23 @@ func (d *yamlDoc) rewrite(changes []Change) ([]byte, error) {
 			return nil, &Error{Path: d.path, Msg: "no server at " + ch.Pointer}
 		}
 		n := l.Content[i]
+		if ch.URL != "" {
+			for _, k := range []string{"command", "args", "env", "cwd", "requestOptions"} {
+				delKey(n, k)
+			}
+			if t, _ := mapGet(n, "type"); t != nil {
+				setKey(n, "type", scalar("streamable-http"))
+			}
+			setKey(n, "url", scalar(ch.URL))
+			if len(ch.Headers) > 0 {
+				hs := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
+				for _, k := range sortedKeys(ch.Headers) {
+					hs.Content = append(hs.Content, scalar(k), scalar(ch.Headers[k]))
+				}
+				setKey(n, "requestOptions", &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Content: []*yaml.Node{scalar("headers"), hs}})
+			}
+			continue
+		}
 		delKey(n, "url")
 		delKey(n, "requestOptions")
 		if t, _ := mapGet(n, "type"); t != nil {

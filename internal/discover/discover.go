@@ -80,6 +80,13 @@ type Result struct {
 type Registry struct {
 	Servers []config.Server
 	files   map[string][]config.Server // other configurations named by wrapped entries
+	bases   []gateway                  // the loaded configurations' gateways
+}
+
+// gateway is where a loaded configuration's gateway serves its servers.
+type gateway struct {
+	file, base string
+	servers    []config.Server
 }
 
 // LoadRegistry reads the servers of gateway configurations (missing files are skipped).
@@ -99,6 +106,7 @@ func LoadRegistry(paths ...string) (*Registry, error) {
 		r.Servers = append(r.Servers, cfg.Servers...)
 		abs, _ := filepath.Abs(p)
 		r.files[abs] = cfg.Servers
+		r.bases = append(r.bases, gateway{file: abs, base: cfg.BaseURL(), servers: cfg.Servers})
 	}
 	return r, nil
 }
@@ -113,10 +121,41 @@ func normURL(s string) string {
 	return u.String()
 }
 
+// ViaGateway returns the configuration and the server name of an HTTP entry that points at
+// the endpoint of one server of a loaded configuration's gateway (BaseURL/mcp/<name>, as
+// `portcullis wrap` writes it).
+func (r *Registry) ViaGateway(e clientconfig.Entry) (file, name string, ok bool) {
+	if r == nil || e.Transport == clientconfig.Stdio {
+		return "", "", false
+	}
+	for _, g := range r.bases {
+		n, found := strings.CutPrefix(normURL(e.URL), normURL(g.base)+"/mcp/")
+		if !found {
+			continue
+		}
+		for _, s := range g.servers {
+			if s.Name == n {
+				return g.file, n, true
+			}
+		}
+	}
+	return "", "", false
+}
+
+// Wrapped reports whether an entry runs through portcullis: `portcullis run`, or an
+// endpoint of a loaded configuration's gateway.
+func (r *Registry) Wrapped(e clientconfig.Entry) bool {
+	_, _, via := r.ViaGateway(e)
+	return isWrapped(e) || via
+}
+
 // Lookup returns the registry name of an entry.
 func (r *Registry) Lookup(e clientconfig.Entry) (string, bool) {
 	if r == nil {
 		return "", false
+	}
+	if _, name, ok := r.ViaGateway(e); ok {
+		return name, true
 	}
 	if isWrapped(e) && len(e.Args) >= 4 && e.Args[1] == "--config" {
 		servers, ok := r.files[e.Args[2]]
@@ -199,7 +238,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		}
 		for _, e := range f.Entries {
 			s := Server{Client: l.Client.ID, Scope: e.Scope, File: l.Path, Line: e.Line, Name: e.Name, Transport: e.Transport,
-				URL: e.URL, EnvNames: e.EnvNames(), Disabled: e.Disabled, Wrapped: isWrapped(e), Entry: e}
+				URL: e.URL, EnvNames: e.EnvNames(), Disabled: e.Disabled, Wrapped: opts.Registry.Wrapped(e), Entry: e}
 			if e.Transport == clientconfig.Stdio {
 				s.Command = append([]string{e.Command}, e.Args...)
 			}

@@ -215,6 +215,10 @@ type Client interface {
 
 // NewSession starts a session for a client. Era is "legacy" (initialize comes next).
 func (g *Gateway) NewSession(p identity.Principal, c Client) (*Session, error) {
+	return g.newSession(g.all(), p, c)
+}
+
+func (g *Gateway) newSession(sc scope, p identity.Principal, c Client) (*Session, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.closed {
@@ -223,7 +227,7 @@ func (g *Gateway) NewSession(p identity.Principal, c Client) (*Session, error) {
 	if len(g.sessions) >= g.opts.MaxSessions {
 		return nil, fmt.Errorf("too many open sessions (limit %d); try again later", g.opts.MaxSessions)
 	}
-	s := newSession(g, g.opts.NewSessionID(), p, "legacy", c)
+	s := newSession(g, sc, g.opts.NewSessionID(), p, "legacy", c)
 	g.sessions[s.id] = s
 	return s, nil
 }
@@ -238,15 +242,19 @@ func (g *Gateway) Session(id string) *Session {
 // ModernSession returns the shared session for sessionless (2026-07-28) clients of
 // principal p, creating it and connecting to the servers on first use.
 func (g *Gateway) ModernSession(ctx context.Context, p identity.Principal, c Client) (*Session, error) {
+	return g.modernSession(ctx, g.all(), p, c)
+}
+
+func (g *Gateway) modernSession(ctx context.Context, sc scope, p identity.Principal, c Client) (*Session, error) {
 	g.mu.Lock()
 	if g.closed {
 		g.mu.Unlock()
 		return nil, errors.New("gateway is shutting down")
 	}
-	key := p.Method + "\x00" + p.ID
+	key := sc.only + "\x00" + p.Method + "\x00" + p.ID
 	s := g.modern[key]
 	if s == nil {
-		s = newSession(g, "", p, "modern", c)
+		s = newSession(g, sc, "", p, "modern", c)
 		g.modern[key] = s
 		g.mu.Unlock()
 		s.start(ctx, upstream.Hello{ProtocolVersion: LegacyVersions[0]})
@@ -305,6 +313,50 @@ func randomID() string {
 	var b [16]byte
 	rand.Read(b[:])
 	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// scope is what a session reaches: every server (names prefixed when there are several),
+// or the one server of a per-server endpoint (only).
+type scope struct {
+	servers []Server
+	prefix  bool
+	only    string
+}
+
+func (g *Gateway) all() scope { return scope{servers: g.opts.Servers, prefix: g.prefix} }
+
+// View is the gateway restricted to one server: the endpoint of a client configured for
+// that server alone. Its sessions reach only that server, under the server's own tool,
+// prompt and resource names, through the same guard chains as the gateway's.
+type View struct {
+	g  *Gateway
+	sc scope
+}
+
+// Only returns the view of server name.
+func (g *Gateway) Only(name string) (*View, error) {
+	s, ok := g.byName[name]
+	if !ok {
+		return nil, fmt.Errorf("no server %q", name)
+	}
+	return &View{g: g, sc: scope{servers: []Server{*s}, only: name}}, nil
+}
+
+// Server names the view's server.
+func (v *View) Server() string { return v.sc.only }
+
+// Limits are the message limits of the front side.
+func (v *View) Limits() jsonrpc.Limits { return v.g.Limits() }
+
+// NewSession starts a session of the view's server for a client (see Gateway.NewSession).
+func (v *View) NewSession(p identity.Principal, c Client) (*Session, error) {
+	return v.g.newSession(v.sc, p, c)
+}
+
+// HandleModern serves one sessionless request for the view's server (see
+// Gateway.HandleModern).
+func (v *View) HandleModern(ctx context.Context, p identity.Principal, c Client, m *jsonrpc.Message) *jsonrpc.Message {
+	return v.g.handleModern(ctx, v.sc, p, c, m)
 }
 
 type sessionKey struct{}

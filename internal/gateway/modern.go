@@ -78,12 +78,16 @@ func UnsupportedVersion(requested string) *jsonrpc.Error {
 // HandleModern serves one request of a sessionless (2026-07-28) client. The caller has
 // validated it with CheckModern.
 func (g *Gateway) HandleModern(ctx context.Context, p identity.Principal, c Client, m *jsonrpc.Message) *jsonrpc.Message {
+	return g.handleModern(ctx, g.all(), p, c, m)
+}
+
+func (g *Gateway) handleModern(ctx context.Context, sc scope, p identity.Principal, c Client, m *jsonrpc.Message) *jsonrpc.Message {
 	ctx = identity.With(ctx, p) // this request's groups and claims, not the pool's first
 	var resp *jsonrpc.Message
 	if m.Method == "server/discover" {
-		resp = g.discover(ctx, p, c, m)
+		resp = g.discover(ctx, sc, p, c, m)
 	} else {
-		s, err := g.ModernSession(ctx, p, c)
+		s, err := g.modernSession(ctx, sc, p, c)
 		if err != nil {
 			return jsonrpc.NewError(m.ID, jsonrpc.Errorf(jsonrpc.CodeUpstreamUnavailable, "%v", err))
 		}
@@ -129,8 +133,8 @@ func (g *Gateway) serverInfo() json.RawMessage {
 
 // discover answers server/discover with the gateway's versions and the servers' merged
 // capabilities.
-func (g *Gateway) discover(ctx context.Context, p identity.Principal, c Client, m *jsonrpc.Message) *jsonrpc.Message {
-	s, err := g.ModernSession(ctx, p, c)
+func (g *Gateway) discover(ctx context.Context, sc scope, p identity.Principal, c Client, m *jsonrpc.Message) *jsonrpc.Message {
+	s, err := g.modernSession(ctx, sc, p, c)
 	if err != nil {
 		return jsonrpc.NewError(m.ID, jsonrpc.Errorf(jsonrpc.CodeUpstreamUnavailable, "%v", err))
 	}

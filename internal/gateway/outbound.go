@@ -23,7 +23,7 @@ func (s *Session) fromServer(name string) upstream.Incoming {
 		ctx = identity.With(ctx, s.principal)
 		call := &guard.Call{Msg: m, Direction: guard.Outbound, Session: s.id, Principal: s.principal, Server: name, Era: s.era}
 		if m.Method == "notifications/resources/list_changed" || m.Method == "notifications/tools/list_changed" || m.Method == "notifications/prompts/list_changed" {
-			if s.g.prefix {
+			if s.prefix {
 				s.mu.Lock()
 				for k, v := range s.owners {
 					if v == name {

@@ -24,6 +24,10 @@ type Session struct {
 	principal identity.Principal
 	era       string
 	client    Client
+	// servers are the servers this session reaches (every one of the gateway, or the one
+	// of a per-server endpoint); prefix says whether names carry their server's prefix.
+	servers []Server
+	prefix  bool
 
 	started    chan struct{}
 	mu         sync.Mutex
@@ -38,8 +42,8 @@ type Session struct {
 	done       chan struct{}
 }
 
-func newSession(g *Gateway, id string, p identity.Principal, era string, c Client) *Session {
-	return &Session{g: g, id: id, principal: p, era: era, client: c, started: make(chan struct{}),
+func newSession(g *Gateway, sc scope, id string, p identity.Principal, era string, c Client) *Session {
+	return &Session{g: g, id: id, principal: p, era: era, client: c, servers: sc.servers, prefix: sc.prefix, started: make(chan struct{}),
 		conns: map[string]*upstream.Conn{}, owners: map[string]string{}, active: map[string]context.CancelCauseFunc{},
 		lastUse: time.Now(), done: make(chan struct{})}
 }
@@ -75,7 +79,7 @@ func (s *Session) start(ctx context.Context, hello upstream.Hello) {
 	defer close(s.started)
 	ctx = context.WithoutCancel(ctx) // a client that hangs up does not abort a server's start
 	var wg sync.WaitGroup
-	for _, srv := range s.g.opts.Servers {
+	for _, srv := range s.servers {
 		c := upstream.NewConn(srv.Name, srv.Dial, hello, s.fromServer(srv.Name), s.g.logger)
 		s.mu.Lock()
 		s.conns[srv.Name] = c
@@ -271,7 +275,7 @@ func (s *Session) initialize(ctx context.Context, m *jsonrpc.Message) *jsonrpc.M
 func (s *Session) mergedInit(version string) json.RawMessage {
 	var infos []*upstream.InitResult
 	var names []string
-	for _, srv := range s.g.opts.Servers {
+	for _, srv := range s.servers {
 		if info := s.conn(srv.Name).Info(); info != nil {
 			infos = append(infos, info)
 			names = append(names, srv.Name)
@@ -283,7 +287,7 @@ func (s *Session) mergedInit(version string) json.RawMessage {
 		"capabilities":    caps,
 		"serverInfo":      map[string]any{"name": "portcullis", "version": s.g.opts.Version},
 	}
-	if !s.g.prefix && len(infos) == 1 {
+	if !s.prefix && len(infos) == 1 {
 		res["serverInfo"] = infos[0].ServerInfo
 		if infos[0].Instructions != "" {
 			res["instructions"] = infos[0].Instructions
@@ -343,8 +347,8 @@ const sep = "__"
 func (s *Session) route(c *guard.Call) error {
 	m := c.Msg
 	single := ""
-	if !s.g.prefix && len(s.g.opts.Servers) == 1 {
-		single = s.g.opts.Servers[0].Name
+	if !s.prefix && len(s.servers) == 1 {
+		single = s.servers[0].Name
 	}
 	switch m.Method {
 	case "tools/call", "prompts/get":
@@ -435,10 +439,20 @@ func (s *Session) split(name, single string) (server, local string, err error) {
 		return "", "", jsonrpc.Errorf(jsonrpc.CodeInvalidParams, "unknown name %q: names are prefixed with their server (server%sname)", name, sep)
 	}
 	server, local = name[:i], name[i+len(sep):]
-	if _, ok := s.g.byName[server]; !ok {
+	if !s.has(server) {
 		return "", "", jsonrpc.Errorf(jsonrpc.CodeInvalidParams, "unknown server %q in name %q", server, name)
 	}
 	return server, local, nil
+}
+
+// has reports whether the session reaches server name.
+func (s *Session) has(name string) bool {
+	for _, srv := range s.servers {
+		if srv.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 func rewrite(c *guard.Call, key, val string) error {
@@ -502,7 +516,7 @@ func (g *Gateway) terminal(ctx context.Context, c *guard.Call) (*jsonrpc.Message
 		return resp, nil
 	}
 	if m.IsNotification() {
-		for _, srv := range g.opts.Servers {
+		for _, srv := range s.servers {
 			if conn := s.conn(srv.Name); conn != nil && conn.Info() != nil {
 				_ = conn.Notify(ctx, m)
 			}
@@ -519,7 +533,7 @@ func (g *Gateway) terminal(ctx context.Context, c *guard.Call) (*jsonrpc.Message
 	case "resources/templates/list":
 		return s.mergeList(ctx, m, "resources", "resourceTemplates", "uriTemplate")
 	case "logging/setLevel":
-		for _, srv := range g.opts.Servers {
+		for _, srv := range s.servers {
 			if conn := s.conn(srv.Name); conn != nil && conn.Info().Has("logging") {
 				if _, err := conn.Call(ctx, m); err != nil {
 					return nil, upstreamError(srv.Name, err)
@@ -576,7 +590,7 @@ func (s *Session) mergeList(ctx context.Context, m *jsonrpc.Message, cap, field,
 		items  [][]byte
 		err    error
 	}
-	servers := s.g.opts.Servers
+	servers := s.servers
 	parts := make([]part, len(servers))
 	var wg sync.WaitGroup
 	for i, srv := range servers {

@@ -33,6 +33,8 @@ type Options struct {
 	Require []string
 	// Egress, when set, is the proxy the server may reach named hosts through.
 	Egress *Proxy
+	// Forward are loopback ports relayed to listeners of the gateway (see Forward).
+	Forward []Forward
 	// Wasm is the module of a WebAssembly server (the command is then ignored).
 	Wasm        string
 	WasmTimeout time.Duration
@@ -126,6 +128,7 @@ func (o *Options) wrap(cmd *exec.Cmd) error {
 	if o.Egress != nil {
 		spec.Egress = o.Egress.Path()
 	}
+	spec.Forward = o.Forward
 	exe := o.Launcher
 	if exe == "" {
 		var err error

@@ -152,8 +152,17 @@ func applyLandlock(spec *Spec) error {
 			return err
 		}
 	}
-	if abi >= 4 && spec.Egress != "" {
-		if port := egressPort(spec.Env); port > 0 {
+	if abi >= 4 {
+		var ports []int
+		if spec.Egress != "" {
+			if port := egressPort(spec.Env); port > 0 {
+				ports = append(ports, port)
+			}
+		}
+		for _, f := range spec.Forward {
+			ports = append(ports, f.Port)
+		}
+		for _, port := range ports {
 			np := netPort{access: unix.LANDLOCK_ACCESS_NET_CONNECT_TCP, port: uint64(port)}
 			if _, _, e := syscall.Syscall6(unix.SYS_LANDLOCK_ADD_RULE, fd, 2, // LANDLOCK_RULE_NET_PORT
 				uintptr(unsafe.Pointer(&np)), 0, 0, 0); e != 0 {

@@ -72,6 +72,13 @@ func initStage() (int, error) {
 		spec.Env = setEnv(spec.Env, "HTTP_PROXY", proxy, "HTTPS_PROXY", proxy, "http_proxy", proxy, "https_proxy", proxy,
 			"PORTCULLIS_EGRESS_PROXY", proxy, "NODE_USE_ENV_PROXY", "1") // Node 24+ fetch honours the proxy with it
 	}
+	for _, f := range spec.Forward {
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", f.Port))
+		if err != nil {
+			return 0, fmt.Errorf("forward of port %d: %w", f.Port, err)
+		}
+		go forward(ln, f.Socket)
+	}
 	if _, err := os.Stat("/dev/shm"); err == nil {
 		spec.Env = setEnv(spec.Env, "TMPDIR", "/dev/shm")
 	}
@@ -159,8 +166,8 @@ func setEnv(env []string, kv ...string) []string {
 	return env
 }
 
-// forward relays each connection to the sandbox's proxy port to the gateway's egress
-// proxy.
+// forward relays each connection to a port of the sandbox's loopback (the egress proxy's,
+// or a forwarded one) to the gateway's unix socket behind it.
 func forward(ln net.Listener, sock string) {
 	for {
 		c, err := ln.Accept()

@@ -2,6 +2,9 @@ package sandbox
 
 import (
 	"bytes"
+	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +23,10 @@ func TestMain(m *testing.M) {
 	}
 	if len(os.Args) > 1 && os.Args[1] == "echo-server" {
 		echoServer()
+		os.Exit(0)
+	}
+	if len(os.Args) > 1 && os.Args[1] == "dial" {
+		dialAll(os.Args[2:])
 		os.Exit(0)
 	}
 	os.Exit(m.Run())
@@ -121,5 +128,79 @@ func TestReadWriteMadeWhenMissing(t *testing.T) {
 	out, err := run(t, Options{Name: "t", ReadWrite: []string{rw}}, "echo hi > "+rw+"/f && cat "+rw+"/f")
 	if err != nil || strings.TrimSpace(out) != "hi" {
 		t.Fatalf("writing into a declared directory that did not exist: %v\n%s", err, out)
+	}
+}
+
+// dialAll connects to each address, sends "hello" and prints "ADDR ok" or "ADDR failed".
+func dialAll(addrs []string) {
+	for _, a := range addrs {
+		c, err := net.DialTimeout("tcp", a, 2*time.Second)
+		if err == nil {
+			_, err = io.WriteString(c, "hello")
+			c.Close()
+		}
+		if err != nil {
+			fmt.Println(a, "failed")
+			continue
+		}
+		fmt.Println(a, "ok")
+	}
+}
+
+// A forwarded port on the sandbox's loopback reaches the gateway's unix socket; a port of
+// the host's loopback that is not forwarded stays unreachable.
+func TestForward(t *testing.T) {
+	requireSandbox(t)
+	sock := filepath.Join(t.TempDir(), "f.sock")
+	os.Chmod(filepath.Dir(sock), 0o755)
+	ul, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ul.Close()
+	got := make(chan string, 4)
+	go func() {
+		for {
+			c, err := ul.Accept()
+			if err != nil {
+				return
+			}
+			b, _ := io.ReadAll(c)
+			c.Close()
+			got <- string(b)
+		}
+	}()
+	// Two host listeners: the port number forwarded (so that the URL is the same inside
+	// and out), and one that is not.
+	fwd, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fwd.Close()
+	other, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	exe, _ := os.Executable()
+	cmd := exec.Command(exe, "dial", fwd.Addr().String(), other.Addr().String())
+	if err := Wrap(Options{Name: "t", Require: All, Forward: []Forward{{Port: fwd.Addr().(*net.TCPAddr).Port, Socket: sock}}})(cmd); err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	want := fwd.Addr().String() + " ok\n" + other.Addr().String() + " failed\n"
+	if string(out) != want {
+		t.Errorf("from the sandbox:\n%s\nwant:\n%s", out, want)
+	}
+	select {
+	case b := <-got:
+		if b != "hello" {
+			t.Errorf("the socket got %q", b)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("nothing reached the forwarded socket")
 	}
 }

@@ -55,6 +55,9 @@ type Spec struct {
 	Limits Limits `json:"limits"`
 	// Egress is the unix socket of the gateway's egress proxy; empty: no network at all.
 	Egress string `json:"egress,omitempty"`
+	// Forward are loopback ports the server may connect to, each relayed to a unix socket
+	// of the gateway (the scanner's canary listener).
+	Forward []Forward `json:"forward,omitempty"`
 	// Require names protections that must be in force; the launcher refuses to start the
 	// server without them. Others are applied when the kernel has them.
 	Require []string `json:"require,omitempty"`
@@ -70,6 +73,16 @@ type Spec struct {
 
 	// Wasm is a WebAssembly module run in wazero instead of executing Path.
 	Wasm *Wasm `json:"wasm,omitempty"`
+}
+
+// Forward is a TCP port on the sandbox's loopback that reaches a listener of the gateway:
+// inside the network namespace the launcher listens on 127.0.0.1:Port and relays each
+// connection to Socket; without namespaces the server reaches the gateway's own listener
+// on that port. Landlock lets the server connect to the port either way. Nothing in a
+// configuration sets it: it is for the scanner's canaries.
+type Forward struct {
+	Port   int    `json:"port"`
+	Socket string `json:"socket"`
 }
 
 // Wasm describes a WebAssembly server.

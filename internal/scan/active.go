@@ -21,7 +21,8 @@ import (
 
 // canaries are the values active checks plant and watch for.
 type canaries struct {
-	dir      string // where markers appear
+	dir      string // where markers appear, and the canary file is
+	sockDir  string // the unix socket of the listener, for sandboxed servers
 	id       string
 	secret   canary.Canary // the content of the file a traversal reads
 	path     canary.Canary // the file outside any root
@@ -30,7 +31,15 @@ type canaries struct {
 	mu       sync.Mutex
 	hits     []string // paths requested from the listener
 	listener net.Listener
+	sock     net.Listener
 	srv      *http.Server
+}
+
+// grant is what the server's sandbox must allow for the canaries to be reachable: the
+// canary directory, and the listener's port on its loopback.
+func (c *canaries) grant() Grant {
+	return Grant{ReadWrite: []string{c.dir},
+		Forward: []Forward{{Port: c.listener.Addr().(*net.TCPAddr).Port, Socket: c.sock.Addr().String()}}}
 }
 
 func newCanaries() (*canaries, error) {
@@ -54,6 +63,20 @@ func newCanaries() (*canaries, error) {
 		return nil, err
 	}
 	c.listener = ln
+	// A sandboxed server has a network of its own: its launcher relays the same port on
+	// its loopback to this socket, so that the URL is the same inside and out.
+	if c.sockDir, err = os.MkdirTemp("", "portcullis-canary-"); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	os.Chmod(c.sockDir, 0o755) // the launcher connects as root of its user namespace
+	sock, err := net.Listen("unix", filepath.Join(c.sockDir, "canary.sock"))
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	os.Chmod(filepath.Join(c.sockDir, "canary.sock"), 0o777)
+	c.sock = sock
 	if c.url, err = canary.New(canary.URL, "http://"+ln.Addr().String(), "scan"); err != nil {
 		return nil, err
 	}
@@ -64,6 +87,7 @@ func newCanaries() (*canaries, error) {
 		w.Write([]byte("portcullis scan canary\n"))
 	})}
 	go c.srv.Serve(ln)
+	go c.srv.Serve(sock)
 	c.scanner = canary.NewScanner(&canary.File{Canaries: []canary.Canary{c.secret}})
 	return c, nil
 }
@@ -71,6 +95,7 @@ func newCanaries() (*canaries, error) {
 func (c *canaries) close() {
 	c.srv.Close()
 	os.RemoveAll(c.dir)
+	os.RemoveAll(c.sockDir)
 }
 
 func (c *canaries) marker() string { return filepath.Join(c.dir, "pcx-"+c.id) }
@@ -168,13 +193,8 @@ func dummy(p schemaProp) any {
 }
 
 // Active calls each tool that does not declare itself destructive with injection payloads
-// in each of its string parameters, and reports what the canaries saw happen.
-func Active(ctx context.Context, t Target, conn *upstream.Conn, l *Listing, opts Options) ([]Finding, error) {
-	c, err := newCanaries()
-	if err != nil {
-		return nil, err
-	}
-	defer c.close()
+// in each of its string parameters, and reports what the canaries c saw happen.
+func Active(ctx context.Context, t Target, conn *upstream.Conn, l *Listing, c *canaries) ([]Finding, error) {
 	var out []Finding
 	id := int64(1000)
 	for _, raw := range l.Tools {

@@ -40,8 +40,24 @@ type Options struct {
 	Environ func(extra map[string]string) []string
 	// StdioDial, when set, starts stdio servers (the command line passes the gateway's own
 	// dialer, so that a scanned server starts exactly as `portcullis run` would start it,
-	// sandbox included). env is the entry's environment with references resolved.
-	StdioDial func(t Target, env map[string]string) upstream.Dial
+	// sandbox included). env is the entry's environment with references resolved; g is
+	// what the sandbox must grant besides, for the active checks' canaries.
+	StdioDial func(t Target, env map[string]string, g Grant) upstream.Dial
+}
+
+// Grant is what a scanned server's sandbox grants for the active checks, and nothing
+// else does: the directory of the canary file and of the command-injection markers
+// (read and write), and the canary listener's port on the sandbox's loopback.
+type Grant struct {
+	ReadWrite []string
+	Forward   []Forward
+}
+
+// Forward is a loopback port inside the sandbox that reaches the unix socket Socket of
+// the scanner (see sandbox.Forward).
+type Forward struct {
+	Port   int
+	Socket string
 }
 
 // Listing is what a server lists.
@@ -173,14 +189,14 @@ func expandEnv(m map[string]string) map[string]string {
 	return out
 }
 
-// Dial returns the upstream dialer of a target.
-func Dial(t Target, opts Options) upstream.Dial {
+// Dial returns the upstream dialer of a target; g is what its sandbox grants besides.
+func Dial(t Target, opts Options, g Grant) upstream.Dial {
 	e := t.Entry
 	lim := jsonrpc.Limits{}
 	switch e.Transport {
 	case clientconfig.Stdio:
 		if opts.StdioDial != nil {
-			return opts.StdioDial(t, expandEnv(e.Env))
+			return opts.StdioDial(t, expandEnv(e.Env), g)
 		}
 		so := upstream.StdioOptions{Name: e.Name, Command: e.Command, Args: e.Args, Env: opts.Environ(expandEnv(e.Env)),
 			Dir: e.Cwd, Limits: lim, Logger: opts.Logger}
@@ -204,10 +220,10 @@ func Dial(t Target, opts Options) upstream.Dial {
 	}
 }
 
-// Connect opens an MCP session with a target.
-func Connect(ctx context.Context, t Target, opts Options) (*upstream.Conn, error) {
+// Connect opens an MCP session with a target; g is what its sandbox grants besides.
+func Connect(ctx context.Context, t Target, opts Options, g Grant) (*upstream.Conn, error) {
 	hello := upstream.Hello{ProtocolVersion: "2025-11-25", ClientInfo: json.RawMessage(`{"name":"portcullis-scan","version":"1"}`)}
-	conn := upstream.NewConn(t.Entry.Name, Dial(t, opts), hello, incoming, opts.Logger)
+	conn := upstream.NewConn(t.Entry.Name, Dial(t, opts, g), hello, incoming, opts.Logger)
 	conn.MinBackoff, conn.MaxBackoff = time.Hour, time.Hour // a scan does not restart servers
 	if err := conn.Start(ctx); err != nil {
 		conn.Close()
@@ -222,7 +238,19 @@ func scanServer(parent context.Context, t Target, opts Options, res *Result) (*L
 	if t.Entry.Transport != clientconfig.Stdio {
 		res.Findings = append(res.Findings, CheckHTTP(ctx, t, opts)...)
 	}
-	conn, err := Connect(ctx, t, opts)
+	// The active checks' canaries exist before the server starts: its sandbox must let it
+	// reach them (and only them), or a traversal or SSRF would go unseen.
+	var c *canaries
+	var g Grant
+	if opts.Active {
+		var err error
+		if c, err = newCanaries(); err != nil {
+			return nil, fmt.Errorf("active checks: %w", err)
+		}
+		defer c.close()
+		g = c.grant()
+	}
+	conn, err := Connect(ctx, t, opts, g)
 	if err != nil {
 		return nil, err
 	}
@@ -247,7 +275,7 @@ func scanServer(parent context.Context, t Target, opts Options, res *Result) (*L
 	if opts.Active {
 		actx, acancel := context.WithTimeout(parent, 10*opts.Timeout) // many calls, each bounded
 		defer acancel()
-		af, err := Active(actx, t, conn, l, opts)
+		af, err := Active(actx, t, conn, l, c)
 		res.Findings = append(res.Findings, af...)
 		if err != nil {
 			return l, fmt.Errorf("active checks: %w", err)

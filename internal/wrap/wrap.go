@@ -1,8 +1,12 @@
 // Package wrap puts the MCP servers of client configurations behind portcullis: each
-// server entry is registered in a portcullis configuration and rewritten to start
-// `portcullis run --config <it> <name>`, so the client gets the same server through the
-// gateway's guards. A stdio server keeps its command in the portcullis configuration; an
-// HTTP server becomes a url server there, which `portcullis run` fronts over stdio.
+// server entry is registered in a portcullis configuration and rewritten so that the
+// client reaches the same server through the gateway's guards. A stdio entry starts
+// `portcullis run --config <it> <name>` (the server's command stays in the portcullis
+// configuration; launchers that fetch packages, npx and uvx, get a cache of their own and
+// egress to their registry in the sandbox). An HTTP entry stays an HTTP entry and points
+// at the gateway's endpoint of that server (`portcullis serve`, /mcp/<name>), with the
+// credentials the gateway requires; the server's URL and headers move to the
+// configuration.
 //
 // Every rewritten file is backed up first and recorded in a state file next to the
 // portcullis configuration; Unwrap writes the backed-up bytes back, so a wrap followed by
@@ -20,6 +24,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -35,6 +40,48 @@ type Options struct {
 	Config     string // the portcullis configuration the wrapped servers go to
 	Portcullis string // the portcullis binary the clients start (absolute)
 	Force      bool   // wrap or unwrap files changed since the last wrap
+	// Gateway is the base URL of the gateway serving Config (http://127.0.0.1:8931): HTTP
+	// entries are pointed at Gateway/mcp/<name>. Empty: they run through `portcullis run`
+	// like stdio entries.
+	Gateway string
+	// Credential returns what an entry of client sends the gateway (nil when the gateway
+	// needs nothing); an error leaves the client's HTTP entries as they are, with the
+	// error as the reason.
+	Credential func(client string) (Credential, error)
+	// Revoke, for Unwrap, revokes an API key wrap created for a client.
+	Revoke func(id string) error
+	// Listen, when wrap creates the configuration, is written as its listen address (the
+	// gateway's address in Gateway).
+	Listen string
+}
+
+// Credential is how a client authenticates to the gateway.
+type Credential struct {
+	Headers map[string]string
+	KeyID   string // the API key created for the client ("" when none was)
+}
+
+// Endpoint is the URL of the gateway's endpoint of server name.
+func (o Options) Endpoint(name string) string {
+	return strings.TrimSuffix(o.Gateway, "/") + "/mcp/" + name
+}
+
+// viaGateway reports whether an entry already points at the gateway (this one, or one
+// an earlier wrap pointed entries at).
+func (o Options) viaGateway(e clientconfig.Entry, earlier []string) bool {
+	if e.Transport == clientconfig.Stdio {
+		return false
+	}
+	for _, g := range append([]string{o.Gateway}, earlier...) {
+		if g == "" {
+			continue
+		}
+		base := strings.TrimSuffix(g, "/") + "/mcp"
+		if e.URL == base || strings.HasPrefix(e.URL, base+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // StateFile is the record of wrapped files, next to the configuration.
@@ -46,6 +93,16 @@ func (o Options) stateDir() string { return filepath.Join(filepath.Dir(o.Config)
 type State struct {
 	Files  []Record `json:"files"`
 	Config *Record  `json:"config,omitempty"` // the portcullis configuration
+	Keys   []Key    `json:"keys,omitempty"`   // API keys created for clients
+	// Gateways are the base URLs HTTP entries were pointed at: an entry under one of
+	// them is wrapped already, whatever --gateway says now.
+	Gateways []string `json:"gateways,omitempty"`
+}
+
+// Key is an API key wrap created for a client to reach the gateway (its id, never the key).
+type Key struct {
+	ID     string `json:"id"`
+	Client string `json:"client"`
 }
 
 // Record is one file wrap changed.
@@ -107,6 +164,7 @@ type FilePlan struct {
 	After   []byte
 	Servers []config.Server // registered for this file's entries
 	Skipped []string        // entries left alone, with why
+	Secret  bool            // an entry gets a credential: the file is written readable by its owner only
 }
 
 // Plan is what wrap will do.
@@ -115,6 +173,8 @@ type Plan struct {
 	ConfigBefore []byte // nil when the configuration does not exist yet
 	ConfigAfter  []byte
 	added        []string // servers wrap adds to the configuration
+	keys         []Key    // API keys created for this plan
+	secrets      []string // credential values, never shown in a diff
 	opts         Options
 	state        *State
 }
@@ -145,15 +205,42 @@ func serverName(name string) string {
 	return n
 }
 
+// sameServer reports whether a registered server is the one an entry asks for: the same
+// in every setting, or the same but for the sandbox and cache wrap gives package
+// launchers (a server the user registered themselves is theirs to configure).
 func sameServer(a, b config.Server) bool {
-	ja, _ := json.Marshal(a)
-	jb, _ := json.Marshal(b)
-	return bytes.Equal(ja, jb)
+	same := func(a, b config.Server) bool {
+		ja, _ := json.Marshal(a)
+		jb, _ := json.Marshal(b)
+		return bytes.Equal(ja, jb)
+	}
+	return same(a, b) || same(withoutFetcher(a), withoutFetcher(b))
+}
+
+func withoutFetcher(s config.Server) config.Server {
+	f, ok := fetchers[strings.TrimSuffix(filepath.Base(s.Command), ".cmd")]
+	if !ok {
+		return s
+	}
+	s.Sandbox = nil
+	if _, set := s.Env[f.cacheEnv]; set {
+		env := map[string]string{}
+		for k, v := range s.Env {
+			if k != f.cacheEnv {
+				env[k] = v
+			}
+		}
+		if len(env) == 0 {
+			env = nil
+		}
+		s.Env = env
+	}
+	return s
 }
 
 // serverOf is the portcullis server for an entry. Environment variables pass through by
 // reference: the client still sets them on `portcullis run`, which hands them on.
-func serverOf(name string, e clientconfig.Entry) config.Server {
+func serverOf(name string, e clientconfig.Entry, opts Options) config.Server {
 	s := config.Server{Name: name}
 	switch e.Transport {
 	case clientconfig.Stdio:
@@ -164,6 +251,7 @@ func serverOf(name string, e clientconfig.Entry) config.Server {
 			}
 			s.Env[k] = "${" + k + "}"
 		}
+		fetcherSandbox(&s, opts)
 	default:
 		s.URL = e.URL
 		if e.Transport == clientconfig.SSE {
@@ -174,6 +262,39 @@ func serverOf(name string, e clientconfig.Entry) config.Server {
 		}
 	}
 	return s
+}
+
+// fetchers are the launchers that fetch a package before they run it: the cache they
+// keep it in (an environment variable) and the hosts they fetch from.
+var fetchers = map[string]struct {
+	cacheEnv string
+	egress   []string
+}{
+	"npx":  {"npm_config_cache", []string{"registry.npmjs.org"}},
+	"uvx":  {"UV_CACHE_DIR", []string{"pypi.org", "files.pythonhosted.org"}},
+	"bunx": {"BUN_INSTALL_CACHE_DIR", []string{"registry.npmjs.org"}},
+}
+
+// fetcherSandbox lets a server started by a package launcher (npx, uvx) work in the
+// sandbox, which denies the home directory (where their caches are) and the network: a
+// cache of the server's own next to the configuration, writable, and egress to the
+// package registry only (through the gateway's proxy). A cache the entry sets already is
+// left alone.
+func fetcherSandbox(s *config.Server, opts Options) {
+	b := strings.TrimSuffix(filepath.Base(s.Command), ".cmd")
+	f, ok := fetchers[b]
+	if !ok {
+		return
+	}
+	if _, set := s.Env[f.cacheEnv]; set {
+		return
+	}
+	cache := filepath.Join(filepath.Dir(opts.Config), "cache", b+"-"+s.Name)
+	if s.Env == nil {
+		s.Env = map[string]string{}
+	}
+	s.Env[f.cacheEnv] = cache
+	s.Sandbox = &config.Sandbox{Egress: f.egress, ReadWrite: []string{cache}}
 }
 
 // Prepare plans the wrap of files.
@@ -213,16 +334,34 @@ func Prepare(files []*clientconfig.File, opts Options) (*Plan, error) {
 			return nil, fmt.Errorf("%s changed since it was wrapped on %s; run `portcullis unwrap` first, or wrap again with --force (unwrap then restores the file as it is now)",
 				f.Path, rec.At.Format(time.RFC3339))
 		}
+		var cred *Credential
 		for _, e := range f.Entries {
-			if IsWrapped(e, opts.Portcullis) {
+			if IsWrapped(e, opts.Portcullis) || opts.viaGateway(e, st.Gateways) {
 				fp.Skipped = append(fp.Skipped, fmt.Sprintf("%s: already runs through portcullis", e.Name))
 				continue
+			}
+			toGateway := opts.Gateway != "" && e.Transport != clientconfig.Stdio
+			if toGateway && cred == nil {
+				c := Credential{}
+				if opts.Credential != nil {
+					if c, err = opts.Credential(f.Client.ID); err != nil {
+						fp.Skipped = append(fp.Skipped, fmt.Sprintf("%s: left as it is: %v", e.Name, err))
+						continue
+					}
+				}
+				cred = &c
+				if k := (Key{ID: c.KeyID, Client: f.Client.ID}); c.KeyID != "" && !slices.Contains(p.keys, k) {
+					p.keys = append(p.keys, k)
+					for _, v := range c.Headers {
+						p.secrets = append(p.secrets, v)
+					}
+				}
 			}
 			base := serverName(e.Name)
 			name := base
 			for i := 2; ; i++ {
 				prev, taken := existing[name]
-				want := serverOf(name, e)
+				want := serverOf(name, e, opts)
 				if !taken {
 					existing[name] = want
 					added = append(added, want)
@@ -234,6 +373,11 @@ func Prepare(files []*clientconfig.File, opts Options) (*Plan, error) {
 				name = fmt.Sprintf("%s-%d", base, i)
 			}
 			fp.Servers = append(fp.Servers, existing[name])
+			if toGateway {
+				fp.Changes = append(fp.Changes, clientconfig.Change{Pointer: e.Pointer, URL: opts.Endpoint(name), Headers: cred.Headers})
+				fp.Secret = fp.Secret || len(cred.Headers) > 0
+				continue
+			}
 			fp.Changes = append(fp.Changes, clientconfig.Change{Pointer: e.Pointer, Command: opts.Portcullis,
 				Args: []string{"run", "--config", opts.Config, name}})
 		}
@@ -250,7 +394,7 @@ func Prepare(files []*clientconfig.File, opts Options) (*Plan, error) {
 	}
 	p.ConfigAfter = p.ConfigBefore
 	if len(added) > 0 {
-		out, err := addServers(p.ConfigBefore, added)
+		out, err := addServers(p.ConfigBefore, added, opts.Listen)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", opts.Config, err)
 		}
@@ -265,6 +409,10 @@ func Prepare(files []*clientconfig.File, opts Options) (*Plan, error) {
 	return p, nil
 }
 
+// Keys are the API keys created for the plan's clients (revoke them when the plan is not
+// applied).
+func (p *Plan) Keys() []Key { return p.keys }
+
 // Changed reports whether the plan changes anything.
 func (p *Plan) Changed() bool {
 	if !bytes.Equal(p.ConfigBefore, p.ConfigAfter) {
@@ -278,8 +426,18 @@ func (p *Plan) Changed() bool {
 	return false
 }
 
-// Diff shows the plan as unified diffs.
+// Diff shows the plan as unified diffs, credentials redacted.
 func (p *Plan) Diff() string {
+	d := p.diff()
+	for _, v := range p.secrets {
+		if v != "" {
+			d = strings.ReplaceAll(d, v, "<redacted: an API key created for the client>")
+		}
+	}
+	return d
+}
+
+func (p *Plan) diff() string {
 	var b strings.Builder
 	if !bytes.Equal(p.ConfigBefore, p.ConfigAfter) {
 		b.WriteString(Unified(p.opts.Config, p.ConfigBefore, p.ConfigAfter))
@@ -334,6 +492,21 @@ func (p *Plan) Apply() error {
 			}
 		}
 	}
+	p.state.Keys = append(p.state.Keys, p.keys...)
+	gw := false
+	for _, f := range p.Files {
+		for _, ch := range f.Changes {
+			gw = gw || ch.URL != ""
+		}
+	}
+	if gw && !slices.Contains(p.state.Gateways, p.opts.Gateway) {
+		p.state.Gateways = append(p.state.Gateways, p.opts.Gateway)
+	}
+	if len(p.keys) > 0 || gw {
+		if err := p.state.save(p.opts.StateFile()); err != nil {
+			return err
+		}
+	}
 	for _, f := range p.Files {
 		if bytes.Equal(f.File.Data, f.After) {
 			continue
@@ -353,8 +526,13 @@ func (p *Plan) Apply() error {
 				rec = &p.state.Files[len(p.state.Files)-1]
 			}
 			rec.Backup, rec.Original = bp, sum(f.File.Data)
+			rec.Mode = uint32(mode) // what unwrap gives the file back
 		}
-		rec.Client, rec.Mode, rec.At = f.File.Client.ID, uint32(mode), now
+		rec.Client, rec.At = f.File.Client.ID, now
+		if f.Secret {
+			// An API key is going into the file: nobody else may read it.
+			mode &^= 0o077
+		}
 		for _, s := range f.Servers {
 			if !contains(rec.Servers, s.Name) {
 				rec.Servers = append(rec.Servers, s.Name)
@@ -418,6 +596,23 @@ func Unwrap(opts Options, clients []string) ([]Restored, error) {
 		}
 	}
 	st.Files = keep
+	// The API keys of the clients unwrapped: their entries no longer name the gateway.
+	var keys []Key
+	for _, k := range st.Keys {
+		if len(clients) > 0 && !contains(clients, k.Client) {
+			keys = append(keys, k)
+			continue
+		}
+		if opts.Revoke != nil {
+			if err := opts.Revoke(k.ID); err != nil {
+				errs = append(errs, fmt.Errorf("revoking the API key %s of %s: %w (revoke it with `portcullis keys revoke`)", k.ID, k.Client, err))
+				keys = append(keys, k)
+				continue
+			}
+		}
+		out = append(out, Restored{Path: "API key " + k.ID + " (" + k.Client + ")", Action: "revoked"})
+	}
+	st.Keys = keys
 	if len(keep) == 0 && st.Config != nil {
 		r, err := restore(*st.Config, opts.Force, removeServers)
 		out = append(out, r)
@@ -427,7 +622,7 @@ func Unwrap(opts Options, clients []string) ([]Restored, error) {
 			st.Config = nil
 		}
 	}
-	if len(st.Files) == 0 && st.Config == nil {
+	if len(st.Files) == 0 && st.Config == nil && len(st.Keys) == 0 {
 		os.Remove(opts.StateFile())
 		os.Remove(opts.stateDir()) // when empty
 	} else if err := st.save(opts.StateFile()); err != nil {
@@ -594,11 +789,15 @@ func rawServers(data []byte) ([]config.Server, error) {
 
 // addServers appends servers to the servers: list of a configuration (a new one when
 // data is nil), keeping the rest of the file.
-func addServers(data []byte, servers []config.Server) ([]byte, error) {
+func addServers(data []byte, servers []config.Server, listen string) ([]byte, error) {
 	var b bytes.Buffer
 	if data == nil {
 		b.WriteString("# Written by `portcullis wrap`: the MCP servers of your clients, run through portcullis.\n")
 		b.WriteString("# `portcullis unwrap` restores the clients and removes this file.\n")
+		if listen != "" {
+			b.WriteString("# HTTP servers are reached through `portcullis serve --config <this file>`, at /mcp/<name>.\n")
+			fmt.Fprintf(&b, "listen: %s\n", q(listen))
+		}
 		b.WriteString("servers:\n")
 		for _, s := range servers {
 			b.WriteString(serverYAML(s))
@@ -666,6 +865,23 @@ func serverYAML(s config.Server) string {
 		if s.Transport != "" {
 			fmt.Fprintf(&b, "    transport: %s\n", q(s.Transport))
 		}
+	}
+	if sb := s.Sandbox; sb != nil {
+		var parts []string
+		for _, l := range []struct {
+			key string
+			v   []string
+		}{{"egress", sb.Egress}, {"read_write", sb.ReadWrite}, {"read_only", sb.ReadOnly}} {
+			if len(l.v) == 0 {
+				continue
+			}
+			var qs []string
+			for _, v := range l.v {
+				qs = append(qs, q(v))
+			}
+			parts = append(parts, l.key+": ["+strings.Join(qs, ", ")+"]")
+		}
+		fmt.Fprintf(&b, "    sandbox: {%s}\n", strings.Join(parts, ", "))
 	}
 	for _, sec := range []struct {
 		key string

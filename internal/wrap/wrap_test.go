@@ -1,8 +1,10 @@
 package wrap
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -85,8 +87,20 @@ func TestWrapUnwrap(t *testing.T) {
 					t.Errorf("server %q = %s %q, want %s %q", s.Name, s.Command, s.Args, o.Command, o.Args)
 				case o.Transport != clientconfig.Stdio && s.URL != o.URL:
 					t.Errorf("server %q url %q, want %q", s.Name, s.URL, o.URL)
-				case len(s.Env) != len(o.Env):
+				case len(withoutFetcher(*s).Env) != len(o.Env):
 					t.Errorf("server %q env %v, want the names of %v", s.Name, s.Env, o.Env)
+				}
+				// Package launchers get a cache of their own and their registry in the sandbox.
+				if s != nil {
+					b := filepath.Base(s.Command)
+					if f, ok := fetchers[b]; ok {
+						cache := filepath.Join(filepath.Dir(opts.Config), "cache", b+"-"+s.Name)
+						if s.Env[f.cacheEnv] != cache || s.Sandbox == nil || !slices.Equal(s.Sandbox.ReadWrite, []string{cache}) || !slices.Equal(s.Sandbox.Egress, f.egress) {
+							t.Errorf("server %q (%s) env %v sandbox %+v, want %s=%s writable and egress %v", s.Name, b, s.Env, s.Sandbox, f.cacheEnv, cache, f.egress)
+						}
+					} else if s.Sandbox != nil {
+						t.Errorf("server %q (%s) got a sandbox section: %+v", s.Name, b, s.Sandbox)
+					}
 				}
 			}
 			if st, _ := os.Stat(path); st.Mode().Perm() != 0o640 {
@@ -240,5 +254,137 @@ func TestUnified(t *testing.T) {
 	want := "--- a/x/f\n+++ b/x/f\n@@ -1,7 +1,7 @@\n a\n b\n c\n-d\n+D\n e\n f\n g\n"
 	if d != want {
 		t.Errorf("diff:\n%s\nwant:\n%s", d, want)
+	}
+}
+
+// With a gateway, HTTP entries stay HTTP and point at the gateway's endpoint of their
+// server with the client's credential (one key per client, created once, written into a
+// file only its owner may read); stdio entries run through portcullis run. A second wrap
+// creates nothing; unwrap gives back the original bytes and mode and revokes the keys.
+func TestWrapHTTPToGateway(t *testing.T) {
+	for _, fx := range fixtures {
+		t.Run(fx.file, func(t *testing.T) {
+			dir := t.TempDir()
+			orig := mustRead(t, filepath.Join("..", "clientconfig", "testdata", fx.file))
+			path := filepath.Join(dir, "client", filepath.Base(fx.file))
+			os.MkdirAll(filepath.Dir(path), 0o755)
+			os.WriteFile(path, orig, 0o644)
+			os.Chmod(path, 0o644)
+			var created, revoked []string
+			opts := Options{Config: filepath.Join(dir, "pc", "portcullis.yaml"), Portcullis: "/opt/bin/portcullis",
+				Gateway: "http://127.0.0.1:8931",
+				Credential: func(client string) (Credential, error) {
+					id := fmt.Sprintf("key%d", len(created)+1)
+					created = append(created, id)
+					return Credential{Headers: map[string]string{"Authorization": "Bearer secret-" + id}, KeyID: id}, nil
+				},
+				Revoke: func(id string) error { revoked = append(revoked, id); return nil },
+			}
+			before := read(t, fx.client, path)
+			p, err := Prepare([]*clientconfig.File{before}, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(p.Diff(), "secret-key") {
+				t.Errorf("the diff shows the API key:\n%s", p.Diff())
+			}
+			if err := p.Apply(); err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := config.Load(opts.Config)
+			if err != nil {
+				t.Fatal(err)
+			}
+			byName := map[string]config.Server{}
+			for _, s := range cfg.Servers {
+				byName[s.Name] = s
+			}
+			http := 0
+			for i, e := range read(t, fx.client, path).Entries {
+				o := before.Entries[i]
+				if o.Transport == clientconfig.Stdio {
+					if !IsWrapped(e, opts.Portcullis) {
+						t.Errorf("stdio entry %q not run through portcullis: %+v", e.Name, e)
+					}
+					continue
+				}
+				http++
+				name, ok := strings.CutPrefix(e.URL, "http://127.0.0.1:8931/mcp/")
+				if e.Transport != clientconfig.HTTP || !ok || e.Headers["Authorization"] != "Bearer secret-key1" || len(e.Headers) != 1 {
+					t.Errorf("HTTP entry %q after wrap: %+v", e.Name, e)
+					continue
+				}
+				if s, ok := byName[name]; !ok || s.URL != o.URL || len(s.Headers) != len(o.Headers) {
+					t.Errorf("entry %q points at %s, registered as %+v; want url %s and its headers", e.Name, e.URL, s, o.URL)
+				}
+			}
+			wantKeys := 0
+			if http > 0 {
+				wantKeys = 1
+			}
+			if len(created) != wantKeys {
+				t.Errorf("%d keys created for %d HTTP entries of one client, want %d", len(created), http, wantKeys)
+			}
+			st, _ := os.Stat(path)
+			if wantMode := map[bool]os.FileMode{true: 0o600, false: 0o644}[http > 0]; st.Mode().Perm() != wantMode {
+				t.Errorf("mode after wrap %v, want %v", st.Mode().Perm(), wantMode)
+			}
+			p2, err := Prepare([]*clientconfig.File{read(t, fx.client, path)}, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p2.Changed() || len(created) != wantKeys {
+				t.Fatalf("second wrap changes things (keys %v):\n%s", created, p2.Diff())
+			}
+			// Nor when the gateway is named differently now: the entries point at the one
+			// they were pointed at.
+			other := opts
+			other.Gateway = "http://127.0.0.1:9999"
+			if p3, err := Prepare([]*clientconfig.File{read(t, fx.client, path)}, other); err != nil || p3.Changed() {
+				t.Fatalf("wrap with another gateway URL changes things (%v):\n%s", err, p3.Diff())
+			}
+			if _, err := Unwrap(opts, nil); err != nil {
+				t.Fatal(err)
+			}
+			if got := mustRead(t, path); string(got) != string(orig) {
+				t.Errorf("unwrap did not restore the original bytes:\n%s", got)
+			}
+			if st, _ := os.Stat(path); st.Mode().Perm() != 0o644 {
+				t.Errorf("mode after unwrap %v, want 0644", st.Mode().Perm())
+			}
+			if !slices.Equal(revoked, created) {
+				t.Errorf("unwrap revoked %v, want %v", revoked, created)
+			}
+			if _, err := os.Stat(opts.StateFile()); !os.IsNotExist(err) {
+				t.Errorf("the state file is still there")
+			}
+		})
+	}
+}
+
+// A gateway whose authentication wrap cannot give a client leaves HTTP entries alone.
+func TestWrapHTTPCredentialUnavailable(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "mcp.json")
+	orig := []byte(`{"mcpServers": {"remote": {"url": "https://mcp.example.com/mcp"}, "fs": {"command": "npx", "args": ["-y", "fs@1.0.0"]}}}`)
+	os.WriteFile(path, orig, 0o600)
+	opts := Options{Config: filepath.Join(dir, "portcullis.yaml"), Portcullis: "/opt/bin/portcullis", Gateway: "http://127.0.0.1:8931",
+		Credential: func(string) (Credential, error) {
+			return Credential{}, fmt.Errorf("the gateway takes OIDC tokens only")
+		}}
+	p, err := Prepare([]*clientconfig.File{read(t, "cursor", path)}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Files[0].Changes) != 1 || len(p.Files[0].Skipped) != 1 || !strings.Contains(p.Files[0].Skipped[0], "OIDC") {
+		t.Fatalf("changes %+v, skipped %v", p.Files[0].Changes, p.Files[0].Skipped)
+	}
+	if err := p.Apply(); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range read(t, "cursor", path).Entries {
+		if e.Name == "remote" && e.URL != "https://mcp.example.com/mcp" {
+			t.Errorf("the HTTP entry was changed: %+v", e)
+		}
 	}
 }

@@ -102,6 +102,7 @@ type scanOutput struct {
 	Findings []scanFinding  `json:"findings"`
 	Servers  []struct {
 		Server  string   `json:"server"`
+		File    string   `json:"file"`
 		Tools   []string `json:"tools"`
 		Error   string   `json:"error"`
 		Dynamic bool     `json:"dynamic"`
@@ -642,5 +643,59 @@ func TestDiscover(t *testing.T) {
 	text, _, _ := runPortcullis(t, []string{"HOME=" + home}, time.Minute, "discover", "--config", gw, "--project", home, "--ports", port(unlisted))
 	if !strings.Contains(text, "SHADOW") || !strings.Contains(text, "UNLISTED") {
 		t.Errorf("text output lacks SHADOW or UNLISTED:\n%s", text)
+	}
+}
+
+// TestScanActiveSandboxed: --active runs stdio servers in the sandbox (the default), and
+// the canaries are still reachable from there, and only from the scan's own sandbox: a
+// server that reads any path it is given (traversal) and one that fetches any URL (SSRF)
+// are each reported at their parameter; the same tools done right are not.
+func TestScanActiveSandboxed(t *testing.T) {
+	requireE2E(t)
+	bin := vulnServer(t)
+	if out, err := exec.Command(portcullisBin, "sandbox", "check").CombinedOutput(); err != nil {
+		t.Skipf("the sandbox is not fully available here:\n%s", out)
+	}
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "project", ".mcp.json")
+	data := fmt.Sprintf(`{
+  "mcpServers": {
+    "traversal": {"command": %q, "args": ["-mode", "traversal"]},
+    "ssrf": {"command": %q, "args": ["-mode", "ssrf"]},
+    "safe": {"command": %q, "args": ["-mode", "safe"]}
+  }
+}
+`, bin, bin, bin)
+	os.MkdirAll(filepath.Dir(cfg), 0o755)
+	os.WriteFile(cfg, []byte(data), 0o644)
+	so, code := scanJSON(t, []string{"HOME=" + dir}, "--active", cfg)
+	if code != 1 {
+		t.Errorf("active scan exited %d, want 1", code)
+	}
+	for _, s := range so.Servers {
+		if s.Error != "" || len(s.Tools) == 0 {
+			t.Errorf("server %s was not scanned: %q", s.Server, s.Error)
+		}
+	}
+	got := map[string]string{}
+	for _, f := range so.Findings {
+		switch f.Rule {
+		case "command-injection", "path-traversal", "ssrf":
+			got[f.Location.Server+" "+f.Rule] = fmt.Sprintf("%s %s %s line %d", f.Severity, f.Location.Item, f.Location.Pointer, f.Location.Line)
+		}
+	}
+	want := map[string]string{
+		"traversal path-traversal": "high tool:read_note /inputSchema/properties/name line 3",
+		"ssrf ssrf":                "high tool:fetch_url /inputSchema/properties/url line 4",
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s: %q, want %q", k, got[k], v)
+		}
+	}
+	for k := range got {
+		if _, ok := want[k]; !ok {
+			t.Errorf("unexpected active finding %s: %s", k, got[k])
+		}
 	}
 }

@@ -48,9 +48,17 @@ type Options struct {
 	Logger       *slog.Logger
 }
 
+// Gateway is what the endpoint serves: the whole gateway (*gateway.Gateway) or the view
+// of one of its servers (*gateway.View).
+type Gateway interface {
+	Limits() jsonrpc.Limits
+	NewSession(p identity.Principal, c gateway.Client) (*gateway.Session, error)
+	HandleModern(ctx context.Context, p identity.Principal, c gateway.Client, m *jsonrpc.Message) *jsonrpc.Message
+}
+
 // Handler serves the MCP endpoint.
 type Handler struct {
-	g      *gateway.Gateway
+	g      Gateway
 	opts   Options
 	logger *slog.Logger
 	mu     sync.Mutex
@@ -80,7 +88,7 @@ func (h *Handler) Shutdown() {
 }
 
 // New returns the handler for gateway g.
-func New(g *gateway.Gateway, opts Options) *Handler {
+func New(g Gateway, opts Options) *Handler {
 	if opts.ResumeWindow == 0 {
 		opts.ResumeWindow = 10 * time.Second
 	}

@@ -7,9 +7,11 @@
 // A call that fails with a JSON-RPC error gives {"name": ..., "error": {"code", "message"}}.
 //
 // Usage:
-//   node sdk-client.mjs [--root URI]... [--call TOOL JSON_ARGS]... --url URL
+//   node sdk-client.mjs [--root URI]... [--call TOOL JSON_ARGS]... [--header "Name: value"]... --url URL
 //   node sdk-client.mjs [--root URI]... [--call TOOL JSON_ARGS]... -- COMMAND [ARGS...]
 //
+// With --header, every HTTP request carries the header (credentials, as a client
+// configuration's "headers" give them).
 // With --root, the client declares the roots capability and answers roots/list with them.
 //
 // The SDK is loaded from $PORTCULLIS_E2E/node_modules (default: .e2e/ at the repository
@@ -29,6 +31,7 @@ function usage(msg) {
 const argv = process.argv.slice(2);
 const calls = [];
 const roots = [];
+const headers = {};
 let url = null;
 let command = null;
 for (let i = 0; i < argv.length; i++) {
@@ -46,6 +49,11 @@ for (let i = 0; i < argv.length; i++) {
   } else if (a === "--root") {
     if (i + 1 >= argv.length) usage("--root needs a URI");
     roots.push({ uri: argv[++i] });
+  } else if (a === "--header") {
+    const h = argv[++i] ?? "";
+    const colon = h.indexOf(":");
+    if (colon <= 0) usage("--header needs \"Name: value\"");
+    headers[h.slice(0, colon).trim()] = h.slice(colon + 1).trim();
   } else if (a === "--url") {
     url = argv[++i];
   } else if (a === "--") {
@@ -68,7 +76,7 @@ const { Client } = await sdk("client/index.js");
 let transport;
 if (url) {
   const { StreamableHTTPClientTransport } = await sdk("client/streamableHttp.js");
-  transport = new StreamableHTTPClientTransport(new URL(url));
+  transport = new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers } });
 } else {
   const { StdioClientTransport } = await sdk("client/stdio.js");
   transport = new StdioClientTransport({

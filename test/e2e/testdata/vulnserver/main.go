@@ -4,6 +4,11 @@
 //	-mode poisoned    stdio; a tool whose description tells the model to read ~/.ssh/id_rsa
 //	-mode cmdinj      stdio; a "ping" tool that runs its host argument through sh -c
 //	                  (the description is clean: only calling the tool shows the flaw)
+//	-mode traversal   stdio; a "read_note" tool that joins its name argument to its notes
+//	                  directory without checking where the path leads
+//	-mode ssrf        stdio; a "fetch_url" tool that fetches any URL it is given
+//	-mode safe        stdio; the same read_note and fetch_url tools, done right (the path
+//	                  must stay in the notes directory; only https://example.com is fetched)
 //	-mode noauth      HTTP (-http ADDR); no authentication, Origin is checked
 //	-mode anyorigin   HTTP (-http ADDR); a bearer token is required (-token), any Origin is accepted
 //	-mode clean       stdio or HTTP; no flaw (authenticated and Origin-checked on HTTP)
@@ -23,7 +28,9 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
+	"time"
 )
 
 type msg struct {
@@ -35,7 +42,10 @@ type msg struct {
 	Error   any             `json:"error,omitempty"`
 }
 
-var mode = flag.String("mode", "clean", "poisoned, cmdinj, noauth, anyorigin or clean")
+var mode = flag.String("mode", "clean", "poisoned, cmdinj, traversal, ssrf, safe, noauth, anyorigin or clean")
+
+// notes is the directory read_note reads from.
+const notes = "/srv/vulnserver/notes"
 
 func tools() []map[string]any {
 	str := map[string]any{"type": "string"}
@@ -54,6 +64,17 @@ func tools() []map[string]any {
 			{"name": "ping", "description": "Checks whether a host answers.", "inputSchema": map[string]any{"type": "object",
 				"properties": map[string]any{"host": map[string]any{"type": "string", "description": "Host name or address"}}, "required": []string{"host"}}},
 		}
+	case "traversal", "ssrf", "safe":
+		var out []map[string]any
+		if *mode != "ssrf" {
+			out = append(out, map[string]any{"name": "read_note", "description": "Reads a note by its name.", "inputSchema": map[string]any{"type": "object",
+				"properties": map[string]any{"name": map[string]any{"type": "string", "description": "The note's file name"}}, "required": []string{"name"}}})
+		}
+		if *mode != "traversal" {
+			out = append(out, map[string]any{"name": "fetch_url", "description": "Fetches a web page.", "inputSchema": map[string]any{"type": "object",
+				"properties": map[string]any{"url": map[string]any{"type": "string", "description": "The page's URL"}}, "required": []string{"url"}}})
+		}
+		return out
 	}
 	return []map[string]any{
 		{"name": "echo", "description": "Returns its input.", "inputSchema": map[string]any{"type": "object",
@@ -89,6 +110,33 @@ func handle(m msg) *msg {
 			// The flaw: the argument goes through a shell.
 			out, _ := exec.Command("sh", "-c", "echo pinging "+p.Arguments["host"]).CombinedOutput()
 			r.Result = text(string(out))
+		case p.Name == "read_note" && (*mode == "traversal" || *mode == "safe"):
+			path := filepath.Join(notes, p.Arguments["name"]) // the flaw (traversal): .. and absolute names lead out
+			if *mode == "safe" && !strings.HasPrefix(path, notes+string(filepath.Separator)) {
+				r.Result = text("no such note")
+				break
+			}
+			b, err := os.ReadFile(path)
+			if err != nil {
+				r.Result = text("no such note")
+				break
+			}
+			r.Result = text(string(b))
+		case p.Name == "fetch_url" && (*mode == "ssrf" || *mode == "safe"):
+			u := p.Arguments["url"]
+			if *mode == "safe" && !strings.HasPrefix(u, "https://example.com/") {
+				r.Result = text("only https://example.com/ pages are fetched")
+				break
+			}
+			c := &http.Client{Timeout: 5 * time.Second}
+			resp, err := c.Get(u) // the flaw (SSRF): any URL, loopback and private addresses included
+			if err != nil {
+				r.Result = text("fetch failed: " + err.Error())
+				break
+			}
+			b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+			resp.Body.Close()
+			r.Result = text(string(b))
 		case p.Name == "echo":
 			r.Result = text(p.Arguments["text"])
 		case p.Name == "add":
