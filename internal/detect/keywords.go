@@ -243,6 +243,19 @@ func (k *Keywords) step(s, cl int32) int32 {
 	}
 }
 
+// PatternLen returns the number of bytes pattern p matches in Keywords (white-space runs
+// count as one).
+func PatternLen(p string) int {
+	n := 0
+	for i := 0; i < len(p); i++ {
+		if isSpace(p[i]) && i > 0 && isSpace(p[i-1]) {
+			continue
+		}
+		n++
+	}
+	return n
+}
+
 // Len returns the number of bytes pattern id matches (white-space runs count as one).
 func (k *Keywords) Len(id int) int { return int(k.plen[id]) }
 

@@ -94,7 +94,7 @@ func check(t *testing.T, k *detect.Keywords, patterns []string, text string) {
 	}
 	for id, p := range patterns {
 		np, _ := foldSpace(p)
-		if k.Len(id) != len(np) {
+		if k.Len(id) != len(np) || detect.PatternLen(p) != len(np) {
 			t.Fatalf("Len(%d) = %d, want %d (%q)", id, k.Len(id), len(np), p)
 		}
 	}

@@ -222,8 +222,7 @@ func resultText(tb testing.TB) string {
 // BenchmarkKeywords measures one pass of the phrase automaton over a tool result.
 func BenchmarkKeywords(b *testing.B) {
 	text := detect.Normalize(resultText(b))
-	Default.build()
-	kw := Default.kw
+	kw := Default.automaton()
 	b.SetBytes(int64(len(text)))
 	n := 0
 	for b.Loop() {
