@@ -1,20 +1,45 @@
 package detect
 
-import "sort"
+import (
+	"math/bits"
+	"sort"
+)
 
-// Keywords is a case-insensitive multi-pattern matcher (Aho–Corasick compiled to a DFA
-// over byte classes). ASCII letters match either case; a space in a pattern matches one or
-// more white-space characters in the text. Patterns may hold any bytes (UTF-8 included),
-// compared exactly apart from ASCII case. Build once at load; Scan is safe for concurrent use
-// and allocates nothing.
+// Keywords is a case-insensitive multi-pattern matcher (Aho–Corasick over byte classes).
+// ASCII letters match either case; a space in a pattern matches one or more white-space
+// characters in the text. Patterns may hold any bytes (UTF-8 included), compared exactly
+// apart from ASCII case. Build once at load; Scan is safe for concurrent use and allocates
+// nothing.
+//
+// The phrase lists of the detectors are combinations of alternatives (tens of thousands of
+// patterns, some 75,000 trie states), so the tables are compact: states are numbered
+// breadth-first, the children of a state are consecutive states (sorted by class), and a
+// state keeps only its failure link, the start of its children and the class leading to
+// it (9 bytes). The states of the first few depths, where a scan spends most of its time,
+// also get a full row of transitions, failure links resolved; deeper states follow
+// failure links, which costs at most one extra step per byte of text, amortized.
 type Keywords struct {
-	class  [256]uint16
-	nclass int
-	next   []int32   // state*nclass + class -> next state*nclass, negated when it has outputs
-	space  uint16    // the class of white space (0xFFFF when no pattern has a space)
-	out    [][]int32 // pattern ids ending at each state (fail links included)
-	plen   []int     // pattern lengths in bytes
+	class  [256]uint8
+	nclass int32
+	space  int32 // the class of white space (-1 when no pattern has a space)
+
+	dense  []int32 // state*nclass + class -> next state (encoded, see code), for states below ndense
+	ndense int32
+	first  []int32 // state -> its first child; the children of s are first[s]..first[s+1]-1
+	label  []uint8 // state -> the class leading to it
+	fail   []int32 // state -> the longest proper suffix that is a state
+
+	hasOut []uint64 // bit per state: a pattern ends here or at a state on its failure chain
+	hasOwn []uint64 // bit per state: a pattern ends here
+	rank   []int32  // word of hasOwn -> set bits in the words before it
+	own    []int32  // rank of a state in hasOwn -> its first entry in ids (one more at the end)
+	ids    []int32  // pattern ids ending at each state of hasOwn, in the order given
+	plen   []int32  // pattern lengths in bytes
 }
+
+// denseEntries bounds the full transition rows (int32 each): whole depths are added while
+// they fit.
+const denseEntries = 1 << 15
 
 func isSpace(c byte) bool {
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'
@@ -29,9 +54,9 @@ func lower(c byte) byte {
 
 // NewKeywords compiles patterns; their index is the id Scan reports.
 func NewKeywords(patterns []string) *Keywords {
-	k := &Keywords{plen: make([]int, len(patterns))}
+	k := &Keywords{plen: make([]int32, len(patterns))}
 	// Byte classes: every byte a pattern uses (lowercased) gets one; the rest share 0.
-	used := map[byte]bool{}
+	var used [256]bool
 	for _, p := range patterns {
 		for i := 0; i < len(p); i++ {
 			c := lower(p[i])
@@ -41,36 +66,38 @@ func NewKeywords(patterns []string) *Keywords {
 			used[c] = true
 		}
 	}
-	bytesUsed := make([]int, 0, len(used))
+	n := 0
 	for c := range used {
-		bytesUsed = append(bytesUsed, int(c))
-	}
-	sort.Ints(bytesUsed)
-	k.nclass = len(bytesUsed) + 1
-	for i, c := range bytesUsed {
-		k.class[c] = uint16(i + 1)
-		if c >= 'a' && c <= 'z' {
-			k.class[c-'a'+'A'] = uint16(i + 1)
+		if used[c] {
+			n++
+			k.class[c] = uint8(n) // at most 256-26-5 classes: uppercase and white space fold
+			if c >= 'a' && c <= 'z' {
+				k.class[c-'a'+'A'] = uint8(n)
+			}
 		}
 	}
-	k.space = 0xFFFF
+	k.nclass = int32(n + 1)
+	k.space = -1
 	if used[' '] {
 		for _, c := range []byte{'\t', '\n', '\r', '\f', '\v'} {
 			k.class[c] = k.class[' ']
 		}
-		k.space = k.class[' ']
+		k.space = int32(k.class[' '])
 	}
-	// Trie.
+
+	// Trie with sibling lists, in insertion order.
 	type node struct {
-		next map[uint16]int32
-		fail int32
-		out  []int32
+		child, sibling int32
+		label          uint8
+		depth          int32
 	}
-	nodes := []node{{next: map[uint16]int32{}}}
+	nodes := []node{{child: -1, sibling: -1}}
+	type ending struct{ node, id int32 }
+	var ends []ending
 	for id, p := range patterns {
 		s := int32(0)
 		prevSpace := false
-		n := 0
+		l := int32(0)
 		for i := 0; i < len(p); i++ {
 			c := lower(p[i])
 			if isSpace(c) {
@@ -81,71 +108,176 @@ func NewKeywords(patterns []string) *Keywords {
 			} else {
 				prevSpace = false
 			}
-			n++
+			l++
 			cl := k.class[c]
-			nx, ok := nodes[s].next[cl]
-			if !ok {
-				nodes = append(nodes, node{next: map[uint16]int32{}})
-				nx = int32(len(nodes) - 1)
-				nodes[s].next[cl] = nx
+			nx := nodes[s].child
+			for nx >= 0 && nodes[nx].label != cl {
+				nx = nodes[nx].sibling
+			}
+			if nx < 0 {
+				nx = int32(len(nodes))
+				nodes = append(nodes, node{child: -1, sibling: nodes[s].child, label: cl, depth: l})
+				nodes[s].child = nx
 			}
 			s = nx
 		}
-		k.plen[id] = n
-		if n > 0 {
-			nodes[s].out = append(nodes[s].out, int32(id))
+		k.plen[id] = l
+		if l > 0 {
+			ends = append(ends, ending{s, int32(id)})
 		}
 	}
-	// Breadth-first: fail links and the full transition table.
-	k.next = make([]int32, len(nodes)*k.nclass)
-	k.out = make([][]int32, len(nodes))
-	queue := []int32{}
-	for cl := 0; cl < k.nclass; cl++ {
-		if nx, ok := nodes[0].next[uint16(cl)]; ok {
-			nodes[nx].fail = 0
-			k.next[cl] = nx
-			queue = append(queue, nx)
+
+	// Breadth-first numbering, children sorted by class.
+	ns := len(nodes)
+	order := make([]int32, 1, ns) // new number -> trie node
+	num := make([]int32, ns)      // trie node -> new number
+	k.first = make([]int32, ns+1)
+	k.label = make([]uint8, ns)
+	var kids []int32
+	for s := 0; s < len(order); s++ {
+		k.first[s] = int32(len(order))
+		kids = kids[:0]
+		for c := nodes[order[s]].child; c >= 0; c = nodes[c].sibling {
+			kids = append(kids, c)
+		}
+		sort.Slice(kids, func(i, j int) bool { return nodes[kids[i]].label < nodes[kids[j]].label })
+		for _, c := range kids {
+			num[c] = int32(len(order))
+			k.label[len(order)] = nodes[c].label
+			order = append(order, c)
 		}
 	}
-	k.out[0] = nodes[0].out
-	for len(queue) > 0 {
-		s := queue[0]
-		queue = queue[1:]
-		f := nodes[s].fail
-		k.out[s] = append(append([]int32(nil), nodes[s].out...), k.out[f]...)
-		for cl := 0; cl < k.nclass; cl++ {
-			if nx, ok := nodes[s].next[uint16(cl)]; ok {
-				nodes[nx].fail = k.next[int(f)*k.nclass+cl]
-				k.next[int(s)*k.nclass+cl] = nx
-				queue = append(queue, nx)
-			} else {
-				k.next[int(s)*k.nclass+cl] = k.next[int(f)*k.nclass+cl]
+	k.first[ns] = int32(ns)
+	// Full rows for whole depths while they fit.
+	nd := 0
+	for d := int32(0); ; d++ {
+		end := nd
+		for end < ns && nodes[order[end]].depth == d {
+			end++
+		}
+		if end == nd || int64(end)*int64(k.nclass) > denseEntries && d > 0 {
+			break
+		}
+		nd = end
+	}
+	k.ndense = int32(nd)
+	order, nodes = nil, nil
+
+	// Outputs: pattern ids per state in id order.
+	words := (ns + 63) / 64
+	k.hasOwn = make([]uint64, words)
+	k.hasOut = make([]uint64, words)
+	sort.SliceStable(ends, func(i, j int) bool { return num[ends[i].node] < num[ends[j].node] })
+	for _, e := range ends {
+		s := num[e.node]
+		k.hasOwn[s/64] |= 1 << (s % 64)
+	}
+	k.rank = make([]int32, words)
+	r := int32(0)
+	for w := range k.hasOwn {
+		k.rank[w] = r
+		r += int32(bits.OnesCount64(k.hasOwn[w]))
+	}
+	k.own = make([]int32, 0, r+1)
+	k.ids = make([]int32, len(ends))
+	prev := int32(-1)
+	for i, e := range ends {
+		if s := num[e.node]; s != prev {
+			k.own = append(k.own, int32(i))
+			prev = s
+		}
+		k.ids[i] = e.id
+	}
+	k.own = append(k.own, int32(len(ends)))
+
+	// Failure links and full rows, breadth-first (a failure link points to a shallower
+	// state, whose row and link are ready).
+	k.fail = make([]int32, ns)
+	k.dense = make([]int32, nd*int(k.nclass))
+	nc := int(k.nclass)
+	for s := int32(0); s < int32(ns); s++ {
+		f := k.fail[s]
+		if k.hasOwn[s/64]&(1<<(s%64)) != 0 || s > 0 && k.hasOut[f/64]&(1<<(f%64)) != 0 {
+			k.hasOut[s/64] |= 1 << (s % 64)
+		}
+		if s < k.ndense {
+			row := k.dense[int(s)*nc : int(s+1)*nc]
+			if s > 0 {
+				copy(row, k.dense[int(f)*nc:int(f+1)*nc])
+			}
+			for c := k.first[s]; c < k.first[s+1]; c++ {
+				row[k.label[c]] = c
+			}
+		}
+		for c := k.first[s]; c < k.first[s+1]; c++ {
+			if s > 0 {
+				k.fail[c] = k.step(f, int32(k.label[c]))
 			}
 		}
 	}
-	// Pre-multiply states and mark those with outputs.
-	for i, nx := range k.next {
-		v := nx * int32(k.nclass)
-		if len(k.out[nx]) > 0 {
-			v = -v
+	// Encode the rows: the code of the next state, complemented when patterns end there.
+	for i, t := range k.dense {
+		c := k.code(t)
+		if k.hasOut[t/64]&(1<<(t%64)) != 0 {
+			c = ^c
 		}
-		k.next[i] = v
+		k.dense[i] = c
 	}
 	return k
 }
 
+// step returns the state after class cl from state s, while the rows hold plain states
+// (during NewKeywords).
+func (k *Keywords) step(s, cl int32) int32 {
+	for {
+		if s < k.ndense {
+			return k.dense[s*k.nclass+cl]
+		}
+		lo, hi := k.first[s], k.first[s+1]
+		for ; lo < hi && int32(k.label[lo]) < cl; lo++ {
+		}
+		if lo < hi && int32(k.label[lo]) == cl {
+			return lo
+		}
+		s = k.fail[s]
+	}
+}
+
+// PatternLen returns the number of bytes pattern p matches in Keywords (white-space runs
+// count as one).
+func PatternLen(p string) int {
+	n := 0
+	for i := 0; i < len(p); i++ {
+		if isSpace(p[i]) && i > 0 && isSpace(p[i-1]) {
+			continue
+		}
+		n++
+	}
+	return n
+}
+
 // Len returns the number of bytes pattern id matches (white-space runs count as one).
-func (k *Keywords) Len(id int) int { return k.plen[id] }
+func (k *Keywords) Len(id int) int { return int(k.plen[id]) }
+
+// Size returns the bytes the tables take.
+func (k *Keywords) Size() int {
+	return len(k.class) + 4*(len(k.dense)+len(k.first)+len(k.fail)+len(k.rank)+len(k.own)+len(k.ids)+len(k.plen)) +
+		len(k.label) + 8*(len(k.hasOut)+len(k.hasOwn))
+}
 
 // Scan calls fn for each match with the pattern id and the offset in s just past the
-// match; fn returns false to stop.
+// match; fn returns false to stop. Matches come by end offset, and at one end longest
+// first (patterns of the same length in the order given).
 func (k *Keywords) Scan(s string, fn func(id, end int) bool) {
-	state := int32(0)
-	n := int32(k.nclass)
-	next, class, space := k.next, &k.class, k.space
+	// code is the state as the rows encode it (see code).
+	code := int32(0)
+	nclass, ndense, space := k.nclass, k.ndense, k.space
+	lim, off := ndense*nclass, ndense*nclass-ndense
+	dense, first, label, fail, hasOut := k.dense, k.first, k.label, k.fail, k.hasOut
+	class := &k.class
 	prevSpace := false
 	for i := 0; i < len(s); i++ {
-		cl := class[s[i]]
+		cl := int32(class[s[i]])
 		if cl == space {
 			if prevSpace {
 				continue
@@ -154,16 +286,78 @@ func (k *Keywords) Scan(s string, fn func(id, end int) bool) {
 		} else {
 			prevSpace = false
 		}
-		state = next[state+int32(cl)]
-		if state < 0 {
-			state = -state
-			for _, id := range k.out[state/n] {
-				if !fn(int(id), i+1) {
-					return
+		if code < lim {
+			if e := dense[code+cl]; e >= 0 {
+				code = e
+				continue
+			} else {
+				code = ^e
+			}
+		} else {
+			st := code - off
+			for {
+				lo, hi := first[st], first[st+1]
+				for lo < hi && int32(label[lo]) < cl {
+					lo++
+				}
+				if lo < hi && int32(label[lo]) == cl {
+					code = lo + off
+					if hasOut[uint32(lo)/64]&(1<<(uint32(lo)%64)) == 0 {
+						break
+					}
+					goto out
+				}
+				if st = fail[st]; st < ndense {
+					if e := dense[st*nclass+cl]; e >= 0 {
+						code = e
+						break
+					} else {
+						code = ^e
+						goto out
+					}
+				}
+			}
+			continue
+		}
+	out:
+		if !k.emit(k.state(code), i+1, fn) {
+			return
+		}
+	}
+}
+
+// code returns state s as the rows encode it: the start of its row for the states with
+// one, ndense*nclass + s - ndense for the others.
+func (k *Keywords) code(s int32) int32 {
+	if s < k.ndense {
+		return s * k.nclass
+	}
+	return s + k.ndense*k.nclass - k.ndense
+}
+
+// state is the inverse of code.
+func (k *Keywords) state(code int32) int32 {
+	if lim := k.ndense * k.nclass; code >= lim {
+		return code - lim + k.ndense
+	}
+	return code / k.nclass
+}
+
+// emit reports the patterns ending at state s and along its failure chain.
+func (k *Keywords) emit(s int32, end int, fn func(id, end int) bool) bool {
+	for s > 0 && k.hasOut[s/64]&(1<<(s%64)) != 0 {
+		w, b := s/64, uint(s%64)
+		if k.hasOwn[w]&(1<<b) != 0 {
+			r := k.rank[w] + int32(bits.OnesCount64(k.hasOwn[w]&(1<<b-1)))
+			for _, id := range k.ids[k.own[r]:k.own[r+1]] {
+				if !fn(int(id), end) {
+					return false
 				}
 			}
 		}
+		s = k.fail[s]
 	}
+	return true
 }
 
 // Any reports whether any pattern occurs in s.

@@ -11,6 +11,8 @@ package injection
 
 import (
 	"fmt"
+	"math"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -35,11 +37,12 @@ const (
 	Pressure      = "pressure"
 )
 
+// phrase is one compiled phrase (24 bytes: the lists hold some 11,000).
 type phrase struct {
 	text   string
-	kind   string
-	weight int
-	kindID int
+	n      int32 // the bytes it matches (detect.PatternLen)
+	weight int16
+	kindID uint16
 }
 
 // expand returns every combination of the alternatives in a template: "{a|b} c" gives
@@ -159,8 +162,9 @@ var templates = []struct {
 // Detector scores text. It is safe for concurrent use.
 type Detector struct {
 	once    sync.Once
+	kwOnce  sync.Once
 	extra   []Phrase
-	kw      *detect.Keywords
+	kw      *detect.Keywords // the phrases' own automaton, built by the first Score
 	phrases []phrase
 	kinds   []string // by kindID
 	caps    []int    // by kindID: how many phrases of the kind count
@@ -178,49 +182,93 @@ func (d *Detector) WithModel(m *Model) *Detector {
 type Phrase struct {
 	Text   string
 	Kind   string
-	Weight int
+	Weight int // at most 32767
 	Cap    int // how many phrases of this kind count (0: 2)
 }
 
 // New returns the detector with the built-in phrases and extra ones. They are compiled on
 // first use, so that processes that never scan (the sandbox launcher, most commands) do
-// not pay for it at start.
+// not pay for it at start; the automaton is built by the first Score or Scan, so that a
+// caller that runs its own (package detectresults: one pass for secrets and phrases) only
+// pays for the phrase table.
 func New(extra []Phrase) *Detector { return &Detector{extra: extra} }
 
 func (d *Detector) build() { d.once.Do(d.compile) }
 
-func (d *Detector) compile() {
-	extra := d.extra
+// automaton returns the phrases' keyword automaton, built once.
+func (d *Detector) automaton() *detect.Keywords {
+	d.kwOnce.Do(func() { d.kw = detect.NewKeywords(d.Patterns()) })
+	return d.kw
+}
+
+// builtin is the expansion of the templates, shared by every detector: the texts lie in
+// one string, kinds are numbered in order of appearance.
+var builtin = sync.OnceValues(func() ([]phrase, []string) {
+	var ps []phrase
+	var kinds []string
+	var blob strings.Builder
 	seen := map[string]bool{}
-	add := func(p phrase) {
-		p.text = strings.ToLower(p.text)
-		if seen[p.text] || strings.TrimSpace(p.text) == "" {
-			return
-		}
-		seen[p.text] = true
-		d.phrases = append(d.phrases, p)
-	}
+	ids := map[string]int{}
 	for _, g := range templates {
 		for _, t := range g.ts {
 			for _, s := range expand(t) {
-				add(phrase{text: s, kind: g.kind, weight: g.weight})
+				s = strings.ToLower(s)
+				if seen[s] || strings.TrimSpace(s) == "" {
+					continue
+				}
+				seen[s] = true
+				if _, ok := ids[g.kind]; !ok {
+					ids[g.kind] = len(kinds)
+					kinds = append(kinds, g.kind)
+				}
+				blob.WriteString(s)
+				ps = append(ps, phrase{text: s, n: int32(detect.PatternLen(s)), weight: int16(g.weight), kindID: uint16(ids[g.kind])})
 			}
 		}
 	}
+	all := blob.String()
+	off := 0
+	for i := range ps {
+		ps[i].text = all[off : off+len(ps[i].text)]
+		off += len(ps[i].text)
+	}
+	return slices.Clip(ps), slices.Clip(kinds)
+})
+
+func (d *Detector) compile() {
+	ps, kinds := builtin()
+	d.phrases, d.kinds = ps, kinds
+	if len(d.extra) > 0 {
+		d.phrases, d.kinds = slices.Clone(ps), slices.Clone(kinds)
+		seen := make(map[string]bool, len(ps)+len(d.extra))
+		for _, p := range ps {
+			seen[p.text] = true
+		}
+		ids := map[string]int{}
+		for i, k := range d.kinds {
+			ids[k] = i
+		}
+		for _, e := range d.extra {
+			text := strings.ToLower(e.Text)
+			if seen[text] || strings.TrimSpace(text) == "" {
+				continue
+			}
+			seen[text] = true
+			id, ok := ids[e.Kind]
+			if !ok {
+				id = len(d.kinds)
+				ids[e.Kind] = id
+				d.kinds = append(d.kinds, e.Kind)
+			}
+			d.phrases = append(d.phrases, phrase{text: text, n: int32(detect.PatternLen(text)),
+				weight: int16(max(math.MinInt16, min(math.MaxInt16, e.Weight))), kindID: uint16(id)})
+		}
+	}
 	caps := map[string]int{}
-	for _, e := range extra {
-		add(phrase{text: e.Text, kind: e.Kind, weight: e.Weight})
+	for _, e := range d.extra {
 		if e.Cap > 0 {
 			caps[e.Kind] = e.Cap
 		}
-	}
-	ids := map[string]int{}
-	for i, p := range d.phrases {
-		if _, ok := ids[p.kind]; !ok {
-			ids[p.kind] = len(ids)
-			d.kinds = append(d.kinds, p.kind)
-		}
-		d.phrases[i].kindID = ids[p.kind]
 	}
 	for _, k := range d.kinds {
 		c := caps[k]
@@ -229,11 +277,6 @@ func (d *Detector) compile() {
 		}
 		d.caps = append(d.caps, c)
 	}
-	texts := make([]string, len(d.phrases))
-	for i, p := range d.phrases {
-		texts[i] = p.text
-	}
-	d.kw = detect.NewKeywords(texts)
 }
 
 // Default is the detector with the built-in phrases and the learned model.
@@ -298,7 +341,7 @@ func (d *Detector) Start(norm string) *State {
 func (d *Detector) Score(norm string) Result {
 	d.build()
 	st := d.Start(norm)
-	d.kw.Scan(norm, func(id, end int) bool { st.Hit(id, end); return true })
+	d.automaton().Scan(norm, func(id, end int) bool { st.Hit(id, end); return true })
 	return st.Result()
 }
 
@@ -313,7 +356,7 @@ func (st *State) Hit(id, end int) {
 	func() bool {
 		p := d.phrases[id]
 		// Whole words: the phrase must not start or end inside a word.
-		start := end - d.kw.Len(id)
+		start := end - int(p.n)
 		first, last := p.text[0], p.text[len(p.text)-1]
 		if wordByte(first) && start > 0 && start <= len(norm) && wordByte(norm[start-1]) {
 			return true
@@ -329,8 +372,8 @@ func (st *State) Hit(id, end int) {
 			return true
 		}
 		perKind[p.kindID]++
-		r.Score += p.weight
-		r.Hits = append(r.Hits, Hit{Phrase: p.text, Kind: p.kind, Weight: p.weight, End: end})
+		r.Score += int(p.weight)
+		r.Hits = append(r.Hits, Hit{Phrase: p.text, Kind: d.kinds[p.kindID], Weight: int(p.weight), End: end})
 		return true
 	}()
 }

@@ -208,3 +208,38 @@ func BenchmarkModel(b *testing.B) {
 		Learned.Best(text)
 	}
 }
+
+// resultText is about 3 KiB of a realistic tool result (a README with code, a table,
+// e-mails and one planted comment).
+func resultText(tb testing.TB) string {
+	b, err := os.ReadFile(filepath.Join("testdata", "result.txt"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return string(b)
+}
+
+// BenchmarkKeywords measures one pass of the phrase automaton over a tool result.
+func BenchmarkKeywords(b *testing.B) {
+	text := detect.Normalize(resultText(b))
+	kw := Default.automaton()
+	b.SetBytes(int64(len(text)))
+	n := 0
+	for b.Loop() {
+		kw.Scan(text, func(int, int) bool { n++; return true })
+	}
+	if n == 0 {
+		b.Fatal("no phrase found")
+	}
+}
+
+// BenchmarkScoreResult scores the same tool result (automaton and phrase checks).
+func BenchmarkScoreResult(b *testing.B) {
+	text := detect.Normalize(resultText(b))
+	b.SetBytes(int64(len(text)))
+	for b.Loop() {
+		if Default.Score(text).Score < HighScore {
+			b.Fatal("the planted comment is not high")
+		}
+	}
+}

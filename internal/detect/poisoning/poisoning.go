@@ -296,3 +296,7 @@ func Shadowing(tools []Tool) map[int]detect.Finding {
 	}
 	return out
 }
+
+// Patterns returns the phrases of the detector (package injection's and the listing
+// phrases), in the order its automaton numbers them.
+func (d *Detector) Patterns() []string { return d.inj.Patterns() }

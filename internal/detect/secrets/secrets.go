@@ -10,6 +10,7 @@ import (
 	"math"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/portcullis-mcp/portcullis/internal/detect"
 )
@@ -26,22 +27,24 @@ type Match struct {
 // Scanner runs a rule set. It is safe for concurrent use.
 type Scanner struct {
 	rules   []Rule
-	kw      *detect.Keywords
-	kwRule  []int // keyword id -> rule index
-	windows []int // per rule: bytes after a keyword to search
+	kwOnce  sync.Once
+	kw      *detect.Keywords // built by the first Find
+	kwRule  []int            // keyword id -> rule index
+	kwLen   []int            // keyword id -> bytes it matches
+	windows []int            // per rule: bytes after a keyword to search
 }
 
-// New compiles rules (nil: the built-in Rules).
+// New compiles rules (nil: the built-in Rules); the keyword automaton is built by the first
+// Find.
 func New(rules []Rule) *Scanner {
 	if rules == nil {
 		rules = Rules
 	}
 	s := &Scanner{rules: rules}
-	var kws []string
 	for i, r := range rules {
 		for _, k := range r.Keywords {
-			kws = append(kws, strings.ToLower(k))
 			s.kwRule = append(s.kwRule, i)
+			s.kwLen = append(s.kwLen, detect.PatternLen(strings.ToLower(k)))
 		}
 		w := r.Post
 		if w == 0 {
@@ -49,8 +52,13 @@ func New(rules []Rule) *Scanner {
 		}
 		s.windows = append(s.windows, w)
 	}
-	s.kw = detect.NewKeywords(kws)
 	return s
+}
+
+// automaton returns the keywords' automaton, built once.
+func (s *Scanner) automaton() *detect.Keywords {
+	s.kwOnce.Do(func() { s.kw = detect.NewKeywords(s.Patterns()) })
+	return s.kw
 }
 
 // Default is the scanner of the built-in rules.
@@ -82,7 +90,7 @@ func (s *Scanner) Start(text string) *State { return &State{s: s, text: text} }
 // Find returns the secrets in text, sorted by position, without overlaps.
 func (s *Scanner) Find(text string) []Match {
 	st := s.Start(text)
-	s.kw.Scan(text, func(id, end int) bool { st.Hit(id, end); return true })
+	s.automaton().Scan(text, func(id, end int) bool { st.Hit(id, end); return true })
 	return st.Matches()
 }
 
@@ -92,7 +100,7 @@ func (st *State) Hit(id, end int) {
 	func() bool {
 		ri := s.kwRule[id]
 		r := &s.rules[ri]
-		kwStart := end - s.kw.Len(id)
+		kwStart := end - s.kwLen[id]
 		if kwStart < 0 {
 			kwStart = 0
 		}

@@ -98,8 +98,6 @@ type Guard struct {
 	extras  []Extra
 	secrets *secrets.Scanner
 	inj     *injection.Detector
-	kw      *detect.Keywords // secrets' keywords, then injection's phrases: one pass for both
-	nsec    int
 	log     *slog.Logger
 }
 
@@ -143,7 +141,6 @@ func Compile(c Config, extras []Extra, logger *slog.Logger) (*Guard, error) {
 	if c.InjectionModel != nil && !*c.InjectionModel {
 		g.inj = injection.Default.WithModel(nil)
 	}
-	g.kw, g.nsec = combined()
 	for _, m := range c.Methods {
 		g.methods[m] = true
 	}
@@ -154,11 +151,28 @@ func Compile(c Config, extras []Extra, logger *slog.Logger) (*Guard, error) {
 	return g, nil
 }
 
-// combined is the automaton of the default detectors' keywords, built once.
+// combined is the automaton of the default detectors' keywords, secrets' then injection's
+// phrases (one pass for both), built on first use: a gateway that never sees a result
+// does not pay for it.
 var combined = sync.OnceValues(func() (*detect.Keywords, int) {
 	sp := secrets.Default.Patterns()
 	return detect.NewKeywords(append(sp, injection.Default.Patterns()...)), len(sp)
 })
+
+// injection is g.inj.Scan through the combined automaton (the detector's own would be a
+// second copy of the phrases' tables).
+func (g *Guard) injection(text, pointer string) []detect.Finding {
+	norm := detect.Normalize(text)
+	is := g.inj.Start(norm)
+	kw, nsec := combined()
+	kw.Scan(norm, func(id, end int) bool {
+		if id >= nsec {
+			is.Hit(id-nsec, end)
+		}
+		return true
+	})
+	return g.inj.Findings(text, is.Result(), pointer)
+}
 
 // Middleware returns the guard around next.
 func (g *Guard) Middleware() guard.Middleware {
@@ -242,11 +256,12 @@ func (g *Guard) Inspect(result []byte) ([]byte, []detect.Finding, []detect.Findi
 		var secretFs, injFs []detect.Finding
 		if plain && g.c.Secrets != Off && g.c.Injection != Off {
 			ss, is := g.secrets.Start(text), g.inj.Start(text)
-			g.kw.Scan(text, func(id, end int) bool {
-				if id < g.nsec {
+			kw, nsec := combined()
+			kw.Scan(text, func(id, end int) bool {
+				if id < nsec {
 					ss.Hit(id, end)
 				} else {
-					is.Hit(id-g.nsec, end)
+					is.Hit(id-nsec, end)
 				}
 				return true
 			})
@@ -254,7 +269,7 @@ func (g *Guard) Inspect(result []byte) ([]byte, []detect.Finding, []detect.Findi
 			injFs = g.inj.Findings(text, is.Result(), pointer())
 		} else {
 			if g.c.Injection != Off {
-				injFs = g.inj.Scan(v.Text, pointer()) // before stripping: hidden text counts
+				injFs = g.injection(v.Text, pointer()) // before stripping: hidden text counts
 			}
 		}
 		for _, e := range g.extras {
