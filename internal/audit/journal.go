@@ -24,8 +24,11 @@ import (
 // is what keeps the audit trail's cost per call small. After a crash, OpenStore moves what
 // the journal holds and the store does not into the store before the gateway goes on.
 type JournalOptions struct {
-	// Path is the journal; Path+".1" holds the batch being moved into the store.
-	Path string
+	// Path is the journal; Path+".1" holds the batch being moved into the store when the
+	// journal was rotated (past RotateBytes, default 4 MiB). Events the store already
+	// holds stay in the journal until then: replay skips them.
+	Path        string
+	RotateBytes int64
 	// Interval is the longest an event waits in the journal before it is moved (default
 	// 50 ms); MaxBatch moves earlier when that many wait (default 4096).
 	Interval time.Duration
@@ -46,6 +49,9 @@ type journal struct {
 	f    *os.File
 	size int64 // bytes in f
 	lock *os.File
+	// rotated: the in-flight events are in Path.1, deleted once they are in the store
+	// (mover only).
+	rotated bool
 	// crashed makes the mover stop without moving (tests of a crash).
 	crashed bool
 	kick    chan struct{}
@@ -60,6 +66,9 @@ func (s *StoreSink) startJournal(ctx context.Context, o JournalOptions) error {
 	}
 	if o.MaxBatch <= 0 {
 		o.MaxBatch = 4096
+	}
+	if o.RotateBytes <= 0 {
+		o.RotateBytes = 4 << 20
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -156,11 +165,11 @@ func (s *StoreSink) writeJournal(batch []*Event) error {
 	buf := s.buf[:0]
 	start := len(s.queued)
 	for _, e := range batch {
-		from := len(buf)
-		buf = e.AppendCanonical(buf)
+		// The record shares the sealed line, which nobody changes.
+		line := e.canonical()
+		buf = append(buf, line...)
 		buf = append(buf, '\n')
-		// The record's line is a copy: buf is reused by the next batch.
-		s.queued = append(s.queued, record(s.chain, e, bytes.Clone(buf[from:len(buf)-1])))
+		s.queued = append(s.queued, record(s.chain, e, line))
 	}
 	s.buf = buf
 	if _, err := j.f.Write(buf); err != nil {
@@ -198,17 +207,21 @@ func (s *StoreSink) mover() {
 				return
 			}
 			// Move what is left; what cannot be moved stays in the files for the next start.
-			if len(inflight) == 0 {
-				inflight = s.takeQueued()
-			}
-			if len(inflight) > 0 {
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				if err := s.st.AppendAudit(ctx, inflight); err == nil {
-					os.Remove(j.o.Path + ".1")
-				} else {
-					j.o.Logger.Error("audit events stay in the journal until the next start", "journal", j.o.Path+".1", "events", len(inflight), "err", err)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			for range 2 { // what is in flight, then what is queued
+				if len(inflight) == 0 {
+					inflight = s.takeQueued()
 				}
-				cancel()
+				if len(inflight) == 0 {
+					break
+				}
+				if err := s.st.AppendAudit(ctx, inflight); err != nil {
+					j.o.Logger.Error("audit events stay in the journal until the next start", "journal", j.o.Path, "events", len(inflight), "err", err)
+					return
+				}
+				s.moved()
+				inflight = nil
 			}
 			return
 		case <-t.C:
@@ -240,19 +253,43 @@ func (s *StoreSink) mover() {
 			j.o.Logger.Info("audit events move into the store again", "journal", j.o.Path)
 		}
 		backoff = 0
-		os.Remove(j.o.Path + ".1")
+		s.moved()
 		inflight = nil
 	}
 }
 
-// takeQueued turns the journal into the in-flight file and returns its events (nil when
-// there are none).
+// moved notes that the events in flight are in the store: the in-flight file goes, and
+// so does what the journal holds when nothing newer was appended meanwhile.
+func (s *StoreSink) moved() {
+	j := s.j
+	if j.rotated {
+		os.Remove(j.o.Path + ".1")
+		j.rotated = false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.moving = 0
+	if len(s.queued) == 0 && j.size > 0 && j.f.Truncate(0) == nil {
+		j.size = 0 // the file is opened for appending: the next write starts it again
+	}
+}
+
+// takeQueued returns the events not yet in the store (nil when there are none). When the
+// journal has grown past RotateBytes, it becomes the in-flight file (deleted once its
+// events are in the store) and a new journal starts; otherwise the journal stays, and the
+// events the store already holds in it are skipped by a replay.
 func (s *StoreSink) takeQueued() []store.AuditRecord {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	j := s.j
 	if len(s.queued) == 0 {
 		return nil
+	}
+	if j.size < j.o.RotateBytes {
+		out := s.queued
+		s.queued = make([]store.AuditRecord, 0, len(out))
+		s.moving = len(out)
+		return out
 	}
 	if err := os.Rename(j.o.Path, j.o.Path+".1"); err != nil {
 		j.o.Logger.Error("audit store journal: cannot start a new journal", "err", err)
@@ -267,8 +304,10 @@ func (s *StoreSink) takeQueued() []store.AuditRecord {
 	}
 	j.f.Close()
 	j.f, j.size = f, 0
+	j.rotated = true
 	out := s.queued
-	s.queued = nil
+	s.queued = make([]store.AuditRecord, 0, len(out))
+	s.moving = len(out)
 	return out
 }
 
@@ -280,10 +319,9 @@ func (s *StoreSink) Flush(ctx context.Context) error {
 	}
 	for {
 		s.mu.Lock()
-		n, err := len(s.queued), s.moveErr
+		n, err := len(s.queued)+s.moving, s.moveErr
 		s.mu.Unlock()
-		_, inflight := os.Stat(s.j.o.Path + ".1")
-		if n == 0 && inflight != nil {
+		if n == 0 {
 			return nil
 		}
 		select {

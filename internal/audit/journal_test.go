@@ -103,16 +103,19 @@ func TestStoreJournalAfterCrash(t *testing.T) {
 		t.Errorf("a second writer of the journal: %v", err)
 	}
 	s.Crash()
-	// The crash: the process is gone. Its in-flight file holds the first unmoved event, and
-	// the journal holds it again with the next ones and a torn last line (never
-	// acknowledged): each event must reach the store once.
+	// The crash: the process is gone. The journal holds the events moved already (it is
+	// only rotated past RotateBytes) and the 3 unmoved ones. Make it the worst case: an
+	// in-flight file holding the first unmoved event, and the journal holding it again
+	// with the others and a torn last line (never acknowledged): each event must reach the
+	// store once.
 	data, _ := os.ReadFile(journal)
-	if len(data) == 0 {
-		t.Fatal("nothing in the journal")
-	}
 	lines := splitLines(data)
-	os.WriteFile(journal+".1", []byte(lines[0]+"\n"), 0o600)
-	os.WriteFile(journal, []byte(lines[0]+"\n"+lines[1]+"\n"+lines[2]+"\n"+`{"torn`), 0o600)
+	if len(lines) < 3 {
+		t.Fatalf("%d lines in the journal, want the 3 unmoved events at least", len(lines))
+	}
+	moved, unmoved := lines[:len(lines)-3], lines[len(lines)-3:]
+	os.WriteFile(journal+".1", []byte(unmoved[0]+"\n"), 0o600)
+	os.WriteFile(journal, []byte(strings.Join(append(moved, unmoved...), "\n")+"\n"+`{"torn`), 0o600)
 
 	st2, err := sqlite.Open(context.Background(), path)
 	if err != nil {
