@@ -60,6 +60,9 @@ func OpenStoreJournal(ctx context.Context, st store.AuditLog, chain string, o Jo
 
 func (s *StoreSink) Name() string { return "store" }
 
+// local: with a journal, Write appends to a local file without waiting for the store.
+func (s *StoreSink) local() bool { return s.j != nil }
+
 // Chain is the name of the chain this sink writes.
 func (s *StoreSink) Chain() string { return s.chain }
 
