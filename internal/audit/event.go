@@ -276,6 +276,11 @@ func raw(dst []byte, key string, v json.RawMessage) []byte {
 	dst = append(dst, ',', '"')
 	dst = append(dst, key...)
 	dst = append(dst, '"', ':')
+	if bytes.IndexByte(v, 0) >= 0 {
+		// Not JSON (no JSON text holds a NUL byte), and the store journal ends at its
+		// first NUL: kept as a string, escaped.
+		return jsonrpc.AppendQuote(dst, string(v))
+	}
 	if bytes.ContainsAny(v, "\n\r\t ") {
 		var b bytes.Buffer
 		if json.Compact(&b, v) == nil {

@@ -1,12 +1,10 @@
 package audit
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"sync"
@@ -46,8 +44,7 @@ var errLocked = ErrJournalInUse
 // journal is the write-ahead part of a StoreSink.
 type journal struct {
 	o    JournalOptions
-	f    *os.File
-	size int64 // bytes in f
+	f    *jfile
 	lock *os.File
 	// rotated: the in-flight events are in Path.1, deleted once they are in the store
 	// (mover only).
@@ -94,7 +91,7 @@ func (s *StoreSink) startJournal(ctx context.Context, o JournalOptions) error {
 		}
 	}
 	os.Remove(o.Path + ".1")
-	f, err := os.OpenFile(o.Path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC|os.O_APPEND, 0o600)
+	f, err := openJFile(o.Path)
 	if err != nil {
 		lock.Close()
 		return fmt.Errorf("audit store journal: %w", err)
@@ -106,14 +103,6 @@ func (s *StoreSink) startJournal(ctx context.Context, o JournalOptions) error {
 
 // replay moves the events of a journal file that the store does not hold into it.
 func (s *StoreSink) replay(ctx context.Context, path string) error {
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	defer f.Close()
 	var batch []store.AuditRecord
 	flush := func() error {
 		if len(batch) == 0 {
@@ -127,29 +116,25 @@ func (s *StoreSink) replay(ctx context.Context, path string) error {
 		batch = batch[:0]
 		return nil
 	}
-	br := bufio.NewReaderSize(f, 1<<16)
-	for {
-		line, err := br.ReadBytes('\n')
-		if errors.Is(err, io.EOF) {
-			break // a torn last line was never acknowledged
-		}
-		if err != nil {
-			return err
-		}
-		line = bytes.TrimRight(line, "\n")
+	err := readJournal(path, func(line []byte, _ int) error {
 		e, perr := ParseLine(line)
 		if perr != nil {
 			return fmt.Errorf("a line of the journal is not an event: %w", perr)
 		}
 		if s.has && e.Seq <= s.last.Seq {
-			continue // already in the store
+			return nil // already in the store
 		}
-		batch = append(batch, record(s.chain, e, line))
+		batch = append(batch, record(s.chain, e, bytes.Clone(line)))
 		if len(batch) >= 1024 {
-			if err := flush(); err != nil {
-				return err
-			}
+			return flush()
 		}
+		return nil
+	})
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
 	}
 	return flush()
 }
@@ -172,12 +157,10 @@ func (s *StoreSink) writeJournal(batch []*Event) error {
 		s.queued = append(s.queued, record(s.chain, e, line))
 	}
 	s.buf = buf
-	if _, err := j.f.Write(buf); err != nil {
+	if err := j.f.append(buf); err != nil {
 		s.queued = s.queued[:start]
-		j.f.Truncate(j.size) // no torn line before the next batch
 		return fmt.Errorf("audit store journal: %w", err)
 	}
-	j.size += int64(len(buf))
 	e := batch[len(batch)-1]
 	s.last, s.has = Position{Seq: e.Seq, Hash: e.Hash}, true
 	if len(s.queued) >= j.o.MaxBatch {
@@ -269,8 +252,8 @@ func (s *StoreSink) moved() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.moving = 0
-	if len(s.queued) == 0 && j.size > 0 && j.f.Truncate(0) == nil {
-		j.size = 0 // the file is opened for appending: the next write starts it again
+	if len(s.queued) == 0 && j.f.size > 0 {
+		j.f.reset()
 	}
 }
 
@@ -285,7 +268,7 @@ func (s *StoreSink) takeQueued() []store.AuditRecord {
 	if len(s.queued) == 0 {
 		return nil
 	}
-	if j.size < j.o.RotateBytes {
+	if j.f.size < j.o.RotateBytes {
 		out := s.queued
 		s.queued = make([]store.AuditRecord, 0, len(out))
 		s.moving = len(out)
@@ -295,15 +278,15 @@ func (s *StoreSink) takeQueued() []store.AuditRecord {
 		j.o.Logger.Error("audit store journal: cannot start a new journal", "err", err)
 		return nil
 	}
-	f, err := os.OpenFile(j.o.Path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC|os.O_APPEND, 0o600)
+	f, err := openJFile(j.o.Path)
 	if err != nil {
 		// Keep appending to the renamed file; it is moved with the next round.
 		os.Rename(j.o.Path+".1", j.o.Path)
 		j.o.Logger.Error("audit store journal: cannot start a new journal", "err", err)
 		return nil
 	}
-	j.f.Close()
-	j.f, j.size = f, 0
+	j.f.close()
+	j.f = f
 	j.rotated = true
 	out := s.queued
 	s.queued = make([]store.AuditRecord, 0, len(out))
@@ -342,7 +325,7 @@ func (s *StoreSink) closeJournal() error {
 	<-j.done
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return errors.Join(j.f.Close(), j.lock.Close())
+	return errors.Join(j.f.close(), j.lock.Close())
 }
 
 // JournalPath is where the journal of chain in the SQLite database at db is kept.
@@ -368,6 +351,9 @@ func JournalTail(path string, after Position) ([]Entry, error) {
 		}
 		if err != nil {
 			return nil, err
+		}
+		if i := bytes.IndexByte(data, 0); i >= 0 {
+			data = data[:i] // the end of the events: what follows was allocated ahead
 		}
 		n := 0
 		for len(data) > 0 {

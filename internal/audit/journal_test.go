@@ -151,3 +151,68 @@ func splitLines(b []byte) []string {
 	}
 	return out
 }
+
+// A gateway killed while its journal was mapped leaves the blocks allocated ahead as
+// zeros after its events, possibly after a half-copied line: the events end at the first
+// NUL byte, and each acknowledged one reaches the store once.
+func TestStoreJournalZeroTail(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "p.db")
+	st, err := sqlite.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	journal := path + "-audit.journal"
+	s := openJournaled(t, st, journal, time.Hour)
+	b, err := audit.NewBroker([]audit.Sink{s}, audit.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	record(t, b, 4) // 5 events, all only in the journal
+	s.Crash()
+	lines := splitLines(mustRead(t, journal))
+	if len(lines) != 5 {
+		t.Fatalf("%d lines in the journal, want 5", len(lines))
+	}
+	half := lines[4][:len(lines[4])/2]
+	tail := append([]byte(half), make([]byte, 8192)...)
+	// Bytes of the half-copied line's end, after the hole: never acknowledged.
+	tail = append(tail, lines[4][len(lines[4])/2+10:]+"\n"...)
+	os.WriteFile(journal, append([]byte(strings.Join(lines[:4], "\n")+"\n"), tail...), 0o600)
+	tailEntries, err := audit.JournalTail(journal, audit.Position{})
+	if err != nil || len(tailEntries) != 4 {
+		t.Fatalf("JournalTail: %d entries, %v; want 4", len(tailEntries), err)
+	}
+
+	st2, err := sqlite.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st2.Close()
+	s2 := openJournaled(t, st2, journal, time.Hour)
+	if n := countChain(t, st2); n != 4 {
+		t.Errorf("%d events in the store after the restart, want 4", n)
+	}
+	b2, err := audit.NewBroker([]audit.Sink{s2}, audit.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	record(t, b2, 2)
+	b2.Close()
+	if n := countChain(t, st2); n != 7 {
+		t.Errorf("%d events after the restart's own, want 7 (the chain continues)", n)
+	}
+	if data := mustRead(t, journal); len(data) != 0 {
+		t.Errorf("the journal holds %d bytes after Close, want 0", len(data))
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
