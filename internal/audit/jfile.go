@@ -57,18 +57,22 @@ func (j *jfile) append(b []byte) error {
 
 // reset empties the journal (every event in it is in the store).
 func (j *jfile) reset() error {
+	if j.m != nil {
+		// The mapped blocks stay, as zeros: no system call, and the next appends find
+		// their pages in place. Cleared from the end backwards, so that a process killed
+		// meanwhile leaves events the store holds, then zeros (the end of the journal).
+		for end := j.size; end > 0; {
+			start := max(0, end-4096)
+			clear(j.m[start:end])
+			end = start
+		}
+		j.size = 0
+		return nil
+	}
 	if err := j.f.Truncate(0); err != nil {
 		return err
 	}
 	j.size = 0
-	if j.m != nil {
-		// The mapping now lies past the end of the file: allocate it again before any
-		// append touches it.
-		if !j.grow(j.cap) {
-			j.unmap()
-			j.noMap = true
-		}
-	}
 	return nil
 }
 
