@@ -14,6 +14,8 @@
 #   BENCH_AUDIT=1        also run a second gateway, the same plus the audit trail in SQLite
 #                        (guards.audit with the store as its sink), measured in the same run
 #   BENCH_AUDIT_PORT     its loopback port (default 8934)
+#   BENCH_AUDIT_PPROF_PORT  with BENCH_PPROF=1 and BENCH_AUDIT=1, the audit gateway's pprof port
+#                        (default 8935); its largest run is profiled too (bench/out/audit-cpu.prof)
 #   BENCH_GATEWAY_BIN    use this gateway binary instead of building ./cmd/portcullis
 #   BENCH_GATEWAY_FLAGS  extra flags for portcullis serve, e.g. --std-http (net/http for every request)
 #   BENCH_TOOL           tool to call (default: echo if the server has it, else test_simple_text)
@@ -37,6 +39,7 @@ want_pprof=${BENCH_PPROF:-0}
 want_gateway=${BENCH_GATEWAY:-1}
 want_audit=${BENCH_AUDIT:-0}
 audit_port=${BENCH_AUDIT_PORT:-8934}
+audit_pprof_port=${BENCH_AUDIT_PPROF_PORT:-8935}
 
 die() { echo "bench: $*" >&2; exit 1; }
 note() { echo "bench: $*" >&2; }
@@ -55,7 +58,7 @@ to_ms() {
 duration_ms=$(to_ms "$duration")
 warmup_ms=$(to_ms "$warmup")
 ((duration_ms > 0)) || die "BENCH_DURATION must be positive"
-for p in "$server_port" "$gw_port" "$pprof_port" "$audit_port"; do
+for p in "$server_port" "$gw_port" "$pprof_port" "$audit_port" "$audit_pprof_port"; do
   if ! [[ $p =~ ^[0-9]+$ ]] || ((p < 1 || p > 65535)); then die "bad port '$p'"; fi
 done
 max_sessions=0
@@ -154,6 +157,9 @@ for p in "$server_port" ${gw_bin:+"$gw_port"} $([ -n "$gw_bin" ] && [ "$want_aud
 done
 if [ -n "$gw_bin" ] && [ "$want_pprof" = 1 ]; then
   ! port_open "$pprof_port" || die "127.0.0.1:$pprof_port is already in use; set BENCH_PPROF_PORT"
+  if [ "$want_audit" = 1 ]; then
+    ! port_open "$audit_pprof_port" || die "127.0.0.1:$audit_pprof_port is already in use; set BENCH_AUDIT_PPROF_PORT"
+  fi
 fi
 
 # --- upstream server -----------------------------------------------------------
@@ -238,7 +244,11 @@ EOF
       echo "  audit: {store: {chain: bench}}"
       sed -n '/^guards:/,$p' "$out/portcullis.yaml" | sed 1d
     } >"$out/portcullis-audit.yaml"
-    "$gw_bin" serve --config "$out/portcullis-audit.yaml" >"$out/portcullis-audit.log" 2>&1 &
+    audit_args=(serve --config "$out/portcullis-audit.yaml")
+    [ "$want_pprof" = 1 ] && audit_args+=(--pprof "127.0.0.1:$audit_pprof_port")
+    # shellcheck disable=SC2206 # flags are words
+    if [ -n "${BENCH_GATEWAY_FLAGS:-}" ]; then audit_args+=(${BENCH_GATEWAY_FLAGS}); fi
+    "$gw_bin" "${audit_args[@]}" >"$out/portcullis-audit.log" 2>&1 &
     audit_pid=$!
     pids+=("$audit_pid")
     wait_port "$audit_port" "$audit_pid" "$out/portcullis-audit.log"
@@ -274,6 +284,24 @@ load() {
   ((rc == 0)) || die "mcpload failed for $1"
 }
 
+# profile PORT FILE: fetches a CPU profile of the run about to start into FILE, in the
+# background (its PID in prof_pid).
+profile() {
+  prof_pid=""
+  if ! command -v curl >/dev/null; then
+    note "curl not found: no CPU profile"
+    return
+  fi
+  rm -f "$2"
+  (
+    sleep "$((warmup_ms / 1000)).$(printf '%03d' $((warmup_ms % 1000)))"
+    exec curl -sS --max-time $((prof_secs + 30)) -o "$2" \
+      "http://127.0.0.1:$1/debug/pprof/profile?seconds=$prof_secs"
+  ) &
+  prof_pid=$!
+  pids+=("$prof_pid")
+}
+
 prof_secs=$(((duration_ms / 1000) < 10 ? duration_ms / 1000 : 10))
 ((prof_secs >= 1)) || prof_secs=1
 rss_kb="" hwm_kb=""
@@ -284,20 +312,7 @@ for n in $sessions_list; do
   [ -n "$gw_bin" ] || continue
 
   prof_pid=""
-  if [ "$want_pprof" = 1 ] && ((n == max_sessions)); then
-    if command -v curl >/dev/null; then
-      rm -f "$out/cpu.prof"
-      (
-        sleep "$((warmup_ms / 1000)).$(printf '%03d' $((warmup_ms % 1000)))"
-        exec curl -sS --max-time $((prof_secs + 30)) -o "$out/cpu.prof" \
-          "http://127.0.0.1:$pprof_port/debug/pprof/profile?seconds=$prof_secs"
-      ) &
-      prof_pid=$!
-      pids+=("$prof_pid")
-    else
-      note "curl not found: no CPU profile"
-    fi
-  fi
+  if [ "$want_pprof" = 1 ] && ((n == max_sessions)); then profile "$pprof_port" "$out/cpu.prof"; fi
   t0=$(proc_ticks "$gw_pid")
   load "gateway-$n" "$gw_url" "$gw_tool" "$n" "${gw_hdr[@]}"
   kill -0 "$gw_pid" 2>/dev/null || die "the gateway exited during the run (log: $out/portcullis.log)"
@@ -313,12 +328,18 @@ for n in $sessions_list; do
     forget "$prof_pid"
   fi
   if [ "$want_audit" = 1 ]; then
+    prof_pid=""
+    if [ "$want_pprof" = 1 ] && ((n == max_sessions)); then profile "$audit_pprof_port" "$out/audit-cpu.prof"; fi
     t0=$(proc_ticks "$audit_pid")
     load "audit-$n" "http://127.0.0.1:$audit_port/mcp" "$gw_tool" "$n" "${gw_hdr[@]}"
     kill -0 "$audit_pid" 2>/dev/null || die "the audit gateway exited during the run (log: $out/portcullis-audit.log)"
     t1=$(proc_ticks "$audit_pid")
     total=$(jnum "$out/audit-$n.json" total_calls)
     audit_cpu[$n]=$(awk -v d=$((t1 - t0)) -v hz="$clk_tck" -v c="$total" 'BEGIN { if (c > 0) printf "%.1f", d * 1e6 / hz / c; else print "n/a" }')
+    if [ -n "$prof_pid" ]; then
+      wait "$prof_pid" || note "fetching the audit gateway's CPU profile failed"
+      forget "$prof_pid"
+    fi
   fi
 done
 
@@ -394,5 +415,10 @@ if [ "$want_pprof" = 1 ] && [ -n "$gw_bin" ]; then
     go tool pprof -top -nodecount=25 "$gw_bin" "$out/cpu.prof" 2>/dev/null | tee "$out/cpu-top.txt"
   else
     note "no CPU profile was written ($out/cpu.prof)"
+  fi
+  if [ "$want_audit" = 1 ] && [ -s "$out/audit-cpu.prof" ]; then
+    echo
+    echo "Audit gateway CPU profile ($prof_secs s of the $max_sessions-session run): $out/audit-cpu.prof"
+    go tool pprof -top -nodecount=25 "$gw_bin" "$out/audit-cpu.prof" 2>/dev/null | tee "$out/audit-cpu-top.txt"
   fi
 fi

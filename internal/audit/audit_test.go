@@ -334,3 +334,50 @@ func TestKey(t *testing.T) {
 		t.Errorf("key mode %v", st.Mode())
 	}
 }
+
+// Many callers while the only sink stalls: whoever writes a batch and whoever waits for
+// another's are all refused, none hangs, and the chain goes on without them once the sink
+// works again.
+func TestBrokerStalledConcurrent(t *testing.T) {
+	a := audittest.New("a")
+	br, err := audit.NewBroker([]audit.Sink{a}, audit.Options{Timeout: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer br.Close()
+	a.Stall(true)
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for i := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- br.Record(context.Background(), event(100+i))
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if !errors.Is(err, audit.ErrAuditUnavailable) {
+			t.Errorf("a call while the sink stalls: %v, want ErrAuditUnavailable", err)
+		}
+	}
+	a.Stall(false)
+	for i := range 3 {
+		if err := br.Record(context.Background(), event(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ev := a.Events()
+	for i, e := range ev {
+		if e.Seq != uint64(i+1) || i > 0 && e.Prev != ev[i-1].Hash {
+			t.Fatalf("event %d: seq %d, not chained: %+v", i, e.Seq, e)
+		}
+		if strings.HasPrefix(e.Tool, "tool1") && len(e.Tool) == 7 {
+			t.Errorf("a refused event was recorded: %s", e.Tool)
+		}
+	}
+	if len(ev) != 5 { // started, recovered (counting the refusals), 3 events
+		t.Errorf("%d events, want 5: %+v", len(ev), ev)
+	}
+}

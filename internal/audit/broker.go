@@ -3,11 +3,12 @@ package audit
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
-	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,6 +34,10 @@ type Sink interface {
 	// Close flushes and releases the sink.
 	Close() error
 }
+
+// local is a sink whose Write does not wait on anything a deadline could end (it appends
+// to a local file without syncing): the broker gives it no timeout.
+type local interface{ local() bool }
 
 // Resumer is a sink that can say where the trail it holds ends, so that a restarted
 // gateway continues the chain.
@@ -66,17 +71,32 @@ type SinkStats struct {
 }
 
 // Broker seals events into one chain and writes them to every sink.
+//
+// Writes are group commits without a goroutine of their own: Record queues the event, and
+// the first caller that finds no write in progress becomes the writer. It seals and writes
+// the queue as one batch (its own event and every event queued meanwhile), acknowledges
+// the batch, and, when more events were queued during its write, asks the first of their
+// callers to write the next batch. A caller alone (one session) so writes its own event
+// without waking any other goroutine; many callers share one write per batch.
 type Broker struct {
 	opts   Options
-	in     chan *pending
-	done   chan struct{}
 	closed atomic.Bool
-	quit   chan struct{}
-	sendMu sync.RWMutex // held (read) while sending to in; Close takes it to close in
 	stop   sync.Once
 	mu     sync.Mutex // guards sinks and stats for Stats/SetSinks
 	sinks  []*sinkState
-	swap   chan []Sink
+
+	qmu     sync.Mutex // guards queue, writing, leader, shut
+	queue   []*pending // events waiting for the next batch, in arrival order
+	writing bool       // a caller writes a batch, or has been asked to (leader)
+	leader  *pending   // the waiting caller asked to write the next batch
+	shut    bool       // Close was called: no more events
+	idle    sync.Cond  // on qmu: writing became false
+
+	wmu    sync.Mutex // held by the writer while it seals and writes a batch
+	pos    Position   // the end of the chain (wmu)
+	buf    []byte     // scratch for sealing (wmu)
+	batch  []*pending // the batch being written (wmu)
+	events []*Event   // its events (wmu)
 
 	recorded, refused atomic.Uint64
 	refusedSince      atomic.Uint64 // refusals since the last success (for PC1901W)
@@ -92,10 +112,15 @@ type sinkState struct {
 	stats   SinkStats
 }
 
+// pending is one event on its way through the broker. done receives the outcome, or
+// errLead when its caller is asked to write the next batch.
 type pending struct {
 	e    *Event
 	done chan error
 }
+
+// errLead tells a waiting caller to write the next batch.
+var errLead = errors.New("audit: write the next batch")
 
 var pendingPool = sync.Pool{New: func() any { return &pending{done: make(chan error, 1)} }}
 
@@ -118,17 +143,16 @@ func NewBroker(sinks []Sink, o Options) (*Broker, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	b := &Broker{opts: o, in: make(chan *pending, 4096), done: make(chan struct{}), quit: make(chan struct{}), swap: make(chan []Sink)}
-	var pos Position
+	b := &Broker{opts: o}
+	b.idle.L = &b.qmu
 	for _, s := range sinks {
 		b.sinks = append(b.sinks, &sinkState{sink: s, stats: SinkStats{Name: s.Name()}})
 		if r, ok := s.(Resumer); ok {
-			if p, ok := r.Last(); ok && p.Seq > pos.Seq {
-				pos = p
+			if p, ok := r.Last(); ok && p.Seq > b.pos.Seq {
+				b.pos = p
 			}
 		}
 	}
-	go b.loop(pos)
 	if err := b.Record(context.Background(), &Event{Code: CodeStarted, Kind: KindSystem, Message: "audit trail started"}); err != nil {
 		b.Close()
 		return nil, err
@@ -136,10 +160,32 @@ func NewBroker(sinks []Sink, o Options) (*Broker, error) {
 	return b, nil
 }
 
-// NewID returns a fresh event id.
+// NewID returns a fresh random id (128 bits from crypto/rand).
 func NewID() string {
 	var b [16]byte
 	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// Event ids Record fills in: unique, not secret. 64 random bits drawn once per process
+// and a 64-bit counter that starts at a random value: 32 hex digits, as NewID's, without
+// a system call per event.
+var (
+	idPrefix  [8]byte
+	idCounter atomic.Uint64
+)
+
+func init() {
+	var b [16]byte
+	rand.Read(b[:])
+	copy(idPrefix[:], b[:8])
+	idCounter.Store(binary.BigEndian.Uint64(b[8:]))
+}
+
+func eventID() string {
+	var b [16]byte
+	copy(b[:8], idPrefix[:])
+	binary.BigEndian.PutUint64(b[8:], idCounter.Add(1))
 	return hex.EncodeToString(b[:])
 }
 
@@ -147,9 +193,13 @@ func NewID() string {
 // one sink has recorded it, and an error wrapping ErrAuditUnavailable when none did (or
 // none did in time). The caller's cancellation does not stop the write. Record fills a
 // missing ID and Time.
+//
+// A caller that writes a batch itself waits for the sinks, whose writes are bounded by
+// Options.Timeout; a caller waiting for another's batch gives up after twice that, plus a
+// second.
 func (b *Broker) Record(ctx context.Context, e *Event) error {
 	if e.ID == "" {
-		e.ID = NewID()
+		e.ID = eventID()
 	}
 	if e.Time.IsZero() {
 		e.Time = b.opts.Now()
@@ -159,34 +209,130 @@ func (b *Broker) Record(ctx context.Context, e *Event) error {
 	}
 	p := pendingPool.Get().(*pending)
 	p.e = e
+	b.qmu.Lock()
+	if b.shut {
+		b.qmu.Unlock()
+		p.e = nil
+		pendingPool.Put(p)
+		return fmt.Errorf("%w: the broker is closed", ErrAuditUnavailable)
+	}
+	b.queue = append(b.queue, p)
+	var err error
+	if !b.writing {
+		// No write in progress: the queue was empty, so this event is first in the batch.
+		b.writing = true
+		b.qmu.Unlock()
+		b.lead()
+		err = <-p.done
+	} else {
+		b.qmu.Unlock()
+		var reuse bool
+		if err, reuse = b.follow(p); !reuse {
+			return err // p stays with the writer (it will send to its buffered channel)
+		}
+	}
+	p.e = nil
+	pendingPool.Put(p)
+	return err
+}
+
+// follow waits for the batch that holds p to be written, writing it itself when asked.
+// reuse is false when p may still be written (and acknowledged) after follow returned.
+func (b *Broker) follow(p *pending) (err error, reuse bool) {
 	wait := 2*b.opts.Timeout + time.Second
 	t := time.NewTimer(wait)
 	defer t.Stop()
-	b.sendMu.RLock()
-	if b.closed.Load() {
-		b.sendMu.RUnlock()
-		return fmt.Errorf("%w: the broker is closed", ErrAuditUnavailable)
+	for {
+		select {
+		case err := <-p.done:
+			if err != errLead {
+				return err, true
+			}
+			b.lead() // p is first in the queue: the batch holds it, and p.done its outcome
+		case <-t.C:
+			b.qmu.Lock()
+			if b.leader == p {
+				b.qmu.Unlock()
+				continue // asked to write just now: errLead is in p.done
+			}
+			if i := slices.Index(b.queue, p); i >= 0 {
+				b.queue = slices.Delete(b.queue, i, i+1)
+				b.qmu.Unlock()
+				b.refused.Add(1)
+				return fmt.Errorf("%w: no sink recorded the event within %s (the audit trail is stalled)", ErrAuditUnavailable, wait), true
+			}
+			b.qmu.Unlock()
+			b.refused.Add(1)
+			return fmt.Errorf("%w: no sink recorded the event within %s", ErrAuditUnavailable, wait), false
+		}
 	}
-	select {
-	case b.in <- p:
-		b.sendMu.RUnlock()
-	case <-t.C:
-		b.sendMu.RUnlock()
-		b.refused.Add(1)
-		return fmt.Errorf("%w: the audit queue is full", ErrAuditUnavailable)
-	case <-b.quit:
-		b.sendMu.RUnlock()
-		return fmt.Errorf("%w: the broker is closed", ErrAuditUnavailable)
+}
+
+// lead writes one batch from the head of the queue (the caller's writing is set), then
+// either hands the writing to the first caller still waiting or clears writing.
+func (b *Broker) lead() {
+	b.wmu.Lock()
+	b.qmu.Lock()
+	n := min(len(b.queue), b.opts.MaxBatch)
+	b.batch = append(b.batch[:0], b.queue[:n]...)
+	rest := copy(b.queue, b.queue[n:])
+	clear(b.queue[rest:])
+	b.queue = b.queue[:rest]
+	b.leader = nil
+	b.qmu.Unlock()
+
+	if len(b.batch) > 0 {
+		b.writeBatch(b.batch)
 	}
-	select {
-	case err := <-p.done:
-		p.e = nil
-		pendingPool.Put(p)
-		return err
-	case <-t.C:
-		// p stays with the writer (it will send to its buffered channel); not reused.
-		b.refused.Add(1)
-		return fmt.Errorf("%w: no sink recorded the event within %s", ErrAuditUnavailable, wait)
+	clear(b.batch)
+	b.wmu.Unlock()
+
+	b.qmu.Lock()
+	if len(b.queue) > 0 {
+		next := b.queue[0]
+		b.leader = next
+		next.done <- errLead // empty: its caller waits for it
+	} else {
+		b.writing = false
+		b.idle.Broadcast()
+	}
+	b.qmu.Unlock()
+}
+
+// writeBatch seals the batch into the chain, writes it to the sinks and acknowledges every
+// event in it (b.wmu held).
+func (b *Broker) writeBatch(batch []*pending) {
+	start := b.pos
+	events := b.events[:0]
+	refusedBefore := b.refusedSince.Load()
+	if refusedBefore > 0 {
+		// The first batch recorded after refusals says so, before its own events.
+		rec := &Event{ID: eventID(), Time: b.opts.Now(), Code: CodeRecovered, Kind: KindSystem,
+			Message: fmt.Sprintf("recording works again; %d events could not be recorded and their calls were refused", refusedBefore)}
+		b.pos, b.buf = Seal(rec, b.pos, b.buf)
+		events = append(events, rec)
+	}
+	for _, p := range batch {
+		b.pos, b.buf = Seal(p.e, b.pos, b.buf)
+		events = append(events, p.e)
+	}
+	err := b.write(events)
+	if err != nil {
+		b.pos = start // nothing recorded: the events were never part of the trail
+		b.refused.Add(uint64(len(batch)))
+		b.refusedSince.Add(uint64(len(batch)))
+	} else {
+		b.publish(events)
+		b.recorded.Add(uint64(len(batch)))
+		if refusedBefore > 0 {
+			b.refusedSince.Add(-refusedBefore)
+			b.opts.Logger.Warn("audit recording works again", "refused_events", refusedBefore)
+		}
+	}
+	clear(events)
+	b.events = events[:0]
+	for _, p := range batch {
+		p.done <- err
 	}
 }
 
@@ -209,10 +355,9 @@ func (b *Broker) Stats() []SinkStats {
 // SetSinks replaces the sinks between two batches; the chain continues. Sinks that are no
 // longer in the list are closed by the caller.
 func (b *Broker) SetSinks(sinks []Sink) {
-	select {
-	case b.swap <- sinks:
-	case <-b.done:
-	}
+	b.wmu.Lock()
+	defer b.wmu.Unlock()
+	b.setSinks(sinks)
 }
 
 // Close stops the broker after the events already queued are written, and closes the
@@ -220,12 +365,13 @@ func (b *Broker) SetSinks(sinks []Sink) {
 func (b *Broker) Close() error {
 	b.stop.Do(func() {
 		b.closed.Store(true)
-		close(b.quit)
-		b.sendMu.Lock()
-		close(b.in)
-		b.sendMu.Unlock()
+		b.qmu.Lock()
+		b.shut = true
+		for b.writing {
+			b.idle.Wait()
+		}
+		b.qmu.Unlock()
 	})
-	<-b.done
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	var errs []error
@@ -235,76 +381,6 @@ func (b *Broker) Close() error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func (b *Broker) loop(pos Position) {
-	defer close(b.done)
-	batch := make([]*pending, 0, b.opts.MaxBatch)
-	events := make([]*Event, 0, b.opts.MaxBatch)
-	var buf []byte
-	concurrent := false
-	for {
-		var first *pending
-		var ok bool
-		select {
-		case first, ok = <-b.in:
-			if !ok {
-				return
-			}
-		case ns := <-b.swap:
-			b.setSinks(ns)
-			continue
-		}
-		batch = append(batch[:0], first)
-		if concurrent {
-			// Callers just acknowledged are about to send their next events: let them, so
-			// that one sync covers them all (group commit).
-			runtime.Gosched()
-		}
-	fill:
-		for len(batch) < b.opts.MaxBatch {
-			select {
-			case p, ok := <-b.in:
-				if !ok {
-					break fill
-				}
-				batch = append(batch, p)
-			default:
-				break fill
-			}
-		}
-		concurrent = len(batch) > 1
-		start := pos
-		events = events[:0]
-		refusedBefore := b.refusedSince.Load()
-		if refusedBefore > 0 {
-			// The first batch recorded after refusals says so, before its own events.
-			rec := &Event{ID: NewID(), Time: b.opts.Now(), Code: CodeRecovered, Kind: KindSystem,
-				Message: fmt.Sprintf("recording works again; %d events could not be recorded and their calls were refused", refusedBefore)}
-			pos, buf = Seal(rec, pos, buf)
-			events = append(events, rec)
-		}
-		for _, p := range batch {
-			pos, buf = Seal(p.e, pos, buf)
-			events = append(events, p.e)
-		}
-		err := b.write(events)
-		if err != nil {
-			pos = start // nothing recorded: the events were never part of the trail
-			b.refused.Add(uint64(len(batch)))
-			b.refusedSince.Add(uint64(len(batch)))
-		} else {
-			b.publish(events)
-			b.recorded.Add(uint64(len(batch)))
-			if refusedBefore > 0 {
-				b.refusedSince.Add(-refusedBefore)
-				b.opts.Logger.Warn("audit recording works again", "refused_events", refusedBefore)
-			}
-		}
-		for _, p := range batch {
-			p.done <- err
-		}
-	}
 }
 
 func (b *Broker) setSinks(ns []Sink) {
@@ -338,6 +414,10 @@ func (b *Broker) write(events []*Event) error {
 		out := events
 		if len(s.backlog) > 0 {
 			out = append(s.backlog[:len(s.backlog):len(s.backlog)], events...)
+		}
+		if l, ok := s.sink.(local); ok && l.local() {
+			errs[i] = s.sink.Write(context.Background(), out) // no timer per batch
+			return
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), b.opts.Timeout)
 		errs[i] = s.sink.Write(ctx, out)

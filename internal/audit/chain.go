@@ -22,9 +22,18 @@ func Seal(e *Event, p Position, buf []byte) (Position, []byte) {
 		e.Prev = Genesis
 	}
 	e.Hash = ""
+	e.line = nil
 	buf = e.AppendBody(buf[:0])
 	sum := sha256.Sum256(buf)
-	e.Hash = hex.EncodeToString(sum[:])
+	// The stored line is the body with the hash as its last member: built here once, it
+	// is what every sink writes (AppendCanonical).
+	line := make([]byte, 0, len(buf)+len(hashKey)+sha256.Size*2+1)
+	line = append(line, buf[:len(buf)-1]...)
+	line = append(line, hashKey...)
+	line = hex.AppendEncode(line, sum[:])
+	line = append(line, '"', '}')
+	e.Hash = string(line[len(line)-2-sha256.Size*2 : len(line)-2])
+	e.line = line
 	return Position{Seq: e.Seq, Hash: e.Hash}, buf
 }
 

@@ -162,6 +162,10 @@ type Event struct {
 
 	Prev string `json:"prev"`
 	Hash string `json:"hash"`
+
+	// line is the canonical encoding Seal made (nil until sealed): sinks write it as it
+	// is instead of encoding the event again.
+	line []byte
 }
 
 // Latency returns the recorded latency.
@@ -234,13 +238,25 @@ func (e *Event) AppendBody(dst []byte) []byte {
 }
 
 // AppendCanonical appends the stored form of a sealed event: its body with the hash as
-// the last member. It is one line of JSON (no newline).
+// the last member. It is one line of JSON (no newline). For an event sealed by Seal it is
+// the line Seal made; a sealed event is not to be changed.
 func (e *Event) AppendCanonical(dst []byte) []byte {
+	if e.line != nil && e.Hash != "" {
+		return append(dst, e.line...)
+	}
 	dst = e.AppendBody(dst)
 	dst = dst[:len(dst)-1]
 	dst = append(dst, `,"hash":"`...)
 	dst = append(dst, e.Hash...)
 	return append(dst, `"}`...)
+}
+
+// canonical returns the stored form of a sealed event; the bytes are not to be changed.
+func (e *Event) canonical() []byte {
+	if e.line != nil && e.Hash != "" {
+		return e.line
+	}
+	return e.AppendCanonical(nil)
 }
 
 func str(dst []byte, key, v string, always bool) []byte {
@@ -260,6 +276,11 @@ func raw(dst []byte, key string, v json.RawMessage) []byte {
 	dst = append(dst, ',', '"')
 	dst = append(dst, key...)
 	dst = append(dst, '"', ':')
+	if bytes.IndexByte(v, 0) >= 0 {
+		// Not JSON (no JSON text holds a NUL byte), and the store journal ends at its
+		// first NUL: kept as a string, escaped.
+		return jsonrpc.AppendQuote(dst, string(v))
+	}
 	if bytes.ContainsAny(v, "\n\r\t ") {
 		var b bytes.Buffer
 		if json.Compact(&b, v) == nil {

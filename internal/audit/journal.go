@@ -1,12 +1,10 @@
 package audit
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"sync"
@@ -24,8 +22,11 @@ import (
 // is what keeps the audit trail's cost per call small. After a crash, OpenStore moves what
 // the journal holds and the store does not into the store before the gateway goes on.
 type JournalOptions struct {
-	// Path is the journal; Path+".1" holds the batch being moved into the store.
-	Path string
+	// Path is the journal; Path+".1" holds the batch being moved into the store when the
+	// journal was rotated (past RotateBytes, default 4 MiB). Events the store already
+	// holds stay in the journal until then: replay skips them.
+	Path        string
+	RotateBytes int64
 	// Interval is the longest an event waits in the journal before it is moved (default
 	// 50 ms); MaxBatch moves earlier when that many wait (default 4096).
 	Interval time.Duration
@@ -43,9 +44,11 @@ var errLocked = ErrJournalInUse
 // journal is the write-ahead part of a StoreSink.
 type journal struct {
 	o    JournalOptions
-	f    *os.File
-	size int64 // bytes in f
+	f    *jfile
 	lock *os.File
+	// rotated: the in-flight events are in Path.1, deleted once they are in the store
+	// (mover only).
+	rotated bool
 	// crashed makes the mover stop without moving (tests of a crash).
 	crashed bool
 	kick    chan struct{}
@@ -60,6 +63,9 @@ func (s *StoreSink) startJournal(ctx context.Context, o JournalOptions) error {
 	}
 	if o.MaxBatch <= 0 {
 		o.MaxBatch = 4096
+	}
+	if o.RotateBytes <= 0 {
+		o.RotateBytes = 4 << 20
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -85,7 +91,7 @@ func (s *StoreSink) startJournal(ctx context.Context, o JournalOptions) error {
 		}
 	}
 	os.Remove(o.Path + ".1")
-	f, err := os.OpenFile(o.Path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC|os.O_APPEND, 0o600)
+	f, err := openJFile(o.Path)
 	if err != nil {
 		lock.Close()
 		return fmt.Errorf("audit store journal: %w", err)
@@ -97,14 +103,6 @@ func (s *StoreSink) startJournal(ctx context.Context, o JournalOptions) error {
 
 // replay moves the events of a journal file that the store does not hold into it.
 func (s *StoreSink) replay(ctx context.Context, path string) error {
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	defer f.Close()
 	var batch []store.AuditRecord
 	flush := func() error {
 		if len(batch) == 0 {
@@ -118,29 +116,25 @@ func (s *StoreSink) replay(ctx context.Context, path string) error {
 		batch = batch[:0]
 		return nil
 	}
-	br := bufio.NewReaderSize(f, 1<<16)
-	for {
-		line, err := br.ReadBytes('\n')
-		if errors.Is(err, io.EOF) {
-			break // a torn last line was never acknowledged
-		}
-		if err != nil {
-			return err
-		}
-		line = bytes.TrimRight(line, "\n")
+	err := readJournal(path, func(line []byte, _ int) error {
 		e, perr := ParseLine(line)
 		if perr != nil {
 			return fmt.Errorf("a line of the journal is not an event: %w", perr)
 		}
 		if s.has && e.Seq <= s.last.Seq {
-			continue // already in the store
+			return nil // already in the store
 		}
-		batch = append(batch, record(s.chain, e, line))
+		batch = append(batch, record(s.chain, e, bytes.Clone(line)))
 		if len(batch) >= 1024 {
-			if err := flush(); err != nil {
-				return err
-			}
+			return flush()
 		}
+		return nil
+	})
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
 	}
 	return flush()
 }
@@ -156,19 +150,17 @@ func (s *StoreSink) writeJournal(batch []*Event) error {
 	buf := s.buf[:0]
 	start := len(s.queued)
 	for _, e := range batch {
-		from := len(buf)
-		buf = e.AppendCanonical(buf)
+		// The record shares the sealed line, which nobody changes.
+		line := e.canonical()
+		buf = append(buf, line...)
 		buf = append(buf, '\n')
-		// The record's line is a copy: buf is reused by the next batch.
-		s.queued = append(s.queued, record(s.chain, e, bytes.Clone(buf[from:len(buf)-1])))
+		s.queued = append(s.queued, record(s.chain, e, line))
 	}
 	s.buf = buf
-	if _, err := j.f.Write(buf); err != nil {
+	if err := j.f.append(buf); err != nil {
 		s.queued = s.queued[:start]
-		j.f.Truncate(j.size) // no torn line before the next batch
 		return fmt.Errorf("audit store journal: %w", err)
 	}
-	j.size += int64(len(buf))
 	e := batch[len(batch)-1]
 	s.last, s.has = Position{Seq: e.Seq, Hash: e.Hash}, true
 	if len(s.queued) >= j.o.MaxBatch {
@@ -198,17 +190,21 @@ func (s *StoreSink) mover() {
 				return
 			}
 			// Move what is left; what cannot be moved stays in the files for the next start.
-			if len(inflight) == 0 {
-				inflight = s.takeQueued()
-			}
-			if len(inflight) > 0 {
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				if err := s.st.AppendAudit(ctx, inflight); err == nil {
-					os.Remove(j.o.Path + ".1")
-				} else {
-					j.o.Logger.Error("audit events stay in the journal until the next start", "journal", j.o.Path+".1", "events", len(inflight), "err", err)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			for range 2 { // what is in flight, then what is queued
+				if len(inflight) == 0 {
+					inflight = s.takeQueued()
 				}
-				cancel()
+				if len(inflight) == 0 {
+					break
+				}
+				if err := s.st.AppendAudit(ctx, inflight); err != nil {
+					j.o.Logger.Error("audit events stay in the journal until the next start", "journal", j.o.Path, "events", len(inflight), "err", err)
+					return
+				}
+				s.moved()
+				inflight = nil
 			}
 			return
 		case <-t.C:
@@ -240,13 +236,31 @@ func (s *StoreSink) mover() {
 			j.o.Logger.Info("audit events move into the store again", "journal", j.o.Path)
 		}
 		backoff = 0
-		os.Remove(j.o.Path + ".1")
+		s.moved()
 		inflight = nil
 	}
 }
 
-// takeQueued turns the journal into the in-flight file and returns its events (nil when
-// there are none).
+// moved notes that the events in flight are in the store: the in-flight file goes, and
+// so does what the journal holds when nothing newer was appended meanwhile.
+func (s *StoreSink) moved() {
+	j := s.j
+	if j.rotated {
+		os.Remove(j.o.Path + ".1")
+		j.rotated = false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.moving = 0
+	if len(s.queued) == 0 && j.f.size > 0 {
+		j.f.reset()
+	}
+}
+
+// takeQueued returns the events not yet in the store (nil when there are none). When the
+// journal has grown past RotateBytes, it becomes the in-flight file (deleted once its
+// events are in the store) and a new journal starts; otherwise the journal stays, and the
+// events the store already holds in it are skipped by a replay.
 func (s *StoreSink) takeQueued() []store.AuditRecord {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -254,21 +268,29 @@ func (s *StoreSink) takeQueued() []store.AuditRecord {
 	if len(s.queued) == 0 {
 		return nil
 	}
+	if j.f.size < j.o.RotateBytes {
+		out := s.queued
+		s.queued = make([]store.AuditRecord, 0, len(out))
+		s.moving = len(out)
+		return out
+	}
 	if err := os.Rename(j.o.Path, j.o.Path+".1"); err != nil {
 		j.o.Logger.Error("audit store journal: cannot start a new journal", "err", err)
 		return nil
 	}
-	f, err := os.OpenFile(j.o.Path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC|os.O_APPEND, 0o600)
+	f, err := openJFile(j.o.Path)
 	if err != nil {
 		// Keep appending to the renamed file; it is moved with the next round.
 		os.Rename(j.o.Path+".1", j.o.Path)
 		j.o.Logger.Error("audit store journal: cannot start a new journal", "err", err)
 		return nil
 	}
-	j.f.Close()
-	j.f, j.size = f, 0
+	j.f.close()
+	j.f = f
+	j.rotated = true
 	out := s.queued
-	s.queued = nil
+	s.queued = make([]store.AuditRecord, 0, len(out))
+	s.moving = len(out)
 	return out
 }
 
@@ -280,10 +302,9 @@ func (s *StoreSink) Flush(ctx context.Context) error {
 	}
 	for {
 		s.mu.Lock()
-		n, err := len(s.queued), s.moveErr
+		n, err := len(s.queued)+s.moving, s.moveErr
 		s.mu.Unlock()
-		_, inflight := os.Stat(s.j.o.Path + ".1")
-		if n == 0 && inflight != nil {
+		if n == 0 {
 			return nil
 		}
 		select {
@@ -304,7 +325,7 @@ func (s *StoreSink) closeJournal() error {
 	<-j.done
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return errors.Join(j.f.Close(), j.lock.Close())
+	return errors.Join(j.f.close(), j.lock.Close())
 }
 
 // JournalPath is where the journal of chain in the SQLite database at db is kept.
@@ -330,6 +351,9 @@ func JournalTail(path string, after Position) ([]Entry, error) {
 		}
 		if err != nil {
 			return nil, err
+		}
+		if i := bytes.IndexByte(data, 0); i >= 0 {
+			data = data[:i] // the end of the events: what follows was allocated ahead
 		}
 		n := 0
 		for len(data) > 0 {

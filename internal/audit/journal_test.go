@@ -103,16 +103,19 @@ func TestStoreJournalAfterCrash(t *testing.T) {
 		t.Errorf("a second writer of the journal: %v", err)
 	}
 	s.Crash()
-	// The crash: the process is gone. Its in-flight file holds the first unmoved event, and
-	// the journal holds it again with the next ones and a torn last line (never
-	// acknowledged): each event must reach the store once.
+	// The crash: the process is gone. The journal holds the events moved already (it is
+	// only rotated past RotateBytes) and the 3 unmoved ones. Make it the worst case: an
+	// in-flight file holding the first unmoved event, and the journal holding it again
+	// with the others and a torn last line (never acknowledged): each event must reach the
+	// store once.
 	data, _ := os.ReadFile(journal)
-	if len(data) == 0 {
-		t.Fatal("nothing in the journal")
-	}
 	lines := splitLines(data)
-	os.WriteFile(journal+".1", []byte(lines[0]+"\n"), 0o600)
-	os.WriteFile(journal, []byte(lines[0]+"\n"+lines[1]+"\n"+lines[2]+"\n"+`{"torn`), 0o600)
+	if len(lines) < 3 {
+		t.Fatalf("%d lines in the journal, want the 3 unmoved events at least", len(lines))
+	}
+	moved, unmoved := lines[:len(lines)-3], lines[len(lines)-3:]
+	os.WriteFile(journal+".1", []byte(unmoved[0]+"\n"), 0o600)
+	os.WriteFile(journal, []byte(strings.Join(append(moved, unmoved...), "\n")+"\n"+`{"torn`), 0o600)
 
 	st2, err := sqlite.Open(context.Background(), path)
 	if err != nil {
@@ -147,4 +150,69 @@ func splitLines(b []byte) []string {
 		}
 	}
 	return out
+}
+
+// A gateway killed while its journal was mapped leaves the blocks allocated ahead as
+// zeros after its events, possibly after a half-copied line: the events end at the first
+// NUL byte, and each acknowledged one reaches the store once.
+func TestStoreJournalZeroTail(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "p.db")
+	st, err := sqlite.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	journal := path + "-audit.journal"
+	s := openJournaled(t, st, journal, time.Hour)
+	b, err := audit.NewBroker([]audit.Sink{s}, audit.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	record(t, b, 4) // 5 events, all only in the journal
+	s.Crash()
+	lines := splitLines(mustRead(t, journal))
+	if len(lines) != 5 {
+		t.Fatalf("%d lines in the journal, want 5", len(lines))
+	}
+	half := lines[4][:len(lines[4])/2]
+	tail := append([]byte(half), make([]byte, 8192)...)
+	// Bytes of the half-copied line's end, after the hole: never acknowledged.
+	tail = append(tail, lines[4][len(lines[4])/2+10:]+"\n"...)
+	os.WriteFile(journal, append([]byte(strings.Join(lines[:4], "\n")+"\n"), tail...), 0o600)
+	tailEntries, err := audit.JournalTail(journal, audit.Position{})
+	if err != nil || len(tailEntries) != 4 {
+		t.Fatalf("JournalTail: %d entries, %v; want 4", len(tailEntries), err)
+	}
+
+	st2, err := sqlite.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st2.Close()
+	s2 := openJournaled(t, st2, journal, time.Hour)
+	if n := countChain(t, st2); n != 4 {
+		t.Errorf("%d events in the store after the restart, want 4", n)
+	}
+	b2, err := audit.NewBroker([]audit.Sink{s2}, audit.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	record(t, b2, 2)
+	b2.Close()
+	if n := countChain(t, st2); n != 7 {
+		t.Errorf("%d events after the restart's own, want 7 (the chain continues)", n)
+	}
+	if data := mustRead(t, journal); len(data) != 0 {
+		t.Errorf("the journal holds %d bytes after Close, want 0", len(data))
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
 }

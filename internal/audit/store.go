@@ -24,6 +24,7 @@ type StoreSink struct {
 
 	j       *journal            // nil: every Write is a transaction
 	queued  []store.AuditRecord // in the journal, not yet in the store
+	moving  int                 // events the mover is putting into the store
 	moveErr error               // the last failure to move them
 }
 
@@ -59,6 +60,9 @@ func OpenStoreJournal(ctx context.Context, st store.AuditLog, chain string, o Jo
 
 func (s *StoreSink) Name() string { return "store" }
 
+// local: with a journal, Write appends to a local file without waiting for the store.
+func (s *StoreSink) local() bool { return s.j != nil }
+
 // Chain is the name of the chain this sink writes.
 func (s *StoreSink) Chain() string { return s.chain }
 
@@ -87,18 +91,13 @@ func (s *StoreSink) Write(ctx context.Context, batch []*Event) error {
 		return s.writeJournal(batch)
 	}
 	recs := s.recs[:0]
-	buf := s.buf[:0]
 	for _, e := range batch {
-		start := len(buf)
-		buf = e.AppendCanonical(buf)
-		recs = append(recs, store.AuditRecord{
-			Chain: s.chain, Seq: e.Seq, Time: e.Time, Code: e.Code, Principal: e.Principal, Server: e.Server,
-			Method: e.Method, Tool: e.Tool, Decision: e.Decision, Prev: e.Prev, Hash: e.Hash,
-		})
-		recs[len(recs)-1].Line = buf[start:len(buf):len(buf)]
+		recs = append(recs, record(s.chain, e, e.canonical()))
 	}
-	s.buf, s.recs = buf, recs
-	if err := s.st.AppendAudit(ctx, recs); err != nil {
+	s.recs = recs
+	err := s.st.AppendAudit(ctx, recs)
+	clear(recs) // the lines belong to the events
+	if err != nil {
 		return fmt.Errorf("audit store: %w", err)
 	}
 	e := batch[len(batch)-1]

@@ -14,7 +14,8 @@ import (
 
 // auditStmts are the audit trail's write statements, prepared once per store: parsing
 // them for every transaction cost more than the inserts. Inserts go up to insertRows rows
-// per statement (one statement per row count, prepared when first needed).
+// per statement, in chunks of insertSizes rows (one statement per size, prepared when
+// first needed: a statement per row count would mean 64 to parse).
 type auditStmts struct {
 	once sync.Once
 	err  error
@@ -24,6 +25,19 @@ type auditStmts struct {
 }
 
 const insertRows = 64
+
+// insertSizes are the row counts of the insert statements, largest first.
+var insertSizes = [...]int{insertRows, 16, 4, 1}
+
+// chunkRows is the size of the next insert for n rows still to insert.
+func chunkRows(n int) int {
+	for _, k := range insertSizes {
+		if n >= k {
+			return k
+		}
+	}
+	return n
+}
 
 func (s *Store) auditStmts(ctx context.Context) (*auditStmts, error) {
 	a := &s.audit
@@ -62,13 +76,15 @@ func (s *Store) AppendAudit(ctx context.Context, records []store.AuditRecord) er
 	}
 	// The statements are prepared before the transaction takes a connection (an
 	// in-memory store has only one).
-	ins := make([]*sql.Stmt, 0, len(records)/insertRows+1)
-	for n := len(records); n > 0; n -= insertRows {
-		st, err := stmts.insert(ctx, s.db, min(n, insertRows))
+	ins := make([]*sql.Stmt, 0, len(records)/insertRows+8)
+	for n := len(records); n > 0; {
+		k := chunkRows(n)
+		st, err := stmts.insert(ctx, s.db, k)
 		if err != nil {
 			return err
 		}
 		ins = append(ins, st)
+		n -= k
 	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -96,7 +112,7 @@ func (s *Store) AppendAudit(ctx context.Context, records []store.AuditRecord) er
 	}
 	args := make([]any, 0, 12*min(len(records), insertRows))
 	for i, rest := 0, records; len(rest) > 0; i++ {
-		chunk := rest[:min(len(rest), insertRows)]
+		chunk := rest[:chunkRows(len(rest))]
 		rest = rest[len(chunk):]
 		args = args[:0]
 		for _, r := range chunk {

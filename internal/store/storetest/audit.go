@@ -84,6 +84,30 @@ func testAuditAppendScan(t *testing.T, s store.Store) {
 	}
 }
 
+// A batch the size of a busy gateway's move, not a multiple of any insert size: every
+// record once, in order, each with its own line.
+func testAuditLargeBatch(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	recs := chainOf("big", 1, "genesis", 151)
+	if err := s.AppendAudit(ctx, recs[:1]); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AppendAudit(ctx, recs[1:]); err != nil {
+		t.Fatal(err)
+	}
+	var n uint64
+	err := s.ScanAudit(ctx, "big", 0, func(r store.AuditRecord) (bool, error) {
+		n++
+		if r.Seq != n || string(r.Line) != string(recs[n-1].Line) || r.Prev != recs[n-1].Prev {
+			return false, fmt.Errorf("record %d: seq %d, prev %q, line %s", n, r.Seq, r.Prev, r.Line)
+		}
+		return true, nil
+	})
+	if err != nil || n != 151 {
+		t.Fatalf("ScanAudit: %d records, %v; want 151", n, err)
+	}
+}
+
 func testAuditConflict(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	if err := s.AppendAudit(ctx, chainOf("a", 1, "g", 2)); err != nil {

@@ -32,6 +32,7 @@ func Run(t *testing.T, open Open) {
 		{"Concurrent", testConcurrent},
 		{"AuditAppendScan", testAuditAppendScan},
 		{"AuditConflict", testAuditConflict},
+		{"AuditLargeBatch", testAuditLargeBatch},
 		{"AuditSearch", testAuditSearch},
 		{"Pins", testPins},
 		{"PinsConcurrentFirst", testPinsConcurrentFirst},
