@@ -23,7 +23,7 @@ type Keywords struct {
 	nclass int32
 	space  int32 // the class of white space (-1 when no pattern has a space)
 
-	dense  []int32 // state*nclass + class -> next state (encoded, see code), for states below ndense
+	dense  []int32 // state*nclass + class -> next state (encoded, see NewKeywords), for states below ndense
 	ndense int32
 	first  []int32 // state -> its first child; the children of s are first[s]..first[s+1]-1
 	label  []uint8 // state -> the class leading to it
@@ -215,10 +215,15 @@ func NewKeywords(patterns []string) *Keywords {
 			}
 		}
 	}
-	// Encode the rows: the code of the next state, complemented when patterns end there.
+	// Encode the rows: the code of the next state when it has a row and no pattern ends
+	// there, else ^(code<<1 | 1 if patterns end there).
 	for i, t := range k.dense {
 		c := k.code(t)
-		if k.hasOut[t/64]&(1<<(t%64)) != 0 {
+		if out := k.hasOut[t/64]&(1<<(t%64)) != 0; out || t >= k.ndense {
+			c <<= 1
+			if out {
+				c |= 1
+			}
 			c = ^c
 		}
 		k.dense[i] = c
@@ -269,12 +274,9 @@ func (k *Keywords) Size() int {
 // match; fn returns false to stop. Matches come by end offset, and at one end longest
 // first (patterns of the same length in the order given).
 func (k *Keywords) Scan(s string, fn func(id, end int) bool) {
-	// code is the state as the rows encode it (see code).
-	code := int32(0)
-	nclass, ndense, space := k.nclass, k.ndense, k.space
-	lim, off := ndense*nclass, ndense*nclass-ndense
-	dense, first, label, fail, hasOut := k.dense, k.first, k.label, k.fail, k.hasOut
-	class := &k.class
+	// The loop runs while the state has a row: one lookup per byte, as in a full table.
+	code := int32(0) // the state's row (see code)
+	lim, space, dense, class := k.ndense*k.nclass, k.space, k.dense, &k.class
 	prevSpace := false
 	for i := 0; i < len(s); i++ {
 		cl := int32(class[s[i]])
@@ -286,44 +288,73 @@ func (k *Keywords) Scan(s string, fn func(id, end int) bool) {
 		} else {
 			prevSpace = false
 		}
-		if code < lim {
-			if e := dense[code+cl]; e >= 0 {
-				code = e
-				continue
-			} else {
-				code = ^e
-			}
-		} else {
-			st := code - off
-			for {
-				lo, hi := first[st], first[st+1]
-				for lo < hi && int32(label[lo]) < cl {
-					lo++
-				}
-				if lo < hi && int32(label[lo]) == cl {
-					code = lo + off
-					if hasOut[uint32(lo)/64]&(1<<(uint32(lo)%64)) == 0 {
-						break
-					}
-					goto out
-				}
-				if st = fail[st]; st < ndense {
-					if e := dense[st*nclass+cl]; e >= 0 {
-						code = e
-						break
-					} else {
-						code = ^e
-						goto out
-					}
-				}
-			}
+		e := dense[code+cl]
+		if e >= 0 {
+			code = e
 			continue
 		}
-	out:
-		if !k.emit(k.state(code), i+1, fn) {
+		t := ^e >> 1
+		if ^e&1 != 0 && !k.emit(k.state(t), i+1, fn) {
+			return
+		}
+		if t < lim {
+			code = t
+			continue
+		}
+		var ok bool
+		if code, i, prevSpace, ok = k.scanSparse(s, i, t-lim+k.ndense, prevSpace, fn); !ok {
 			return
 		}
 	}
+}
+
+// scanSparse goes on from state st (one without a row) after byte i of s until a byte
+// leads back to a state with a row; it returns that state's code and the byte's index
+// (len(s) at the end of s), and false when fn stopped the scan.
+func (k *Keywords) scanSparse(s string, i int, st int32, prevSpace bool, fn func(id, end int) bool) (int32, int, bool, bool) {
+	lim, space := k.ndense*k.nclass, k.space
+	first, label, fail, hasOut := k.first, k.label, k.fail, k.hasOut
+	for i++; i < len(s); i++ {
+		cl := int32(k.class[s[i]])
+		if cl == space {
+			if prevSpace {
+				continue
+			}
+			prevSpace = true
+		} else {
+			prevSpace = false
+		}
+		for {
+			lo, hi := first[st], first[st+1]
+			for lo < hi && int32(label[lo]) < cl {
+				lo++
+			}
+			if lo < hi && int32(label[lo]) == cl {
+				// The children of a state without a row have none either.
+				st = lo
+				if hasOut[uint32(st)/64]&(1<<(uint32(st)%64)) != 0 && !k.emit(st, i+1, fn) {
+					return 0, i, prevSpace, false
+				}
+				break
+			}
+			if st = fail[st]; st < k.ndense {
+				e := k.dense[st*k.nclass+cl]
+				if e >= 0 {
+					return e, i, prevSpace, true
+				}
+				t := ^e >> 1
+				if ^e&1 != 0 && !k.emit(k.state(t), i+1, fn) {
+					return 0, i, prevSpace, false
+				}
+				if t < lim {
+					return t, i, prevSpace, true
+				}
+				st = t - lim + k.ndense
+				break
+			}
+		}
+	}
+	return 0, i, prevSpace, true
 }
 
 // code returns state s as the rows encode it: the start of its row for the states with

@@ -236,10 +236,10 @@ func FuzzKeywords(f *testing.F) {
 	f.Add("ignore previous|é!| x", "IGNORE \t\n previous é!  x")
 	f.Add("a b|b  c| ", "a\n\nb \tc  ")
 	f.Fuzz(func(t *testing.T, pats, text string) {
-		if len(pats) > 2000 || len(text) > 5000 {
-			return
-		}
 		patterns := strings.Split(pats, "|")
+		if len(patterns) > 64 || len(pats) > 2000 || len(text) > 2000 {
+			return // the matches (and the reference's work) grow with patterns times text
+		}
 		check(t, detect.NewKeywords(patterns), patterns, text)
 	})
 }
