@@ -177,20 +177,7 @@ func TestRewriteGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden := filepath.Join("testdata", "golden", fx.file)
-			if *update {
-				os.MkdirAll(filepath.Dir(golden), 0o755)
-				if err := os.WriteFile(golden, out, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run with -update)", err)
-			}
-			if string(out) != string(want) {
-				t.Errorf("rewritten %s differs from %s:\n%s", fx.file, golden, out)
-			}
+			checkGolden(t, filepath.Join("testdata", "golden", fx.file), out)
 			g, err := Parse(f.Client, f.Path, out)
 			if err != nil {
 				t.Fatal(err)
@@ -276,20 +263,7 @@ func TestRewriteHTTPGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden := filepath.Join("testdata", "golden-http", fx.file)
-			if *update {
-				os.MkdirAll(filepath.Dir(golden), 0o755)
-				if err := os.WriteFile(golden, out, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run with -update)", err)
-			}
-			if string(out) != string(want) {
-				t.Errorf("rewritten %s differs from %s:\n%s", fx.file, golden, out)
-			}
+			checkGolden(t, filepath.Join("testdata", "golden-http", fx.file), out)
 			g, err := Parse(f.Client, f.Path, out)
 			if err != nil {
 				t.Fatal(err)
@@ -314,5 +288,23 @@ func TestRewriteHTTPGolden(t *testing.T) {
 				t.Errorf("restoring the entries does not give the original bytes:\n%s", back)
 			}
 		})
+	}
+}
+
+// checkGolden compares out with the golden file (written first with -update).
+func checkGolden(t *testing.T, golden string, out []byte) {
+	t.Helper()
+	if *update {
+		os.MkdirAll(filepath.Dir(golden), 0o755)
+		if err := os.WriteFile(golden, out, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run with -update)", err)
+	}
+	if string(out) != string(want) {
+		t.Errorf("rewritten output differs from %s:\n%s", golden, out)
 	}
 }
