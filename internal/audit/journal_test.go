@@ -117,24 +117,7 @@ func TestStoreJournalAfterCrash(t *testing.T) {
 	os.WriteFile(journal+".1", []byte(unmoved[0]+"\n"), 0o600)
 	os.WriteFile(journal, []byte(strings.Join(append(moved, unmoved...), "\n")+"\n"+`{"torn`), 0o600)
 
-	st2, err := sqlite.Open(context.Background(), path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st2.Close()
-	s2 := openJournaled(t, st2, journal, time.Hour)
-	if n := countChain(t, st2); n != 8 {
-		t.Errorf("%d events in the store after the restart, want 8 (each once)", n)
-	}
-	b2, err := audit.NewBroker([]audit.Sink{s2}, audit.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	record(t, b2, 2)
-	b2.Close()
-	if n := countChain(t, st2); n != 11 {
-		t.Errorf("%d events after the restart's own, want 11 (the chain continues)", n)
-	}
+	restartAndRecord(t, path, journal, 8, 11)
 	if _, err := os.Stat(journal + ".1"); err == nil {
 		t.Error("the in-flight file is still there")
 	}
@@ -185,24 +168,7 @@ func TestStoreJournalZeroTail(t *testing.T) {
 		t.Fatalf("JournalTail: %d entries, %v; want 4", len(tailEntries), err)
 	}
 
-	st2, err := sqlite.Open(context.Background(), path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st2.Close()
-	s2 := openJournaled(t, st2, journal, time.Hour)
-	if n := countChain(t, st2); n != 4 {
-		t.Errorf("%d events in the store after the restart, want 4", n)
-	}
-	b2, err := audit.NewBroker([]audit.Sink{s2}, audit.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	record(t, b2, 2)
-	b2.Close()
-	if n := countChain(t, st2); n != 7 {
-		t.Errorf("%d events after the restart's own, want 7 (the chain continues)", n)
-	}
+	restartAndRecord(t, path, journal, 4, 7)
 	if data := mustRead(t, journal); len(data) != 0 {
 		t.Errorf("the journal holds %d bytes after Close, want 0", len(data))
 	}
@@ -215,4 +181,29 @@ func mustRead(t *testing.T, path string) []byte {
 		t.Fatal(err)
 	}
 	return data
+}
+
+// restartAndRecord opens the store and its journal again as a restarted gateway does,
+// checks that the store holds moved events (each once), records two more and checks that
+// the chain continues: the store holds after events and a verifiable chain.
+func restartAndRecord(t *testing.T, path, journal string, moved, after int) {
+	t.Helper()
+	st, err := sqlite.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	s := openJournaled(t, st, journal, time.Hour)
+	if n := countChain(t, st); n != moved {
+		t.Errorf("%d events in the store after the restart, want %d (each once)", n, moved)
+	}
+	b, err := audit.NewBroker([]audit.Sink{s}, audit.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	record(t, b, 2)
+	b.Close()
+	if n := countChain(t, st); n != after {
+		t.Errorf("%d events after the restart's own, want %d (the chain continues)", n, after)
+	}
 }
