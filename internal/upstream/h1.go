@@ -37,12 +37,22 @@ type h1conn struct {
 	bw     *bufio.Writer
 	reused bool
 	nread  int // bytes read from the network since the exchange began
+
+	// With lazyWait set, the next read from the network first sets a read deadline
+	// lazyWait from then (and sets lazySet): DrainNow arms no timer when the rest of a
+	// body is already buffered, which is the usual case.
+	lazyWait time.Duration
+	lazySet  bool
 }
 
 // counter counts what the connection's reader takes from the network.
 type counter struct{ c *h1conn }
 
 func (r counter) Read(p []byte) (int, error) {
+	if r.c.lazyWait > 0 && !r.c.lazySet {
+		r.c.Conn.SetReadDeadline(time.Now().Add(r.c.lazyWait))
+		r.c.lazySet = true
+	}
 	n, err := r.c.Conn.Read(p)
 	r.c.nread += n
 	return n, err
@@ -236,9 +246,19 @@ func (b *h1body) Read(p []byte) (int, error) {
 // reports whether it was. (A server ends an answered stream at once, and the end is
 // usually in the same read as the answer, so this seldom waits.)
 func (b *h1body) DrainNow(d time.Duration) bool {
-	b.c.SetReadDeadline(time.Now().Add(d))
-	io.Copy(io.Discard, io.LimitReader(b, 256<<10))
-	b.c.SetReadDeadline(time.Time{})
+	b.c.lazyWait, b.c.lazySet = d, false
+	var buf [512]byte
+	for n := 0; n < 256<<10; {
+		m, err := b.Read(buf[:])
+		n += m
+		if err != nil {
+			break
+		}
+	}
+	if b.c.lazySet {
+		b.c.SetReadDeadline(time.Time{})
+	}
+	b.c.lazyWait, b.c.lazySet = 0, false
 	eof := b.eof
 	b.Close()
 	return eof

@@ -812,3 +812,58 @@ func TestStreamableEverythingServer(t *testing.T) {
 		}
 	}
 }
+
+// A server may end an answered SSE stream at once (the connection is reused) or keep it
+// open: the call must return with the answer either way, without waiting for the end.
+func TestStreamableAnsweredStreamEnd(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		linger    bool
+		wantConns int32
+	}{
+		{"ended", false, 1},
+		{"kept open", true, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			release := make(chan struct{})
+			var conns atomic.Int32
+			srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.Method != http.MethodPost {
+					http.Error(w, "no", http.StatusMethodNotAllowed)
+					return
+				}
+				m := postedMsg(t, r)
+				sseBegin(w)
+				sseSend(w, sseEvent(jsonrpc.NewResult(m.ID, json.RawMessage(`{"n":`+string(m.ID)+`}`))))
+				if tc.linger {
+					<-release
+				}
+			}))
+			srv.Config.ConnState = func(c net.Conn, s http.ConnState) {
+				if s == http.StateNew {
+					conns.Add(1)
+				}
+			}
+			srv.Start()
+			defer srv.Close()
+			defer close(release)
+			tr, err := NewStreamableHTTP(srv.URL, HTTPOptions{Name: "fake", Client: &http.Client{Transport: &H1Transport{}}}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tr.Close()
+			for i := range 3 {
+				resp, err := tr.Call(context.Background(), mkRequest(fmt.Sprint(i+10), "tools/call", `{}`))
+				if err != nil {
+					t.Fatalf("call %d: %v", i, err)
+				}
+				if want := fmt.Sprintf(`{"n":%d}`, i+1); string(resp.Result) != want {
+					t.Errorf("call %d: result %s, want %s", i, resp.Result, want)
+				}
+			}
+			if n := conns.Load(); n != tc.wantConns {
+				t.Errorf("%d connections for 3 calls, want %d", n, tc.wantConns)
+			}
+		})
+	}
+}
