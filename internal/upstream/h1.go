@@ -29,6 +29,23 @@ type H1Transport struct {
 
 	mu   sync.Mutex
 	idle map[string][]*h1conn
+	// lingers holds the hosts that kept an answered stream open past pendingWait.
+	lingers map[string]bool
+}
+
+func (t *H1Transport) lingering(key string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.lingers[key]
+}
+
+func (t *H1Transport) setLingering(key string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.lingers == nil {
+		t.lingers = map[string]bool{}
+	}
+	t.lingers[key] = true
 }
 
 type h1conn struct {
@@ -39,10 +56,14 @@ type h1conn struct {
 	nread  int // bytes read from the network since the exchange began
 
 	// With lazyWait set, the next read from the network first sets a read deadline
-	// lazyWait from then (and sets lazySet): DrainNow arms no timer when the rest of a
-	// body is already buffered, which is the usual case.
+	// lazyWait from then (and sets lazySet): finishing a body arms no timer when its rest
+	// is already buffered, which is the usual case.
 	lazyWait time.Duration
 	lazySet  bool
+
+	// pending is the body of the previous exchange when DrainLater gave the connection
+	// back before its end; the next user reads the rest first.
+	pending *h1body
 }
 
 // counter counts what the connection's reader takes from the network.
@@ -64,15 +85,24 @@ func (t *H1Transport) key(u *http.Request) string { return u.URL.Scheme + "://" 
 
 func (t *H1Transport) get(ctx context.Context, req *http.Request) (*h1conn, error) {
 	key := t.key(req)
-	t.mu.Lock()
-	if list := t.idle[key]; len(list) > 0 {
+	for {
+		t.mu.Lock()
+		list := t.idle[key]
+		if len(list) == 0 {
+			t.mu.Unlock()
+			break
+		}
 		c := list[len(list)-1]
 		t.idle[key] = list[:len(list)-1]
 		t.mu.Unlock()
+		if c.pending != nil && !c.finishPending() {
+			c.Close()
+			t.setLingering(key)
+			continue
+		}
 		c.reused = true
 		return c, nil
 	}
-	t.mu.Unlock()
 	host := req.URL.Host
 	if req.URL.Port() == "" {
 		if req.URL.Scheme == "https" {
@@ -241,27 +271,55 @@ func (b *h1body) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// DrainNow reads what is left of the body, waiting at most d for the server to end it,
-// and closes it: the connection goes back to the pool when the end was reached. It
-// reports whether it was. (A server ends an answered stream at once, and the end is
-// usually in the same read as the answer, so this seldom waits.)
-func (b *h1body) DrainNow(d time.Duration) bool {
-	b.c.lazyWait, b.c.lazySet = d, false
+// DrainLater closes the body and gives its connection back to the pool with the rest of
+// the body unread: the next exchange on the connection reads that rest first (by then it
+// has usually arrived, so nobody waits and no timer is armed). A server ends an answered
+// stream at once, but under load the end comes a little after the answer, and the caller
+// should not wait for it. It reports false, and does nothing, when the connection cannot
+// be reused or the server is known to keep answered streams open; the caller then drains
+// the body itself.
+func (b *h1body) DrainLater() bool {
+	if b.eof {
+		b.Close()
+		return true
+	}
+	if !b.reuse || b.t.lingering(b.key) {
+		return false
+	}
+	b.once.Do(func() {
+		if !b.detached && !b.stop() {
+			b.c.Close() // the request's context ended: the connection is being closed
+			return
+		}
+		b.c.pending = b
+		b.t.put(b.key, b.c)
+	})
+	return true
+}
+
+// pendingWait bounds how long a reused connection waits for the end of the body that
+// DrainLater left: a server that has not ended it by then keeps answered streams open.
+const pendingWait = 100 * time.Millisecond
+
+// finishPending reads the rest of the body DrainLater left on c, waiting at most
+// pendingWait for the network. It reports whether the body ended.
+func (c *h1conn) finishPending() bool {
+	b := c.pending
+	c.pending = nil
+	c.lazyWait, c.lazySet = pendingWait, false
 	var buf [512]byte
-	for n := 0; n < 256<<10; {
+	for n := 0; n < 256<<10 && !b.eof; {
 		m, err := b.Read(buf[:])
 		n += m
 		if err != nil {
 			break
 		}
 	}
-	if b.c.lazySet {
-		b.c.SetReadDeadline(time.Time{})
+	if c.lazySet {
+		c.SetReadDeadline(time.Time{})
 	}
-	b.c.lazyWait, b.c.lazySet = 0, false
-	eof := b.eof
-	b.Close()
-	return eof
+	c.lazyWait, c.lazySet = 0, false
+	return b.eof
 }
 
 // Detach stops the request's context from closing the connection, for a reader that goes

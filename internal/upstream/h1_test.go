@@ -94,3 +94,64 @@ func TestH1TransportCancel(t *testing.T) {
 		t.Fatalf("err = %v, want cancellation", err)
 	}
 }
+
+// DrainLater returns an answered stream's connection to the pool before the stream's end;
+// the next request on it reads that end first, or, when the server keeps the stream open
+// past pendingWait, dials anew and from then on leaves such bodies to the caller.
+func TestH1TransportDrainLater(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		endAfter   time.Duration
+		wantConns  int32
+		wantLater2 bool // DrainLater's answer for the second stream
+	}{
+		{"end comes soon", 20 * time.Millisecond, 1, true},
+		{"end comes too late", pendingWait + 200*time.Millisecond, 2, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var conns atomic.Int32
+			srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "text/event-stream")
+				w.WriteHeader(200)
+				fmt.Fprintf(w, "data: answer\n\n")
+				w.(http.Flusher).Flush()
+				time.Sleep(tc.endAfter)
+			}))
+			srv.Config.ConnState = func(c net.Conn, s http.ConnState) {
+				if s == http.StateNew {
+					conns.Add(1)
+				}
+			}
+			srv.Start()
+			defer srv.Close()
+			tr := &H1Transport{}
+			defer tr.CloseIdleConnections()
+			stream := func() *h1body {
+				t.Helper()
+				req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
+				resp, err := tr.RoundTrip(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				line := make([]byte, len("data: answer\n\n"))
+				if _, err := io.ReadFull(resp.Body, line); err != nil || string(line) != "data: answer\n\n" {
+					t.Fatalf("read %q, %v", line, err)
+				}
+				return resp.Body.(*h1body)
+			}
+			if !stream().DrainLater() {
+				t.Fatal("DrainLater refused the first stream")
+			}
+			b := stream()
+			if got := b.DrainLater(); got != tc.wantLater2 {
+				t.Errorf("DrainLater of the second stream = %v, want %v", got, tc.wantLater2)
+			}
+			if !tc.wantLater2 {
+				b.Close()
+			}
+			if n := conns.Load(); n != tc.wantConns {
+				t.Errorf("%d connections, want %d", n, tc.wantConns)
+			}
+		})
+	}
+}

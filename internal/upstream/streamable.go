@@ -101,9 +101,6 @@ const (
 // carrying the response and the server's messages about the request; a standalone GET
 // stream carries the server's other messages once the session is initialized.
 type StreamableHTTP struct {
-	// lingers is set once the server kept an answered stream open: its streams are then
-	// drained in the background instead of while the call waits.
-	lingers  atomic.Bool
 	endpoint string
 	name     string
 	client   *http.Client
@@ -351,13 +348,10 @@ func (t *StreamableHTTP) callStream(ctx context.Context, resp *http.Response, wa
 	for {
 		m, err := t.consume(ctx, er, want)
 		if m != nil {
-			// Read the stream to its end so the connection goes back to the pool (a
-			// server closes it after the response); a server that keeps it open has it
-			// closed after a while.
-			if d, ok := body.(interface{ DrainNow(time.Duration) bool }); ok && !t.lingers.Load() {
-				if !d.DrainNow(2 * time.Millisecond) {
-					t.lingers.Store(true) // this server keeps answered streams open
-				}
+			// The server ends an answered stream; the connection goes back to the pool
+			// and its next user reads that end. A server that keeps answered streams
+			// open has them drained in the background.
+			if d, ok := body.(interface{ DrainLater() bool }); ok && d.DrainLater() {
 				return m, nil
 			}
 			if d, ok := body.(interface{ Detach() }); ok {
