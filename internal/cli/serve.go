@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"errors"
+	"expvar"
 	"flag"
 	"fmt"
 	"io"
@@ -149,6 +150,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		pm.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		pm.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		pm.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		pm.Handle("/debug/vars", expvar.Handler()) // memstats: exact allocation counts
 		go http.ListenAndServe(*pprofAddr, pm)
 	}
 	errc := make(chan error, 2)

@@ -34,6 +34,7 @@ type Session struct {
 	conns      map[string]*upstream.Conn
 	initRes    json.RawMessage   // what the client was told at initialize
 	clientCaps json.RawMessage   // what the client declared at initialize
+	caller     *caller           // the legacy client as guards see it, made on first use after initialize
 	owners     map[string]string // resource URI or template -> server, from listings
 	active     map[string]context.CancelCauseFunc
 	closed     bool
@@ -154,11 +155,9 @@ func (s *Session) Handle(ctx context.Context, m *jsonrpc.Message) *jsonrpc.Messa
 	// The principal of this request, as its credentials say now (groups and claims can
 	// change while a session lives); a session only ever serves the principal it was
 	// opened for.
-	p := s.principal
-	if rp, ok := identity.Lookup(ctx); ok && rp.ID == p.ID && rp.Method == p.Method {
-		p = rp
+	if rp, ok := identity.Lookup(ctx); !ok || rp.ID != s.principal.ID || rp.Method != s.principal.Method {
+		ctx = identity.With(ctx, s.principal)
 	}
-	ctx = identity.With(ctx, p)
 	if m.IsRequest() {
 		ctx2, cancel := context.WithCancelCause(ctx)
 		defer cancel(nil)
@@ -266,6 +265,7 @@ func (s *Session) initialize(ctx context.Context, m *jsonrpc.Message) *jsonrpc.M
 	s.mu.Lock()
 	s.initRes = res
 	s.clientCaps = p.Capabilities
+	s.caller = nil
 	s.mu.Unlock()
 	return jsonrpc.NewResult(m.ID, res)
 }

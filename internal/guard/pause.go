@@ -23,9 +23,13 @@ type Timeout struct {
 // StartTimeout calls fire after d of unpaused time.
 func StartTimeout(d time.Duration, fire func()) *Timeout {
 	t := &Timeout{d: d, fire: fire}
-	t.deadline = time.Now().Add(d)
-	t.timer = time.AfterFunc(d, t.expire)
+	t.start()
 	return t
+}
+
+func (t *Timeout) start() {
+	t.deadline = time.Now().Add(t.d)
+	t.timer = time.AfterFunc(t.d, t.expire)
 }
 
 func (t *Timeout) expire() {
@@ -94,9 +98,13 @@ func PauseTimeouts(ctx context.Context) (resume func()) {
 
 // timeoutCtx is the context of PausableTimeout: cancelled with the timeout's cause when
 // its unpaused time runs out, and then its Err is context.DeadlineExceeded, as with
-// context.WithTimeoutCause.
+// context.WithTimeoutCause. It carries its Timeout for PauseTimeouts itself, so that a
+// call's timeout is one allocation and not three.
 type timeoutCtx struct {
 	context.Context
+	t        Timeout
+	cancel   context.CancelCauseFunc
+	cause    error
 	timedOut atomic.Bool
 }
 
@@ -110,18 +118,31 @@ func (c *timeoutCtx) Err() error {
 	return nil
 }
 
+func (c *timeoutCtx) Value(key any) any {
+	if key == (timeoutKey{}) {
+		prev, _ := c.Context.Value(timeoutKey{}).([]*Timeout)
+		return append(prev[:len(prev):len(prev)], &c.t)
+	}
+	return c.Context.Value(key)
+}
+
+func (c *timeoutCtx) fire() {
+	c.timedOut.Store(true)
+	c.cancel(c.cause)
+}
+
+func (c *timeoutCtx) stop() {
+	c.t.Stop()
+	c.cancel(nil)
+}
+
 // PausableTimeout is context.WithTimeoutCause with a clock that PauseTimeouts can stop:
 // the returned context is cancelled with cause after d of unpaused time. Call stop when
 // done.
 func PausableTimeout(parent context.Context, d time.Duration, cause error) (ctx context.Context, stop func()) {
 	inner, cancel := context.WithCancelCause(parent)
-	c := &timeoutCtx{Context: inner}
-	t := StartTimeout(d, func() {
-		c.timedOut.Store(true)
-		cancel(cause)
-	})
-	return WithTimeout(c, t), func() {
-		t.Stop()
-		cancel(nil)
-	}
+	c := &timeoutCtx{Context: inner, cancel: cancel, cause: cause}
+	c.t.d, c.t.fire = d, c.fire
+	c.t.start()
+	return c, c.stop
 }
