@@ -103,10 +103,12 @@ const (
 type StreamableHTTP struct {
 	endpoint string
 	name     string
-	client   *http.Client
-	header   http.Header
-	limits   jsonrpc.Limits
-	in       Incoming
+	// versionHdr and sessionHdr cache the header values of the version and session id.
+	versionHdr, sessionHdr atomic.Pointer[[]string]
+	client                 *http.Client
+	header                 http.Header
+	limits                 jsonrpc.Limits
+	in                     Incoming
 
 	nextID atomic.Int64
 	ctx    context.Context // the transport's lifetime: cancelled by Close or a lost session
@@ -564,9 +566,24 @@ func (t *StreamableHTTP) post(ctx context.Context, m *jsonrpc.Message) (*http.Re
 		}
 	}
 	sent := t.setHeaders(req, m)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header["Content-Type"] = hdrJSON
+	req.Header["Accept"] = hdrAcceptPost
 	return t.do(req, sent)
+}
+
+// Shared, never modified header values: no allocation per request.
+var (
+	hdrJSON       = []string{"application/json"}
+	hdrAcceptPost = []string{"application/json, text/event-stream"}
+	hdrMethods    = map[string][]string{}
+)
+
+func init() {
+	for _, m := range []string{"tools/call", "tools/list", "resources/read", "resources/list", "resources/templates/list",
+		"prompts/get", "prompts/list", "completion/complete", "ping", "initialize", "logging/setLevel",
+		"notifications/initialized", "notifications/cancelled", "notifications/progress", "server/discover"} {
+		hdrMethods[m] = []string{headerValue(m)}
+	}
 }
 
 // get opens an SSE stream: the standalone one, or a resumption after lastID.
@@ -643,7 +660,11 @@ func (t *StreamableHTTP) setHeaders(req *http.Request, m *jsonrpc.Message) bool 
 				version = s
 			}
 		}
-		h.Set("Mcp-Method", headerValue(m.Method))
+		if v, ok := hdrMethods[m.Method]; ok {
+			h["Mcp-Method"] = v
+		} else {
+			h.Set("Mcp-Method", headerValue(m.Method))
+		}
 		switch m.Method {
 		case "tools/call", "prompts/get":
 			if s, ok := jsonrpc.LookupString(m.Params, "name"); ok {
@@ -656,12 +677,24 @@ func (t *StreamableHTTP) setHeaders(req *http.Request, m *jsonrpc.Message) bool 
 		}
 	}
 	if version != "" {
-		h.Set("Mcp-Protocol-Version", version)
+		h["Mcp-Protocol-Version"] = t.hdrValue(&t.versionHdr, version)
 	}
 	if sid != "" {
-		h.Set("Mcp-Session-Id", sid)
+		h["Mcp-Session-Id"] = t.hdrValue(&t.sessionHdr, sid)
 	}
 	return sid != ""
+}
+
+// hdrValue returns a one-value slice holding v, kept in *cache for the next request with
+// the same value (the session id and version change seldom). The slice is shared and
+// never modified.
+func (t *StreamableHTTP) hdrValue(cache *atomic.Pointer[[]string], v string) []string {
+	if p := cache.Load(); p != nil && (*p)[0] == v {
+		return *p
+	}
+	s := []string{v}
+	cache.Store(&s)
+	return s
 }
 
 // statusError reads a non-2xx answer. A 404 to a request with a session id ends the

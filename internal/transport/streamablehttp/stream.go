@@ -63,6 +63,12 @@ func (s *stream) attach(w http.ResponseWriter, plainOK bool) {
 
 // writeLiveLocked writes the events not yet written to the live writer. flush sends them
 // now; otherwise they go out when the handler returns.
+var (
+	hdrEventStream = []string{"text/event-stream"}
+	hdrNoCache     = []string{"no-cache"}
+	hdrNo          = []string{"no"}
+)
+
 func (s *stream) writeLiveLocked(flush bool) {
 	if s.live == nil || s.gen != 0 {
 		return
@@ -71,9 +77,10 @@ func (s *stream) writeLiveLocked(flush bool) {
 	b.Reset()
 	if !s.wroteHead {
 		h := s.live.Header()
-		h.Set("Content-Type", "text/event-stream")
-		h.Set("Cache-Control", "no-cache")
-		h.Set("X-Accel-Buffering", "no")
+		// Shared, never modified value slices: no allocation per response.
+		h["Content-Type"] = hdrEventStream
+		h["Cache-Control"] = hdrNoCache
+		h["X-Accel-Buffering"] = hdrNo
 		s.live.WriteHeader(http.StatusOK)
 		s.wroteHead = true
 		b.WriteString("retry: 1000\n\n")
