@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/portcullis-mcp/portcullis/internal/rawsock"
 )
 
 // H1Transport is an HTTP/1.1 http.RoundTripper for the gateway's hot path to HTTP servers.
@@ -120,6 +122,7 @@ func (t *H1Transport) get(ctx context.Context, req *http.Request) (*h1conn, erro
 	if err != nil {
 		return nil, err
 	}
+	conn = rawsock.Wrap(conn)
 	if req.URL.Scheme == "https" {
 		cfg := t.TLS.Clone()
 		if cfg == nil {

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/portcullis-mcp/portcullis/internal/rawsock"
 )
 
 // conn is one client connection served by the fast path.
@@ -42,6 +44,7 @@ type conn struct {
 }
 
 func (s *Server) newConn(nc net.Conn) *conn {
+	nc = rawsock.Wrap(nc)
 	c := &conn{s: s, nc: nc, buf: make([]byte, 4096)}
 	ctx := context.WithValue(context.Background(), http.ServerContextKey, s.Fallback)
 	c.ctx = context.WithValue(ctx, http.LocalAddrContextKey, nc.LocalAddr())
