@@ -170,6 +170,20 @@ func (w *walker) value(depth int) bool {
 
 type extent struct{ start, end int }
 
+// commonNames are member names (and small values) of MCP messages, shared instead of copied
+// out of every document.
+var commonNames = map[string]string{}
+
+func init() {
+	for _, k := range []string{"content", "type", "text", "structuredContent", "isError", "_meta",
+		"name", "uri", "mimeType", "data", "resource", "annotations", "arguments", "blob",
+		"title", "description", "inputSchema", "outputSchema", "properties", "required",
+		"messages", "role", "image", "audio", "resource_link", "tools", "resources", "prompts",
+		"nextCursor", "progressToken", "result", "error", "message", "code", "id", "method", "params"} {
+		commonNames[k] = k
+	}
+}
+
 // str reads the string at w.i and leaves w.i after it.
 func (w *walker) str() (string, extent, bool) {
 	d := w.d
@@ -201,6 +215,9 @@ func (w *walker) str() (string, extent, bool) {
 	w.i = i + 1
 	body := d[start+1 : i]
 	if !esc {
+		if k, ok := commonNames[string(body)]; ok { // no allocation for the usual member names
+			return k, extent{start, i + 1}, true
+		}
 		return string(body), extent{start, i + 1}, true
 	}
 	s, ok := unescape(body)

@@ -30,22 +30,22 @@ type H1Transport struct {
 	DialTimeout time.Duration
 
 	mu   sync.Mutex
-	idle map[string][]*h1conn
+	idle map[hostKey][]*h1conn
 	// lingers holds the hosts that kept an answered stream open past pendingWait.
-	lingers map[string]bool
+	lingers map[hostKey]bool
 }
 
-func (t *H1Transport) lingering(key string) bool {
+func (t *H1Transport) lingering(key hostKey) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.lingers[key]
 }
 
-func (t *H1Transport) setLingering(key string) {
+func (t *H1Transport) setLingering(key hostKey) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.lingers == nil {
-		t.lingers = map[string]bool{}
+		t.lingers = map[hostKey]bool{}
 	}
 	t.lingers[key] = true
 }
@@ -83,7 +83,10 @@ func (r counter) Read(p []byte) (int, error) {
 
 var _ http.RoundTripper = (*H1Transport)(nil)
 
-func (t *H1Transport) key(u *http.Request) string { return u.URL.Scheme + "://" + u.URL.Host }
+// hostKey names the server a connection goes to (no string is built per request).
+type hostKey struct{ scheme, host string }
+
+func (t *H1Transport) key(u *http.Request) hostKey { return hostKey{u.URL.Scheme, u.URL.Host} }
 
 func (t *H1Transport) get(ctx context.Context, req *http.Request) (*h1conn, error) {
 	key := t.key(req)
@@ -144,7 +147,7 @@ func (t *H1Transport) get(ctx context.Context, req *http.Request) (*h1conn, erro
 	return c, nil
 }
 
-func (t *H1Transport) put(key string, c *h1conn) {
+func (t *H1Transport) put(key hostKey, c *h1conn) {
 	max := t.MaxIdlePerHost
 	if max <= 0 {
 		max = 256
@@ -152,7 +155,7 @@ func (t *H1Transport) put(key string, c *h1conn) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.idle == nil {
-		t.idle = map[string][]*h1conn{}
+		t.idle = map[hostKey][]*h1conn{}
 	}
 	if len(t.idle[key]) >= max {
 		c.Close()
@@ -257,7 +260,7 @@ type h1body struct {
 	io.ReadCloser
 	t     *H1Transport
 	c     *h1conn
-	key   string
+	key   hostKey
 	stop  func() bool
 	reuse bool
 	eof   bool

@@ -245,7 +245,7 @@ func parseResponseHead(head []byte, req *http.Request) (*http.Response, error) {
 		resp.Body = http.NoBody
 	case chunked:
 		resp.ContentLength = -1
-		resp.TransferEncoding = []string{"chunked"}
+		resp.TransferEncoding = chunkedCoding
 		resp.Header.Del("Content-Length")
 	case resp.ContentLength >= 0:
 	default:
@@ -253,6 +253,9 @@ func parseResponseHead(head []byte, req *http.Request) (*http.Response, error) {
 	}
 	return resp, nil
 }
+
+// chunkedCoding is every chunked response's TransferEncoding (shared, never modified).
+var chunkedCoding = []string{"chunked"}
 
 // h1wireBody is a response body framed by Content-Length, chunked coding or the
 // connection's end.
