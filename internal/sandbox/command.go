@@ -164,16 +164,11 @@ func (o *Options) wrap(cmd *exec.Cmd) error {
 	cmd.Args = []string{"portcullis-sandbox", LauncherArg, stage}
 	cmd.Env = []string{}
 	cmd.Dir = ""
+	// The caller closes the extra files once Start has given them to the child (as
+	// upstream.StartStdio does): the read end of the status pipe then sees the end when
+	// the launcher ends.
 	cmd.ExtraFiles = []*os.File{pipe, sw}
 	go o.watch(sr)
-	// The write end of the status pipe must close in the gateway once the child has it;
-	// the read end then sees EOF when the launcher ends. The child has it a moment after
-	// Start, which the pipe cannot tell: close it after a grace period.
-	go func() {
-		time.Sleep(30 * time.Second)
-		sw.Close()
-		pipe.Close()
-	}()
 	o.record(audit.CodeSandboxStarted, "allowed", "started in the sandbox: "+summary(sup, spec))
 	return nil
 }

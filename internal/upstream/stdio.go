@@ -76,7 +76,13 @@ func StartStdio(ctx context.Context, opts StdioOptions, in Incoming) (*Stdio, er
 	if err != nil {
 		return nil, err
 	}
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	// The child has its own copies of the extra files (a wrapper's pipes) now; the
+	// parent's must close, so that their readers see the end when the child's close.
+	for _, f := range cmd.ExtraFiles {
+		f.Close()
+	}
+	if err != nil {
 		return nil, fmt.Errorf("%w: server %q: start %s: %v", ErrUnavailable, opts.Name, opts.Command, err)
 	}
 	logger := opts.Logger
