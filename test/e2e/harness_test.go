@@ -698,7 +698,7 @@ func (m *Msg) errorOrNil() *RPCError {
 // mustInit opens a session or fails the test.
 func mustInit(t *testing.T, url string) *HTTPClient {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	c := newHTTPClient(url)
 	if _, err := c.Initialize(ctx); err != nil {
