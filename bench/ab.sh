@@ -29,6 +29,10 @@ tool=${BENCH_TOOL:-test_simple_text}
 args=${BENCH_ARGS:-'{}'}
 out=$root/bench/out
 mkdir -p "$out"
+# The gateway's store (pins, keys) lives under bench/out, not in the user's state directory:
+# a bench run must not change, or depend on, another portcullis's database.
+export XDG_STATE_HOME="$out/state"
+mkdir -p "$XDG_STATE_HOME"
 go build -o "$out/mcpload" ./bench/mcpload
 load=$out/mcpload
 

@@ -130,6 +130,10 @@ jnum() { sed -n 's/.*"'"$2"'":\(-\{0,1\}[0-9.eE+-]*\).*/\1/p' "$1"; }
 jstr() { sed -n 's/.*"'"$2"'":"\(.*\)"[,}].*/\1/p' "$1"; }
 
 mkdir -p "$out"
+# The gateway's store (pins, keys) lives under bench/out, not in the user's state directory:
+# a bench run must not change, or depend on, another portcullis's database.
+export XDG_STATE_HOME="$out/state"
+mkdir -p "$XDG_STATE_HOME"
 
 # --- dependencies and builds -------------------------------------------------
 if [ ! -x "$e2e/bin/everything-server" ]; then
