@@ -25,6 +25,7 @@ import (
 	tracing "github.com/portcullis-mcp/portcullis/internal/guards/trace"
 	"github.com/portcullis-mcp/portcullis/internal/identity"
 	"github.com/portcullis-mcp/portcullis/internal/metrics"
+	"github.com/portcullis-mcp/portcullis/internal/rawsock"
 	"github.com/portcullis-mcp/portcullis/internal/transport/h1server"
 	"github.com/portcullis-mcp/portcullis/internal/transport/streamablehttp"
 )
@@ -189,7 +190,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	switch {
 	case auth.tls != nil:
 		scheme = "https"
-		go func() { errc <- srv.ServeTLS(ln, "", "") }()
+		go func() { errc <- srv.ServeTLS(rawsock.Listener(ln), "", "") }()
 	case *stdHTTP:
 		go func() { errc <- srv.Serve(ln) }()
 	default:

@@ -140,3 +140,29 @@ func TestWrapLeavesOtherConns(t *testing.T) {
 		t.Fatal("a net.Pipe conn was wrapped")
 	}
 }
+
+func TestListenerWraps(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wl := Listener(ln)
+	defer wl.Close()
+	go func() {
+		if c, err := net.Dial("tcp", ln.Addr().String()); err == nil {
+			c.Write([]byte("ping"))
+			c.Close()
+		}
+	}()
+	c, err := wl.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, ok := c.(*Conn); !ok {
+		t.Fatalf("Accept returned %T, want *rawsock.Conn", c)
+	}
+	if b, err := io.ReadAll(c); err != nil || string(b) != "ping" {
+		t.Fatalf("read %q, %v", b, err)
+	}
+}
