@@ -252,7 +252,8 @@ func releaseStartupPages(logger *slog.Logger) {
 		logger.Warn("could not release the start-up pages of the executable", "err", err)
 		return
 	}
-	logger.Debug("released the start-up pages of the executable", "mappings", r.Mappings, "resident_kib", r.Bytes>>10)
+	logger.Debug("released the start-up pages of the executable", "mappings", r.Mappings, "resident_kib", r.Bytes>>10,
+		"skipped_with_breakpoints", r.Skipped)
 }
 
 // ServerPath is the path of the endpoint of one server of the gateway.

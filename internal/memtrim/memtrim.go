@@ -13,4 +13,5 @@ package memtrim
 type Released struct {
 	Mappings int   // read-only mappings of the executable
 	Bytes    int64 // their resident size before the release
+	Skipped  int   // mappings left alone: they hold private copies of pages (breakpoints)
 }

@@ -13,24 +13,40 @@ import (
 // ReleaseStartupPages drops the process's mappings of the executable's read-only pages
 // (code, read-only data, function tables). They are clean copies of the file: the next
 // access maps the same bytes again from the page cache, as it would after the kernel
-// reclaimed them under memory pressure. Writable mappings are left alone.
+// reclaimed them under memory pressure. Writable mappings are left alone, and so is a
+// mapping with private copies of pages in it (a debugger's breakpoints, uprobes).
 func ReleaseStartupPages() (Released, error) {
-	var r Released
 	var exe syscall.Stat_t
 	if err := syscall.Stat("/proc/self/exe", &exe); err != nil {
-		return r, fmt.Errorf("memtrim: %w", err)
+		return Released{}, fmt.Errorf("memtrim: %w", err)
 	}
 	smaps, err := os.ReadFile("/proc/self/smaps")
 	if err != nil {
-		return r, fmt.Errorf("memtrim: %w", err)
+		return Released{}, fmt.Errorf("memtrim: %w", err)
 	}
 	regions, err := executableRegions(smaps, uint64(exe.Dev), exe.Ino)
 	if err != nil {
-		return r, err
+		return Released{}, err
 	}
+	return releaseRegions(regions, func(start, length uintptr) error {
+		if _, _, e := syscall.Syscall(syscall.SYS_MADVISE, start, length, syscall.MADV_DONTNEED); e != 0 {
+			return e
+		}
+		return nil
+	})
+}
+
+// releaseRegions drops the regions with drop, leaving alone those with private copies of
+// pages in them: breakpoints of a debugger or uprobes, which dropping would remove.
+func releaseRegions(regions []region, drop func(start, length uintptr) error) (Released, error) {
+	var r Released
 	for _, m := range regions {
-		if _, _, e := syscall.Syscall(syscall.SYS_MADVISE, uintptr(m.start), uintptr(m.end-m.start), syscall.MADV_DONTNEED); e != 0 {
-			return r, fmt.Errorf("memtrim: madvise %#x-%#x: %w", m.start, m.end, e)
+		if m.anon > 0 {
+			r.Skipped++
+			continue
+		}
+		if err := drop(m.start, m.end-m.start); err != nil {
+			return r, fmt.Errorf("memtrim: madvise %#x-%#x: %w", m.start, m.end, err)
 		}
 		r.Mappings++
 		r.Bytes += m.rss
@@ -40,7 +56,8 @@ func ReleaseStartupPages() (Released, error) {
 
 type region struct {
 	start, end uintptr
-	rss        int64
+	rss        int64 // resident bytes
+	anon       int64 // bytes of private copies (pages written to since they were mapped)
 }
 
 // executableRegions returns the read-only, private mappings of the file dev:ino in an
@@ -71,6 +88,13 @@ func executableRegions(smaps []byte, dev, ino uint64) ([]region, error) {
 				return nil, fmt.Errorf("memtrim: smaps line %q: %w", line, err)
 			}
 			out[cur].rss = kb << 10
+		}
+		if cur >= 0 && len(f) == 3 && f[0] == "Anonymous:" && f[2] == "kB" {
+			kb, err := strconv.ParseInt(f[1], 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("memtrim: smaps line %q: %w", line, err)
+			}
+			out[cur].anon = kb << 10
 		}
 	}
 	if err := sc.Err(); err != nil {

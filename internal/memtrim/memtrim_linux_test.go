@@ -1,6 +1,8 @@
 package memtrim
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -21,16 +23,16 @@ func TestExecutableRegions(t *testing.T) {
 		want []region
 	}{
 		{"read-only private mappings of the file, also once deleted", dev, 1234, []region{
-			{0x400000, 0x14f7000, 12956 << 10},
-			{0x14f7000, 0x27ad000, 14552 << 10},
-			{0x7fe86b800000, 0x7fe86b810000, 8 << 10},
+			{0x400000, 0x14f7000, 12956 << 10, 0},
+			{0x14f7000, 0x27ad000, 14552 << 10, 0},
+			{0x7fe86b800000, 0x7fe86b810000, 8 << 10, 0},
 		}},
-		{"another file", dev, 99, []region{
-			{0x7fe86b427000, 0x7fe86b44d000, 152 << 10},
-			{0x7fe86b44d000, 0x7fe86b5a3000, 844 << 10},
+		{"another file, code with a breakpoint", dev, 99, []region{
+			{0x7fe86b427000, 0x7fe86b44d000, 152 << 10, 0},
+			{0x7fe86b44d000, 0x7fe86b5a3000, 844 << 10, 4 << 10},
 		}},
 		{"same inode on another device", mkdev(0xfe, 0x01), 1234, []region{
-			{0x7fe86b700000, 0x7fe86b710000, 64 << 10},
+			{0x7fe86b700000, 0x7fe86b710000, 64 << 10, 0},
 		}},
 		{"no such file", dev, 7, nil},
 	}
@@ -49,6 +51,32 @@ func TestExecutableRegions(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestReleaseRegionsSkipsPrivateCopies(t *testing.T) {
+	regions := []region{
+		{start: 0x1000, end: 0x3000, rss: 8 << 10},
+		{start: 0x3000, end: 0x5000, rss: 8 << 10, anon: 4 << 10}, // a breakpoint
+		{start: 0x5000, end: 0x6000, rss: 4 << 10},
+	}
+	var dropped []uintptr
+	r, err := releaseRegions(regions, func(start, length uintptr) error {
+		dropped = append(dropped, start, length)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []uintptr{0x1000, 0x2000, 0x5000, 0x1000}; fmt.Sprint(dropped) != fmt.Sprint(want) {
+		t.Errorf("dropped %#x, want %#x", dropped, want)
+	}
+	if r != (Released{Mappings: 2, Bytes: 12 << 10, Skipped: 1}) {
+		t.Errorf("got %+v", r)
+	}
+	_, err = releaseRegions(regions[:1], func(uintptr, uintptr) error { return syscall.EINVAL })
+	if !errors.Is(err, syscall.EINVAL) {
+		t.Errorf("a failed madvise: %v", err)
 	}
 }
 
@@ -106,6 +134,9 @@ func TestReleaseStartupPages(t *testing.T) {
 		t.Fatal(err)
 	}
 	after := executableRSS(t) // this code runs again: its pages come back, the rest stays out
+	if r.Skipped != 0 {
+		t.Errorf("skipped %d mappings: none has private copies of pages", r.Skipped)
+	}
 	if r.Mappings < 2 {
 		t.Fatalf("released %d mappings, want the executable's code and read-only data", r.Mappings)
 	}
