@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"os/user"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -53,6 +54,8 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	p := osPrincipal()
+	debug.FreeOSMemory() // start-up's garbage, as in serve
+	releaseStartupPages(logger)
 	if err := stdio.Serve(ctx, g, os.Stdin, stdout, p); err != nil {
 		logger.Error("stdio session ended", "err", err)
 	}

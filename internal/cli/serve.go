@@ -24,6 +24,7 @@ import (
 	auditguard "github.com/portcullis-mcp/portcullis/internal/guards/audit"
 	tracing "github.com/portcullis-mcp/portcullis/internal/guards/trace"
 	"github.com/portcullis-mcp/portcullis/internal/identity"
+	"github.com/portcullis-mcp/portcullis/internal/memtrim"
 	"github.com/portcullis-mcp/portcullis/internal/metrics"
 	"github.com/portcullis-mcp/portcullis/internal/rawsock"
 	"github.com/portcullis-mcp/portcullis/internal/transport/h1server"
@@ -204,6 +205,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	logger.Info("portcullis serving", "mcp", scheme+"://"+ln.Addr().String()+"/mcp",
 		"per_server", scheme+"://"+ln.Addr().String()+ServerPath("<server>"), "auth", strings.Join(auth.methods, ","),
 		"servers", g.Servers(), "guards", g.Guards(), "version", version())
+	releaseStartupPages(logger)
 	select {
 	case err := <-errc:
 		fmt.Fprintf(stderr, "portcullis: %v\n", err)
@@ -243,6 +245,18 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	tracing.Flush(sctx)
 	logger.Info("stopped")
 	return 0
+}
+
+// releaseStartupPages gives back the executable's pages that only start-up used (package
+// initializers, building the chain): about 15 MiB that would otherwise stay resident.
+func releaseStartupPages(logger *slog.Logger) {
+	r, err := memtrim.ReleaseStartupPages()
+	if err != nil {
+		logger.Warn("could not release the start-up pages of the executable", "err", err)
+		return
+	}
+	logger.Debug("released the start-up pages of the executable", "mappings", r.Mappings, "resident_kib", r.Bytes>>10,
+		"skipped_with_breakpoints", r.Skipped)
 }
 
 // ServerPath is the path of the endpoint of one server of the gateway.

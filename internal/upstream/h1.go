@@ -142,8 +142,11 @@ func (t *H1Transport) get(ctx context.Context, req *http.Request) (*h1conn, erro
 		}
 		conn = tc
 	}
-	c := &h1conn{Conn: conn, bw: bufio.NewWriterSize(conn, 8<<10)}
-	c.br = bufio.NewReaderSize(counter{c}, 16<<10)
+	// Small buffers: a connection is kept for each call in flight and for each session's
+	// stream of server messages. Longer writes go past the writer's buffer, longer reads
+	// of a body past the reader's; a longer response head is read beside it (longHead).
+	c := &h1conn{Conn: conn, bw: bufio.NewWriterSize(conn, 4<<10)}
+	c.br = bufio.NewReaderSize(counter{c}, 4<<10)
 	return c, nil
 }
 

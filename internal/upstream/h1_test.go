@@ -153,5 +153,40 @@ func TestH1TransportDrainLater(t *testing.T) {
 				t.Errorf("%d connections, want %d", n, tc.wantConns)
 			}
 		})
+
+// A response head longer than a connection's read buffer is read, up to maxResponseHead,
+// and the connection goes on serving the next request.
+func TestH1TransportLongResponseHead(t *testing.T) {
+	var conns atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := 0
+		fmt.Sscan(r.URL.Query().Get("n"), &n)
+		w.Header().Set("X-Long", strings.Repeat("v", n))
+		fmt.Fprintf(w, "body-%d", n)
+	}))
+	srv.Config.ConnState = func(c net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	client := &http.Client{Transport: &H1Transport{}}
+	for _, n := range []int{10, 6000, 12000, 100} {
+		resp, err := client.Get(fmt.Sprintf("%s/?n=%d", srv.URL, n))
+		if err != nil {
+			t.Fatalf("header of %d bytes: %v", n, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(b) != fmt.Sprintf("body-%d", n) || len(resp.Header.Get("X-Long")) != n {
+			t.Fatalf("header of %d bytes: body %q, header of %d bytes", n, b, len(resp.Header.Get("X-Long")))
+		}
+	}
+	if c := conns.Load(); c != 1 {
+		t.Errorf("%d connections, want 1: a long head leaves the connection usable", c)
+	}
+	if _, err := client.Get(fmt.Sprintf("%s/?n=%d", srv.URL, maxResponseHead)); err == nil || !strings.Contains(err.Error(), "head over") {
+		t.Fatalf("a head over %d bytes: %v, want an error", maxResponseHead, err)
 	}
 }

@@ -20,7 +20,9 @@ import (
 // transfer coding) is an error: the connection is closed and the call fails, as net/http
 // would.
 
-const maxResponseHead = 64 << 10
+// maxResponseHead bounds a response head. A head longer than a connection's read buffer
+// is gathered beside it (longHead), so the buffer can stay small.
+const maxResponseHead = 16 << 10
 
 // errHeaderValue is a header that would break the request's framing.
 var errHeaderValue = errors.New("invalid header field")
@@ -124,12 +126,14 @@ func isToken(c byte) bool {
 // readResponse reads a response head from br and returns the response with a body that
 // ends where the response ends.
 func readResponse(br *bufio.Reader, req *http.Request) (*http.Response, error) {
-	head, err := peekHead(br)
+	head, taken, err := peekHead(br)
 	if err != nil {
 		return nil, err
 	}
 	resp, err := parseResponseHead(head, req)
-	br.Discard(len(head))
+	if !taken {
+		br.Discard(len(head))
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -143,29 +147,60 @@ func readResponse(br *bufio.Reader, req *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
-// peekHead returns the buffered bytes up to and including the blank line ending the head.
-func peekHead(br *bufio.Reader) ([]byte, error) {
+// peekHead returns the response head: the bytes up to and including the blank line ending
+// it. A head that fits in br's buffer is returned from the buffer and left there (taken is
+// false); a longer one is taken out of br into a slice of its own.
+func peekHead(br *bufio.Reader) (head []byte, taken bool, err error) {
 	for n := 0; ; {
 		buf, err := br.Peek(br.Buffered())
-		if i := bytes.Index(buf[max(0, n-3):], []byte("\r\n\r\n")); i >= 0 {
-			return buf[:max(0, n-3)+i+4], nil
+		if i := bytes.Index(buf[max(0, n-3):], crlfcrlf); i >= 0 {
+			return buf[:max(0, n-3)+i+4], false, nil
 		}
 		n = len(buf)
-		if n >= maxResponseHead || n >= br.Size() {
-			return nil, fmt.Errorf("http: response head over %d bytes", min(maxResponseHead, br.Size()))
+		if n >= br.Size() {
+			head, err := longHead(br)
+			return head, true, err
 		}
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		// Wait for more: Peek of one byte beyond what is buffered reads once.
 		if _, err = br.Peek(n + 1); err != nil {
 			if n > 0 && errors.Is(err, io.EOF) {
+				return nil, false, io.ErrUnexpectedEOF
+			}
+			return nil, false, err
+		}
+	}
+}
+
+// longHead reads a head that does not fit in br's buffer out of br, up to
+// maxResponseHead bytes, leaving what follows the head in br.
+func longHead(br *bufio.Reader) ([]byte, error) {
+	var head []byte
+	for {
+		buf, _ := br.Peek(br.Buffered())
+		from := max(0, len(head)-3)
+		head = append(head, buf...)
+		if i := bytes.Index(head[from:], crlfcrlf); i >= 0 && from+i+4 <= maxResponseHead {
+			end := from + i + 4
+			br.Discard(end - (len(head) - len(buf)))
+			return head[:end:end], nil
+		}
+		br.Discard(len(buf))
+		if len(head) >= maxResponseHead {
+			return nil, fmt.Errorf("http: response head over %d bytes", maxResponseHead)
+		}
+		if _, err := br.Peek(1); err != nil {
+			if errors.Is(err, io.EOF) {
 				return nil, io.ErrUnexpectedEOF
 			}
 			return nil, err
 		}
 	}
 }
+
+var crlfcrlf = []byte("\r\n\r\n")
 
 func parseResponseHead(head []byte, req *http.Request) (*http.Response, error) {
 	hs := string(head) // every string of the response is a part of this one

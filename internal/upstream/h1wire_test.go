@@ -76,9 +76,46 @@ func TestReadResponse(t *testing.T) {
 }
 
 func TestReadResponseLongHead(t *testing.T) {
-	wire := "HTTP/1.1 200 OK\r\nX: " + strings.Repeat("a", 5000) + "\r\n\r\n"
-	if _, err := readResponse(bufio.NewReaderSize(strings.NewReader(wire), 4096), httptest.NewRequest("POST", "http://up/mcp", nil)); err == nil || !strings.Contains(err.Error(), "head over") {
-		t.Fatalf("error %v, want a head too large", err)
+	long := func(n int) string { // a head of exactly n bytes
+		h := "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX: "
+		return h + strings.Repeat("a", n-len(h)-4) + "\r\n\r\n"
+	}
+	for _, tc := range []struct {
+		name, wire string
+		size       int    // the reader's buffer
+		err        string // "" when the response is read
+	}{
+		{"longer than the buffer", long(5000) + "hiHTTP/1.1", 4096, ""},
+		{"end of head across a buffer's worth", long(4096+2) + "hi", 4096, ""},
+		{"end of head at the buffer's end", long(4096) + "hi", 4096, ""},
+		{"at the limit", long(maxResponseHead) + "hi", 4096, ""},
+		{"at the limit, in one buffer", long(maxResponseHead) + "hi", maxResponseHead, ""},
+		{"over the limit", long(maxResponseHead+1) + "hi", 4096, "head over"},
+		{"over the limit, the buffer as large", long(maxResponseHead+1) + "hi", maxResponseHead, "head over"},
+		{"no end", "HTTP/1.1 200 OK\r\nX: " + strings.Repeat("a", 3*maxResponseHead), 4096, "head over"},
+		{"cut short", long(6000)[:5000], 4096, "unexpected EOF"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			br := bufio.NewReaderSize(strings.NewReader(tc.wire), tc.size)
+			resp, err := readResponse(br, httptest.NewRequest("POST", "http://up/mcp", nil))
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("error %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, err := io.ReadAll(resp.Body)
+			if err != nil || string(body) != "hi" || resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("X"), "aaa") {
+				t.Fatalf("read %d %q %v, header X of %d bytes", resp.StatusCode, body, err, len(resp.Header.Get("X")))
+			}
+			rest, _ := io.ReadAll(br)
+			if want := tc.wire[strings.Index(tc.wire, "\r\n\r\n")+4+2:]; string(rest) != want {
+				t.Errorf("left %q after the response, want %q", rest, want)
+			}
+		})
 	}
 }
 

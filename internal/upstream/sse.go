@@ -49,11 +49,17 @@ func newEventReader(r io.Reader, maxBytes int) *eventReader {
 // reset starts reading a new response body, keeping the last event id and retry delay.
 func (er *eventReader) reset(r io.Reader) {
 	sc := bufio.NewScanner(r)
-	// A line is "data: " plus at most the whole message.
-	sc.Buffer(make([]byte, 0, 4096), er.max+1024)
+	// A line is "data: " plus at most the whole message. Each call's answer gets a reader
+	// of its own: the buffer starts small and the scanner doubles it for a longer line.
+	sc.Buffer(make([]byte, 0, eventBufferStart), er.max+1024)
 	sc.Split(splitSSELines)
 	er.sc, er.first, er.events = sc, true, 0
 }
+
+// eventBufferStart is the initial size of an event stream's line buffer: the answer to a
+// call is mostly one line of a few hundred bytes, and at 4 KiB this buffer was a quarter
+// of the bytes the gateway allocated per call.
+const eventBufferStart = 1 << 10
 
 // splitSSELines splits at CRLF, LF or a lone CR.
 func splitSSELines(data []byte, atEOF bool) (int, []byte, error) {

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/portcullis-mcp/portcullis/internal/jsonrpc"
@@ -636,6 +637,34 @@ func TestEventReader(t *testing.T) {
 				t.Errorf("got %q id %q retry %v, want %q id %q retry %v", got, er.lastID, er.retry, tc.want, tc.lastID, tc.retry)
 			}
 		})
+	}
+}
+
+// Lines longer than the reader's first buffer are read whole, up to the limit.
+func TestEventReaderLongLines(t *testing.T) {
+	const max = 64 << 10
+	for _, n := range []int{eventBufferStart - 7, eventBufferStart, 3 * eventBufferStart, 20 << 10, max} {
+		for _, oneByte := range []bool{false, true} {
+			msg := strings.Repeat("x", n)
+			var r io.Reader = strings.NewReader("data: " + msg + "\n\ndata: after\n\n")
+			if oneByte {
+				if n > 3*eventBufferStart {
+					continue // each byte rescans the line: slow for long ones
+				}
+				r = iotest.OneByteReader(r)
+			}
+			er := newEventReader(r, max)
+			if _, data, err := er.next(); err != nil || string(data) != msg {
+				t.Fatalf("%d bytes (one byte a read: %v): %d bytes, %v", n, oneByte, len(data), err)
+			}
+			if _, data, err := er.next(); err != nil || string(data) != "after" {
+				t.Fatalf("%d bytes: then %q, %v", n, data, err)
+			}
+		}
+	}
+	er := newEventReader(strings.NewReader("data: "+strings.Repeat("x", max+1)+"\n\n"), max)
+	if _, _, err := er.next(); !errors.Is(err, errEventTooLarge) {
+		t.Fatalf("an event over the limit: %v, want errEventTooLarge", err)
 	}
 }
 

@@ -171,6 +171,13 @@ func (h *handler) Handle(ctx context.Context, c *guard.Call) (*jsonrpc.Message, 
 	if len(c.Holds) == 0 || c.Direction != guard.Inbound || !c.Msg.IsRequest() {
 		return h.next.Handle(ctx, c)
 	}
+	return h.held(ctx, c)
+}
+
+// held decides a call that a guard before this one asked to hold. (Apart from Handle, so
+// that the rest of the chain, run from Handle for every other call, does not run on top
+// of this frame's 2.8 KiB.)
+func (h *handler) held(ctx context.Context, c *guard.Call) (*jsonrpc.Message, error) {
 	g := h.g
 	// The person's time is the approval's timeout, not the server's call_timeout: the
 	// call's timeouts stop while it is held and go on when it is released.

@@ -235,6 +235,17 @@ func (h *handler) Handle(ctx context.Context, c *guard.Call) (*jsonrpc.Message, 
 	if len(fs) == 0 {
 		return h.next.Handle(ctx, c)
 	}
+	if r := h.report(ctx, c, fs); r != nil {
+		return nil, r
+	}
+	return h.next.Handle(ctx, c)
+}
+
+// report records and logs the findings in a call's arguments, adds the hold for those at
+// the approval severity, and returns the refusal when some block the call. (Apart from
+// Handle, so that the rest of the chain does not run on top of this frame.)
+func (h *handler) report(ctx context.Context, c *guard.Call, fs []detect.Finding) *guard.Refusal {
+	m := c.Msg
 	block := detect.AtLeast(fs, h.g.c.Block)
 	for _, f := range fs { // into the call's audit event, allowed or not
 		ptr := f.Pointer
@@ -260,9 +271,9 @@ func (h *handler) Handle(ctx context.Context, c *guard.Call) (*jsonrpc.Message, 
 				c.Holds = append(c.Holds, Hold(held))
 			}
 		}
-		return h.next.Handle(ctx, c)
+		return nil
 	}
-	return nil, Refusal(m.Method, c.Name, block)
+	return Refusal(m.Method, c.Name, block)
 }
 
 // Hold is the hold for findings at the approval severity: the person asked sees what was

@@ -186,32 +186,40 @@ func (g *Guard) Middleware() guard.Middleware {
 			if err != nil || resp == nil || resp.Error != nil || len(resp.Result) == 0 {
 				return resp, err
 			}
-			out, fs, block := g.Inspect(resp.Result)
-			for _, f := range fs { // into the call's audit event, allowed or not
-				trail.Report(ctx, trail.Finding{Detector: f.Detector, Rule: f.Rule, Severity: f.Severity.String(), Pointer: f.Pointer,
-					In: "result", Evidence: f.Evidence, Message: f.Message})
-			}
-			for _, f := range fs {
-				level, msg := slog.LevelWarn, "finding in result"
-				if f.Severity == detect.Critical {
-					level, msg = slog.LevelError, "ALERT: critical finding in result"
-				}
-				g.log.LogAttrs(ctx, level, msg, slog.String("upstream", c.Server), slog.String("method", m.Method),
-					slog.String("tool", c.Name), slog.String("principal", c.Principal.ID), slog.String("detector", f.Detector),
-					slog.String("rule", f.Rule), slog.String("severity", f.Severity.String()), slog.String("pointer", f.Pointer),
-					slog.String("message", f.Message), slog.Bool("blocked", len(block) > 0))
-			}
-			if len(block) > 0 {
-				return nil, Refusal(m.Method, c.Name, block)
-			}
-			if len(fs) == 0 {
-				return resp, nil
-			}
-			nr := *resp
-			nr.Result = out
-			return &nr, nil
+			return g.decide(ctx, c, resp)
 		})
 	}
+}
+
+// decide inspects an answered call's result, records and logs the findings, and returns
+// the result to forward or the refusal. (Apart from the middleware, so that the rest of
+// the chain does not run on top of this frame.)
+func (g *Guard) decide(ctx context.Context, c *guard.Call, resp *jsonrpc.Message) (*jsonrpc.Message, error) {
+	m := c.Msg
+	out, fs, block := g.Inspect(resp.Result)
+	for _, f := range fs { // into the call's audit event, allowed or not
+		trail.Report(ctx, trail.Finding{Detector: f.Detector, Rule: f.Rule, Severity: f.Severity.String(), Pointer: f.Pointer,
+			In: "result", Evidence: f.Evidence, Message: f.Message})
+	}
+	for _, f := range fs {
+		level, msg := slog.LevelWarn, "finding in result"
+		if f.Severity == detect.Critical {
+			level, msg = slog.LevelError, "ALERT: critical finding in result"
+		}
+		g.log.LogAttrs(ctx, level, msg, slog.String("upstream", c.Server), slog.String("method", m.Method),
+			slog.String("tool", c.Name), slog.String("principal", c.Principal.ID), slog.String("detector", f.Detector),
+			slog.String("rule", f.Rule), slog.String("severity", f.Severity.String()), slog.String("pointer", f.Pointer),
+			slog.String("message", f.Message), slog.Bool("blocked", len(block) > 0))
+	}
+	if len(block) > 0 {
+		return nil, Refusal(m.Method, c.Name, block)
+	}
+	if len(fs) == 0 {
+		return resp, nil
+	}
+	nr := *resp
+	nr.Result = out
+	return &nr, nil
 }
 
 // Refusal is the error the client gets instead of a blocked result.
