@@ -153,6 +153,8 @@ func TestH1TransportDrainLater(t *testing.T) {
 				t.Errorf("%d connections, want %d", n, tc.wantConns)
 			}
 		})
+	}
+}
 
 // A response head longer than a connection's read buffer is read, up to maxResponseHead,
 // and the connection goes on serving the next request.
