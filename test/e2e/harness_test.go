@@ -56,6 +56,15 @@ func testMain(m *testing.M) int {
 		return 1
 	}
 	repoRoot = root
+	// Gateways without a store path keep their store under $XDG_STATE_HOME: a scratch one,
+	// so that tests neither read nor change the user's own database.
+	state, err := os.MkdirTemp("", "portcullis-e2e-state-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	defer os.RemoveAll(state)
+	os.Setenv("XDG_STATE_HOME", state)
 	e2eDir = os.Getenv("PORTCULLIS_E2E")
 	if e2eDir == "" {
 		e2eDir = filepath.Join(repoRoot, ".e2e")
