@@ -13,6 +13,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"syscall"
@@ -147,6 +148,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		srv.RegisterOnShutdown(f.Shutdown)
 	}
 	if *pprofAddr != "" {
+		runtime.MemProfileRate = 512 << 10 // the default, which cmd/portcullis turns off
 		pm := http.NewServeMux()
 		pm.HandleFunc("/debug/pprof/", pprof.Index)
 		pm.HandleFunc("/debug/pprof/profile", pprof.Profile)
