@@ -62,6 +62,8 @@ var migrations = []string{
 	migrationApprovals,
 	// 5: daily quota and budget counters (quotas.go).
 	migrationQuotas,
+	// 6: the audit trail's table rebuilt for cheaper inserts (audit.go).
+	migrationAuditLean,
 }
 
 // BusyTimeout is how long a statement waits for another connection's write lock.
