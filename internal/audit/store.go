@@ -24,6 +24,7 @@ type StoreSink struct {
 
 	j       *journal            // nil: every Write is a transaction
 	queued  []store.AuditRecord // in the journal, not yet in the store
+	spare   []store.AuditRecord // the slice of the last events moved, for the next ones
 	moving  int                 // events the mover is putting into the store
 	moveErr error               // the last failure to move them
 }

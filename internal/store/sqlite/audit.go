@@ -59,6 +59,10 @@ type auditStmts struct {
 
 const insertRows = 64
 
+// argsPool holds the argument slices of the inserts (12 values a row, up to insertRows
+// rows): the mover appends every 50 ms.
+var argsPool = sync.Pool{New: func() any { s := make([]any, 0, 12*insertRows); return &s }}
+
 // insertSizes are the row counts of the insert statements, largest first.
 var insertSizes = [...]int{insertRows, 16, 4, 1}
 
@@ -143,7 +147,9 @@ func (s *Store) AppendAudit(ctx context.Context, records []store.AuditRecord) er
 		}
 		ends[r.Chain] = r.Hash
 	}
-	args := make([]any, 0, 12*min(len(records), insertRows))
+	argp := argsPool.Get().(*[]any)
+	defer func() { clear((*argp)[:cap(*argp)]); argsPool.Put(argp) }()
+	args := *argp
 	for i, rest := 0, records; len(rest) > 0; i++ {
 		chunk := rest[:chunkRows(len(rest))]
 		rest = rest[len(chunk):]
@@ -152,6 +158,7 @@ func (s *Store) AppendAudit(ctx context.Context, records []store.AuditRecord) er
 			args = append(args, r.Chain, int64(r.Seq), r.Time.UnixNano(), r.Code, r.Principal, r.Server,
 				r.Method, r.Tool, r.Decision, r.Prev, r.Hash, r.Line)
 		}
+		*argp = args
 		if _, err := tx.StmtContext(ctx, ins[i]).ExecContext(ctx, args...); err != nil {
 			return err
 		}
