@@ -104,7 +104,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	// checkpoint, so larger pages mean fewer system calls per row (about 10 % less CPU per
 	// audit insert than 4 KiB). An existing database keeps its page size.
 	q.Add("_pragma", "page_size(16384)")
-	q.Set("_txlock", "immediate")           // writers take the lock at BEGIN: no deadlock-prone lock upgrades
+	q.Set("_txlock", "immediate") // writers take the lock at BEGIN: no deadlock-prone lock upgrades
 	dsn := "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
