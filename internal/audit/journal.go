@@ -28,7 +28,10 @@ type JournalOptions struct {
 	Path        string
 	RotateBytes int64
 	// Interval is the longest an event waits in the journal before it is moved (default
-	// 50 ms); MaxBatch moves earlier when that many wait (default 4096).
+	// 200 ms); MaxBatch moves earlier when that many wait (default 4096). Larger
+	// transactions cost less per row: each one rewrites the index pages it touches and the
+	// last page of the table, so 400 rows in one cost about a quarter less CPU per row than
+	// 100 (a gateway at 1000 calls/s writes 2000 events/s).
 	Interval time.Duration
 	MaxBatch int
 	Logger   *slog.Logger
@@ -59,7 +62,7 @@ type journal struct {
 
 func (s *StoreSink) startJournal(ctx context.Context, o JournalOptions) error {
 	if o.Interval <= 0 {
-		o.Interval = 50 * time.Millisecond
+		o.Interval = 200 * time.Millisecond
 	}
 	if o.MaxBatch <= 0 {
 		o.MaxBatch = 4096

@@ -49,7 +49,7 @@ func auditStore(a *auditFlags, sub string, cfg *config.Config, stdout, stderr io
 		return 1
 	}
 	slices.Reverse(recs) // oldest first, as in a file
-	// Events acknowledged but still in a journal (moved into the store within 50 ms while
+	// Events acknowledged but still in a journal (moved into the store within 200 ms while
 	// the gateway runs; at its next start after a crash) come last.
 	for _, c := range mustChains(ctx, st, *a.chain) {
 		recs = append(recs, journalRecords(ctx, st, where, c)...)
