@@ -186,7 +186,9 @@ func eventID() string {
 	var b [16]byte
 	copy(b[:8], idPrefix[:])
 	binary.BigEndian.PutUint64(b[8:], idCounter.Add(1))
-	return hex.EncodeToString(b[:])
+	var out [32]byte
+	hex.Encode(out[:], b[:])
+	return string(out[:]) // one allocation (EncodeToString makes two)
 }
 
 // Record seals e into the chain and writes it to every sink. It returns nil once at least
@@ -400,6 +402,20 @@ func (b *Broker) setSinks(ns []Sink) {
 	}
 }
 
+// writeSink writes events to one sink, after the events it missed.
+func (b *Broker) writeSink(s *sinkState, events []*Event) error {
+	out := events
+	if len(s.backlog) > 0 {
+		out = append(s.backlog[:len(s.backlog):len(s.backlog)], events...)
+	}
+	if l, ok := s.sink.(local); ok && l.local() {
+		return s.sink.Write(context.Background(), out) // no timer per batch
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), b.opts.Timeout)
+	defer cancel()
+	return s.sink.Write(ctx, out)
+}
+
 // write sends events to every sink; it fails when none recorded them.
 func (b *Broker) write(events []*Event) error {
 	b.mu.Lock()
@@ -408,30 +424,19 @@ func (b *Broker) write(events []*Event) error {
 	if len(sinks) == 0 {
 		return fmt.Errorf("%w: no sinks", ErrAuditUnavailable)
 	}
-	errs := make([]error, len(sinks))
-	do := func(i int) {
-		s := sinks[i]
-		out := events
-		if len(s.backlog) > 0 {
-			out = append(s.backlog[:len(s.backlog):len(s.backlog)], events...)
-		}
-		if l, ok := s.sink.(local); ok && l.local() {
-			errs[i] = s.sink.Write(context.Background(), out) // no timer per batch
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), b.opts.Timeout)
-		errs[i] = s.sink.Write(ctx, out)
-		cancel()
-	}
+	var one [1]error // one sink (the usual case): no allocation, no goroutine
+	errs := one[:]
 	if len(sinks) == 1 {
-		do(0)
+		errs[0] = b.writeSink(sinks[0], events)
 	} else {
+		many := make([]error, len(sinks))
 		var wg sync.WaitGroup
 		for i := range sinks {
 			wg.Add(1)
-			go func() { defer wg.Done(); do(i) }()
+			go func() { defer wg.Done(); many[i] = b.writeSink(sinks[i], events) }()
 		}
 		wg.Wait()
+		errs = many
 	}
 	ok := 0
 	for _, err := range errs {

@@ -179,7 +179,7 @@ const Genesis = "000000000000000000000000000000000000000000000000000000000000000
 // is SHA-256 over exactly these bytes.
 func (e *Event) AppendBody(dst []byte) []byte {
 	dst = append(dst, `{"time":"`...)
-	dst = e.Time.UTC().AppendFormat(dst, "2006-01-02T15:04:05.000000000Z")
+	dst = appendTime(dst, e.Time)
 	dst = append(dst, `","seq":`...)
 	dst = strconv.AppendUint(dst, e.Seq, 10)
 	dst = str(dst, "id", e.ID, true)
@@ -235,6 +235,43 @@ func (e *Event) AppendBody(dst []byte) []byte {
 	dst = str(dst, "result_hmac", e.ResultHMAC, false)
 	dst = str(dst, "prev", e.Prev, true)
 	return append(dst, '}')
+}
+
+// timeLayout is how event times are written: UTC, nanoseconds, always 30 bytes for the
+// years 0 to 9999.
+const timeLayout = "2006-01-02T15:04:05.000000000Z"
+
+// appendTime appends t in timeLayout, as t.UTC().AppendFormat(dst, timeLayout) does,
+// without parsing the layout for every event (a fifth of the cost of sealing one).
+func appendTime(dst []byte, t time.Time) []byte {
+	t = t.UTC()
+	year, month, day := t.Date()
+	if year < 0 || year > 9999 {
+		return t.AppendFormat(dst, timeLayout)
+	}
+	hour, min, sec := t.Clock()
+	var b [len(timeLayout)]byte
+	put := func(i, v, n int) {
+		for j := i + n - 1; j >= i; j-- {
+			b[j] = byte('0' + v%10)
+			v /= 10
+		}
+	}
+	put(0, year, 4)
+	b[4] = '-'
+	put(5, int(month), 2)
+	b[7] = '-'
+	put(8, day, 2)
+	b[10] = 'T'
+	put(11, hour, 2)
+	b[13] = ':'
+	put(14, min, 2)
+	b[16] = ':'
+	put(17, sec, 2)
+	b[19] = '.'
+	put(20, t.Nanosecond(), 9)
+	b[29] = 'Z'
+	return append(dst, b[:]...)
 }
 
 // AppendCanonical appends the stored form of a sealed event: its body with the hash as

@@ -28,7 +28,10 @@ type JournalOptions struct {
 	Path        string
 	RotateBytes int64
 	// Interval is the longest an event waits in the journal before it is moved (default
-	// 50 ms); MaxBatch moves earlier when that many wait (default 4096).
+	// 200 ms); MaxBatch moves earlier when that many wait (default 4096). Larger
+	// transactions cost less per row: each one rewrites the index pages it touches and the
+	// last page of the table, so 400 rows in one cost about a quarter less CPU per row than
+	// 100 (a gateway at 1000 calls/s writes 2000 events/s).
 	Interval time.Duration
 	MaxBatch int
 	Logger   *slog.Logger
@@ -59,7 +62,7 @@ type journal struct {
 
 func (s *StoreSink) startJournal(ctx context.Context, o JournalOptions) error {
 	if o.Interval <= 0 {
-		o.Interval = 50 * time.Millisecond
+		o.Interval = 200 * time.Millisecond
 	}
 	if o.MaxBatch <= 0 {
 		o.MaxBatch = 4096
@@ -203,7 +206,7 @@ func (s *StoreSink) mover() {
 					j.o.Logger.Error("audit events stay in the journal until the next start", "journal", j.o.Path, "events", len(inflight), "err", err)
 					return
 				}
-				s.moved()
+				s.moved(inflight)
 				inflight = nil
 			}
 			return
@@ -236,21 +239,26 @@ func (s *StoreSink) mover() {
 			j.o.Logger.Info("audit events move into the store again", "journal", j.o.Path)
 		}
 		backoff = 0
-		s.moved()
+		s.moved(inflight)
 		inflight = nil
 	}
 }
 
 // moved notes that the events in flight are in the store: the in-flight file goes, and
-// so does what the journal holds when nothing newer was appended meanwhile.
-func (s *StoreSink) moved() {
+// so does what the journal holds when nothing newer was appended meanwhile. The slice
+// that held them is kept for the next events.
+func (s *StoreSink) moved(inflight []store.AuditRecord) {
 	j := s.j
 	if j.rotated {
 		os.Remove(j.o.Path + ".1")
 		j.rotated = false
 	}
+	clear(inflight) // the lines belong to the events
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.spare == nil {
+		s.spare = inflight[:0]
+	}
 	s.moving = 0
 	if len(s.queued) == 0 && j.f.size > 0 {
 		j.f.reset()
@@ -270,7 +278,7 @@ func (s *StoreSink) takeQueued() []store.AuditRecord {
 	}
 	if j.f.size < j.o.RotateBytes {
 		out := s.queued
-		s.queued = make([]store.AuditRecord, 0, len(out))
+		s.queued, s.spare = s.spare, nil
 		s.moving = len(out)
 		return out
 	}
@@ -289,7 +297,7 @@ func (s *StoreSink) takeQueued() []store.AuditRecord {
 	j.f = f
 	j.rotated = true
 	out := s.queued
-	s.queued = make([]store.AuditRecord, 0, len(out))
+	s.queued, s.spare = s.spare, nil
 	s.moving = len(out)
 	return out
 }

@@ -18,24 +18,34 @@ import (
 // trail can tell equal values apart without holding them, and nobody without the key can
 // test guesses against it.
 type Key struct {
-	pool sync.Pool
+	pool sync.Pool // of *keyState
+}
+
+// keyState is one HMAC in use, with room for its sum (so that the sum does not escape
+// to the heap on every call).
+type keyState struct {
+	h   hash.Hash
+	sum [sha256.Size]byte
 }
 
 // NewKey returns a key for the secret bytes.
 func NewKey(secret []byte) *Key {
 	s := append([]byte(nil), secret...)
-	return &Key{pool: sync.Pool{New: func() any { return hmac.New(sha256.New, s) }}}
+	return &Key{pool: sync.Pool{New: func() any { return &keyState{h: hmac.New(sha256.New, s)} }}}
 }
 
-// Sum returns "hmac-sha256:<hex>" of b.
+const sumPrefix = "hmac-sha256:"
+
+// Sum returns "hmac-sha256:<hex>" of b (one allocation: the string).
 func (k *Key) Sum(b []byte) string {
-	h := k.pool.Get().(hash.Hash)
-	h.Reset()
-	h.Write(b)
-	var out [32]byte
-	sum := h.Sum(out[:0])
-	k.pool.Put(h)
-	return "hmac-sha256:" + hex.EncodeToString(sum)
+	st := k.pool.Get().(*keyState)
+	st.h.Reset()
+	st.h.Write(b)
+	var out [len(sumPrefix) + 2*sha256.Size]byte
+	copy(out[:], sumPrefix)
+	hex.Encode(out[len(sumPrefix):], st.h.Sum(st.sum[:0]))
+	k.pool.Put(st)
+	return string(out[:])
 }
 
 // LoadKey reads the key at path (64 hex digits), creating it with a fresh random key when

@@ -24,6 +24,7 @@ type StoreSink struct {
 
 	j       *journal            // nil: every Write is a transaction
 	queued  []store.AuditRecord // in the journal, not yet in the store
+	spare   []store.AuditRecord // the slice of the last events moved, for the next ones
 	moving  int                 // events the mover is putting into the store
 	moveErr error               // the last failure to move them
 }
@@ -118,14 +119,21 @@ func (s *StoreSink) Close() error {
 // of events verified per chain and the first problem (nil when every chain verifies).
 // Problems name the chain as their File and the record's row as their Line.
 func VerifyStore(ctx context.Context, st store.AuditLog, chain string) (map[string]int, *Problem, error) {
+	counts, _, p, err := VerifyStoreEnds(ctx, st, chain)
+	return counts, p, err
+}
+
+// VerifyStoreEnds is VerifyStore, and also returns where each chain verified ends: the
+// last event its scan read (the chain may have grown since).
+func VerifyStoreEnds(ctx context.Context, st store.AuditLog, chain string) (map[string]int, map[string]Position, *Problem, error) {
 	chains := []string{chain}
 	if chain == "" {
 		var err error
 		if chains, err = st.AuditChains(ctx); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 	}
-	counts := map[string]int{}
+	counts, ends := map[string]int{}, map[string]Position{}
 	for _, c := range chains {
 		where := "store:" + c
 		// First pass: where each sequence number is, to tell a gap from a reordering.
@@ -139,7 +147,7 @@ func VerifyStore(ctx context.Context, st store.AuditLog, chain string) (map[stri
 			return true, nil
 		})
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		v := NewVerifier(seqs)
 		var prob *Problem
@@ -160,12 +168,12 @@ func VerifyStore(ctx context.Context, st store.AuditLog, chain string) (map[stri
 			return true, nil
 		})
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
-		counts[c] = v.Count()
+		counts[c], ends[c] = v.Count(), v.Last()
 		if prob != nil {
-			return counts, prob, nil
+			return counts, ends, prob, nil
 		}
 	}
-	return counts, nil, nil
+	return counts, ends, nil, nil
 }

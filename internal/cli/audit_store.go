@@ -43,16 +43,39 @@ func auditStore(a *auditFlags, sub string, cfg *config.Config, stdout, stderr io
 	if sub == "tail" {
 		q.Limit = *a.n
 	}
+	// Events acknowledged but still in a journal (moved into the store within 200 ms while
+	// the gateway runs; at its next start after a crash) come last. The journals are read
+	// first, then where each chain ends in the store, then the store: an event moved
+	// meanwhile is in the store's answer (and not taken twice from its journal).
+	journals := readJournals(ctx, st, where, *a.chain)
+	ends := map[string]uint64{}
+	for _, j := range journals {
+		if r, err := st.LastAudit(ctx, j.chain); err == nil {
+			ends[j.chain] = r.Seq
+		}
+	}
 	recs, err := st.SearchAudit(ctx, q)
 	if err != nil {
 		fmt.Fprintf(stderr, "portcullis audit %s: %v\n", sub, err)
 		return 1
 	}
 	slices.Reverse(recs) // oldest first, as in a file
-	// Events acknowledged but still in a journal (moved into the store within 50 ms while
-	// the gateway runs; at its next start after a crash) come last.
-	for _, c := range mustChains(ctx, st, *a.chain) {
-		recs = append(recs, journalRecords(ctx, st, where, c)...)
+	stored := map[string]map[uint64]bool{}
+	for _, r := range recs {
+		if stored[r.Chain] == nil {
+			stored[r.Chain] = map[uint64]bool{}
+		}
+		stored[r.Chain][r.Seq] = true
+	}
+	for _, j := range journals {
+		for _, en := range j.entries {
+			e, err := trail.ParseLine(en.Raw)
+			if err != nil || e.Seq <= ends[j.chain] || stored[j.chain][e.Seq] {
+				continue
+			}
+			recs = append(recs, store.AuditRecord{Chain: j.chain, Seq: e.Seq, Time: e.Time, Code: e.Code, Principal: e.Principal,
+				Server: e.Server, Method: e.Method, Tool: e.Tool, Decision: e.Decision, Prev: e.Prev, Hash: e.Hash, Line: en.Raw})
+		}
 	}
 	if sub == "tail" && len(recs) > q.Limit {
 		recs = recs[len(recs)-q.Limit:]
@@ -118,28 +141,25 @@ func auditStore(a *auditFlags, sub string, cfg *config.Config, stdout, stderr io
 	}
 }
 
-// journalRecords returns the events of chain's journal that the store does not hold yet
-// (none when the store is not a SQLite file).
-func journalRecords(ctx context.Context, st store.AuditLog, where, chain string) []store.AuditRecord {
-	if jp := trail.JournalPath(where, chain); !fileExists(jp) && !fileExists(jp+".1") {
-		return nil
-	}
-	var after trail.Position
-	if r, err := st.LastAudit(ctx, chain); err == nil {
-		after = trail.Position{Seq: r.Seq, Hash: r.Hash}
-	}
-	entries, err := trail.JournalTail(trail.JournalPath(where, chain), after)
-	if err != nil {
-		return nil
-	}
-	var out []store.AuditRecord
-	for _, en := range entries {
-		e, err := trail.ParseLine(en.Raw)
-		if err != nil {
+// chainJournal is what one chain's journal held when it was read.
+type chainJournal struct {
+	chain   string
+	entries []trail.Entry
+	err     error
+}
+
+// readJournals reads the journal of every chain in the store (or of only), in chain order
+// (none when the store is not a SQLite file). Read before the store, a journal holds
+// every acknowledged event the store does not hold yet: a gateway empties its journal
+// only once the store holds everything in it.
+func readJournals(ctx context.Context, st store.AuditLog, where, only string) []chainJournal {
+	var out []chainJournal
+	for _, c := range mustChains(ctx, st, only) {
+		if jp := trail.JournalPath(where, c); !fileExists(jp) && !fileExists(jp+".1") {
 			continue
 		}
-		out = append(out, store.AuditRecord{Chain: chain, Seq: e.Seq, Time: e.Time, Code: e.Code, Principal: e.Principal,
-			Server: e.Server, Method: e.Method, Tool: e.Tool, Decision: e.Decision, Prev: e.Prev, Hash: e.Hash, Line: en.Raw})
+		entries, err := trail.JournalTail(trail.JournalPath(where, c), trail.Position{})
+		out = append(out, chainJournal{chain: c, entries: entries, err: err})
 	}
 	return out
 }
@@ -158,32 +178,31 @@ func mustChains(ctx context.Context, st store.AuditLog, only string) []string {
 }
 
 func auditVerifyStore(ctx context.Context, a *auditFlags, st store.AuditLog, where string, stdout, stderr io.Writer) int {
-	counts, p, err := trail.VerifyStore(ctx, st, *a.chain)
+	// The chains go on in their journals (events not moved into the store yet). The
+	// journals are read before the store: an event a gateway moves meanwhile is then in
+	// the store's scan, or in the journal read before it.
+	journals := readJournals(ctx, st, where, *a.chain)
+	counts, ends, p, err := trail.VerifyStoreEnds(ctx, st, *a.chain)
 	if err != nil {
 		fmt.Fprintf(stderr, "portcullis audit verify: %v\n", err)
 		return 1
 	}
-	// The chains go on in their journals (events not moved into the store yet).
 	journaled := 0
-	for c := range counts {
-		if p != nil {
-			break
-		}
-		var after trail.Position
-		if r, err := st.LastAudit(ctx, c); err == nil {
-			after = trail.Position{Seq: r.Seq, Hash: r.Hash}
-		}
-		if !fileExists(trail.JournalPath(where, c)) && !fileExists(trail.JournalPath(where, c)+".1") {
+	for _, j := range journals {
+		if _, ok := counts[j.chain]; !ok || p != nil {
 			continue
 		}
-		entries, err := trail.JournalTail(trail.JournalPath(where, c), after)
-		if err != nil {
-			fmt.Fprintf(stderr, "portcullis audit verify: %v\n", err)
+		if j.err != nil {
+			fmt.Fprintf(stderr, "portcullis audit verify: %v\n", j.err)
 			return 1
 		}
-		for _, en := range entries {
+		c, after := j.chain, ends[j.chain]
+		for _, en := range j.entries {
 			claimed, ok := trail.LineHash(en.Raw)
 			e, perr := trail.ParseLine(en.Raw)
+			if perr == nil && e.Seq <= after.Seq {
+				continue // in the store, verified there
+			}
 			switch {
 			case !ok || perr != nil:
 				p = &trail.Problem{Kind: "altered", File: en.File, Line: en.Line, Msg: "its content does not match its hash (the event was edited)"}

@@ -529,6 +529,16 @@ func stage(c Config, st store.AuditLog, logger *slog.Logger) (*staging, error) {
 			sg.closeOpened()
 			return nil, err
 		}
+		// The trail's first event goes into the store now rather than with the journal's
+		// next move: the chain is then in the store (where the audit commands find it)
+		// from the start. A store that does not take it keeps it in the journal.
+		for _, s := range sg.sinks {
+			if ss, ok := s.(*trail.StoreSink); ok {
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				ss.Flush(ctx)
+				cancel()
+			}
+		}
 		shared.broker = b
 		sg.newBroker = true
 		shared.once.Do(func() { metrics.Default.OnScrape(scrape) })

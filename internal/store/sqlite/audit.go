@@ -12,6 +12,39 @@ import (
 	"github.com/portcullis-mcp/portcullis/internal/store"
 )
 
+// migrationAuditLean rebuilds audit_events (migration 2) with the same columns, rows and
+// indexes, for inserts that cost about a fifth less CPU per row (the audit trail inserts two
+// rows per proxied call):
+//
+//   - row is the rowid without AUTOINCREMENT: no sqlite_sequence lookup and update per
+//     insert. Rows are only appended, so the next row is still the largest plus one.
+//   - NOT NULL ON CONFLICT FAIL instead of the default ABORT: a statement that inserts many
+//     rows and may abort half way needs a statement journal (a copy of every page it
+//     changes, written to a temporary file); with FAIL it needs none. A NULL is still
+//     refused, and AppendAudit's transaction is rolled back as a whole on any error.
+const migrationAuditLean = `CREATE TABLE audit_events_lean (
+		row       INTEGER PRIMARY KEY,
+		chain     TEXT NOT NULL ON CONFLICT FAIL,
+		seq       INTEGER NOT NULL ON CONFLICT FAIL,
+		time      INTEGER NOT NULL ON CONFLICT FAIL, -- Unix nanoseconds, UTC
+		code      TEXT NOT NULL ON CONFLICT FAIL,
+		principal TEXT NOT NULL ON CONFLICT FAIL DEFAULT '',
+		server    TEXT NOT NULL ON CONFLICT FAIL DEFAULT '',
+		method    TEXT NOT NULL ON CONFLICT FAIL DEFAULT '',
+		tool      TEXT NOT NULL ON CONFLICT FAIL DEFAULT '',
+		decision  TEXT NOT NULL ON CONFLICT FAIL DEFAULT '',
+		prev      TEXT NOT NULL ON CONFLICT FAIL,
+		hash      TEXT NOT NULL ON CONFLICT FAIL,
+		line      BLOB NOT NULL ON CONFLICT FAIL
+	) STRICT;
+	INSERT INTO audit_events_lean (row, chain, seq, time, code, principal, server, method, tool, decision, prev, hash, line)
+		SELECT row, chain, seq, time, code, principal, server, method, tool, decision, prev, hash, line FROM audit_events ORDER BY row;
+	DROP TABLE audit_events;
+	ALTER TABLE audit_events_lean RENAME TO audit_events;
+	CREATE INDEX audit_events_chain ON audit_events (chain, row);
+	CREATE INDEX audit_events_time ON audit_events (time);
+	CREATE INDEX audit_events_principal ON audit_events (principal, time);`
+
 // auditStmts are the audit trail's write statements, prepared once per store: parsing
 // them for every transaction cost more than the inserts. Inserts go up to insertRows rows
 // per statement, in chunks of insertSizes rows (one statement per size, prepared when
@@ -25,6 +58,10 @@ type auditStmts struct {
 }
 
 const insertRows = 64
+
+// argsPool holds the argument slices of the inserts (12 values a row, up to insertRows
+// rows): the mover appends every 50 ms.
+var argsPool = sync.Pool{New: func() any { s := make([]any, 0, 12*insertRows); return &s }}
 
 // insertSizes are the row counts of the insert statements, largest first.
 var insertSizes = [...]int{insertRows, 16, 4, 1}
@@ -110,7 +147,9 @@ func (s *Store) AppendAudit(ctx context.Context, records []store.AuditRecord) er
 		}
 		ends[r.Chain] = r.Hash
 	}
-	args := make([]any, 0, 12*min(len(records), insertRows))
+	argp := argsPool.Get().(*[]any)
+	defer func() { clear((*argp)[:cap(*argp)]); argsPool.Put(argp) }()
+	args := *argp
 	for i, rest := 0, records; len(rest) > 0; i++ {
 		chunk := rest[:chunkRows(len(rest))]
 		rest = rest[len(chunk):]
@@ -119,6 +158,7 @@ func (s *Store) AppendAudit(ctx context.Context, records []store.AuditRecord) er
 			args = append(args, r.Chain, int64(r.Seq), r.Time.UnixNano(), r.Code, r.Principal, r.Server,
 				r.Method, r.Tool, r.Decision, r.Prev, r.Hash, r.Line)
 		}
+		*argp = args
 		if _, err := tx.StmtContext(ctx, ins[i]).ExecContext(ctx, args...); err != nil {
 			return err
 		}

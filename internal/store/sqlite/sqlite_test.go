@@ -45,6 +45,10 @@ func TestOpenCreatesDirWALAndPrivateFile(t *testing.T) {
 	if err := s.db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {
 		t.Errorf("journal_mode = %q, %v; want wal", mode, err)
 	}
+	var page int
+	if err := s.db.QueryRowContext(ctx, "PRAGMA page_size").Scan(&page); err != nil || page != 16384 {
+		t.Errorf("page_size = %d, %v; want 16384 for a new database", page, err)
+	}
 	var busy int
 	if err := s.db.QueryRowContext(ctx, "PRAGMA busy_timeout").Scan(&busy); err != nil || busy != int(BusyTimeout.Milliseconds()) {
 		t.Errorf("busy_timeout = %d, %v; want %d", busy, err, BusyTimeout.Milliseconds())
