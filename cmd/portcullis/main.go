@@ -8,8 +8,12 @@ import (
 	"github.com/portcullis-mcp/portcullis/internal/cli"
 )
 
-// Heap profiling is off unless serve --pprof turns it on: its sampling table alone is
-// 1.4 MiB of a gateway's resident memory.
-func init() { runtime.MemProfileRate = 0 }
+// Heap profiling is off unless serve --pprof turns it on: nothing reads it otherwise. A
+// rate set with GODEBUG=memprofilerate=N is kept.
+func init() {
+	if runtime.MemProfileRate == 512<<10 {
+		runtime.MemProfileRate = 0
+	}
+}
 
 func main() { os.Exit(cli.Main(os.Args[1:])) }

@@ -148,7 +148,9 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		srv.RegisterOnShutdown(f.Shutdown)
 	}
 	if *pprofAddr != "" {
-		runtime.MemProfileRate = 512 << 10 // the default, which cmd/portcullis turns off
+		if runtime.MemProfileRate == 0 {
+			runtime.MemProfileRate = 512 << 10 // the default, which cmd/portcullis turns off
+		}
 		pm := http.NewServeMux()
 		pm.HandleFunc("/debug/pprof/", pprof.Index)
 		pm.HandleFunc("/debug/pprof/profile", pprof.Profile)
