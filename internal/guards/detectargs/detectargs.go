@@ -9,6 +9,7 @@ package detectargs
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -16,6 +17,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	trail "github.com/portcullis-mcp/portcullis/internal/audit"
@@ -119,6 +121,15 @@ type Guard struct {
 	off     map[string]bool
 	roots   *clientRoots // nil: roots configured, or client roots off
 	log     *slog.Logger
+	lists   *recorded
+}
+
+// recorded is the SHA-256 of the tools listing each server's last Record put into the
+// catalog: every session of a stateful server lists the same tools, and parsing them again
+// was a tenth of a session's start.
+type recorded struct {
+	mu   sync.Mutex
+	last map[string][sha256.Size]byte
 }
 
 // Compile checks a configuration and builds the checks.
@@ -177,6 +188,7 @@ func Compile(c Config, o Options) (*Guard, error) {
 		decoys:  o.Decoys,
 		off:     off,
 		log:     o.Logger.With("guard", Name),
+		lists:   &recorded{last: map[string][sha256.Size]byte{}},
 	}
 	if len(c.Roots) == 0 && (c.ClientRoots == nil || *c.ClientRoots) && !off["pathtrav"] {
 		g.roots = newClientRoots(c.ClientRootsTimeout, c.ResolveSymlinks)
@@ -324,6 +336,20 @@ func (g *Guard) Record(server string, result []byte) {
 	if !ok {
 		return
 	}
+	sum := sha256.Sum256(arr)
+	g.lists.mu.Lock()
+	last, seen := g.lists.last[server]
+	g.lists.mu.Unlock()
+	if seen && last == sum {
+		return // the catalog holds exactly these definitions
+	}
+	defer func() {
+		g.lists.mu.Lock()
+		if _, ok := g.lists.last[server]; ok || len(g.lists.last) < maxRecordedServers {
+			g.lists.last[server] = sum
+		}
+		g.lists.mu.Unlock()
+	}()
 	jsonrpc.Elements(arr, func(item []byte) bool {
 		t, ok := toolinfo.Parse(item)
 		if !ok {
@@ -339,6 +365,9 @@ func (g *Guard) Record(server string, result []byte) {
 		return true
 	})
 }
+
+// maxRecordedServers bounds the listings Record remembers (one per server name).
+const maxRecordedServers = 1024
 
 // Check returns the findings for the arguments (a raw JSON object) of a call of tool on
 // server. isTool is false for prompts/get (arguments are text for a prompt template).

@@ -9,6 +9,7 @@ import (
 
 	"github.com/portcullis-mcp/portcullis/internal/detect"
 	"github.com/portcullis-mcp/portcullis/internal/detect/canary"
+	"github.com/portcullis-mcp/portcullis/internal/detect/toolinfo"
 	"github.com/portcullis-mcp/portcullis/internal/guard"
 	"github.com/portcullis-mcp/portcullis/internal/jsonrpc"
 )
@@ -295,5 +296,44 @@ func TestClientRoots(t *testing.T) {
 	c.Session, c.Client = "s2", cl
 	if _, err := fixed(up).Handle(context.Background(), c); err != nil || cl.asked != 2 {
 		t.Errorf("configured roots: %v, asked %d", err, cl.asked)
+	}
+}
+
+// Record parses a server's listing only when it differs from the last one recorded for
+// that server; a changed listing, or the old one listed again after it, is recorded.
+func TestRecordSkipsTheSameListing(t *testing.T) {
+	cat := toolinfo.NewCatalog()
+	g, err := Compile(Config{}, Options{Catalog: cat})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := `{"tools":[{"name":"run","description":"Runs a shell command.","inputSchema":{"type":"object","properties":{"command":{"type":"string"}}}}]}`
+	b := `{"tools":[{"name":"run","description":"Reads a file.","inputSchema":{"type":"object","properties":{"path":{"type":"string"}}}}]}`
+	desc := func() string {
+		tool, ok := cat.Get("s", "run")
+		if !ok {
+			t.Fatal("tool run is not in the catalog")
+		}
+		return tool.Description
+	}
+	for _, step := range []struct {
+		listing, want string
+	}{
+		{a, "Runs a shell command."},
+		{a, "Runs a shell command."},
+		{b, "Reads a file."},
+		{a, "Runs a shell command."},
+	} {
+		g.Record("s", []byte(step.listing))
+		if got := desc(); got != step.want {
+			t.Fatalf("after recording %s: description %q, want %q", step.listing, got, step.want)
+		}
+	}
+	// The same listing again is not parsed again: a change made to the catalog since then
+	// stays (only Record writes the catalog in the gateway).
+	cat.Put("s", toolinfo.Tool{Name: "run", Description: "changed elsewhere"})
+	g.Record("s", []byte(a))
+	if got := desc(); got != "changed elsewhere" {
+		t.Errorf("the same listing was parsed again: description %q", got)
 	}
 }

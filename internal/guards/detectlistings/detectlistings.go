@@ -73,6 +73,7 @@ type Guard struct {
 	d      *poisoning.Detector
 	log    *slog.Logger
 	decoys []string // decoy tools to list (see canary.DecoyTool); detect-args refuses their calls
+	seen   *verdicts
 }
 
 // WithDecoys returns the guard listing decoy tools of these names.
@@ -96,7 +97,7 @@ func Compile(c Config, logger *slog.Logger) (*Guard, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Guard{c: c, d: poisoning.Default, log: logger.With("guard", Name)}, nil
+	return &Guard{c: c, d: poisoning.Default, log: logger.With("guard", Name), seen: &verdicts{}}, nil
 }
 
 var listField = map[string]string{
@@ -162,7 +163,7 @@ func (g *Guard) Filter(ctx context.Context, c *guard.Call, field string, result 
 	findings := make([][]detect.Finding, len(items))
 	var tools []poisoning.Tool
 	for i, it := range items {
-		fs, t := g.d.CheckTool(it)
+		fs, t := g.seen.check(g.d, it)
 		if field == "tools" {
 			t.Server = c.Server
 			if c.Server == "" {
