@@ -14,8 +14,7 @@ import (
 )
 
 func TestH1TransportReusesAndRetries(t *testing.T) {
-	var conns atomic.Int32
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv, conns := countingServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		if r.URL.Path == "/sse" {
 			w.Header().Set("Content-Type", "text/event-stream")
@@ -27,12 +26,6 @@ func TestH1TransportReusesAndRetries(t *testing.T) {
 		}
 		fmt.Fprintf(w, "echo:%s", body)
 	}))
-	srv.Config.ConnState = func(c net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			conns.Add(1)
-		}
-	}
-	srv.Start()
 	defer srv.Close()
 	tr := &H1Transport{}
 	client := &http.Client{Transport: tr}
@@ -109,20 +102,13 @@ func TestH1TransportDrainLater(t *testing.T) {
 		{"end comes too late", pendingWait + 200*time.Millisecond, 2, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var conns atomic.Int32
-			srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			srv, conns := countingServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				w.Header().Set("Content-Type", "text/event-stream")
 				w.WriteHeader(200)
 				fmt.Fprintf(w, "data: answer\n\n")
 				w.(http.Flusher).Flush()
 				time.Sleep(tc.endAfter)
 			}))
-			srv.Config.ConnState = func(c net.Conn, s http.ConnState) {
-				if s == http.StateNew {
-					conns.Add(1)
-				}
-			}
-			srv.Start()
 			defer srv.Close()
 			tr := &H1Transport{}
 			defer tr.CloseIdleConnections()
@@ -159,19 +145,12 @@ func TestH1TransportDrainLater(t *testing.T) {
 // A response head longer than a connection's read buffer is read, up to maxResponseHead,
 // and the connection goes on serving the next request.
 func TestH1TransportLongResponseHead(t *testing.T) {
-	var conns atomic.Int32
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv, conns := countingServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n := 0
 		fmt.Sscan(r.URL.Query().Get("n"), &n)
 		w.Header().Set("X-Long", strings.Repeat("v", n))
 		fmt.Fprintf(w, "body-%d", n)
 	}))
-	srv.Config.ConnState = func(c net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			conns.Add(1)
-		}
-	}
-	srv.Start()
 	defer srv.Close()
 	client := &http.Client{Transport: &H1Transport{}}
 	for _, n := range []int{10, 6000, 12000, 100} {
@@ -191,4 +170,17 @@ func TestH1TransportLongResponseHead(t *testing.T) {
 	if _, err := client.Get(fmt.Sprintf("%s/?n=%d", srv.URL, maxResponseHead)); err == nil || !strings.Contains(err.Error(), "head over") {
 		t.Fatalf("a head over %d bytes: %v, want an error", maxResponseHead, err)
 	}
+}
+
+// countingServer starts a test server with h and counts the connections it accepts.
+func countingServer(h http.Handler) (*httptest.Server, *atomic.Int32) {
+	conns := new(atomic.Int32)
+	srv := httptest.NewUnstartedServer(h)
+	srv.Config.ConnState = func(c net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	return srv, conns
 }

@@ -855,8 +855,7 @@ func TestStreamableAnsweredStreamEnd(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			release := make(chan struct{})
-			var conns atomic.Int32
-			srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			srv, conns := countingServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				if r.Method != http.MethodPost {
 					http.Error(w, "no", http.StatusMethodNotAllowed)
 					return
@@ -868,12 +867,6 @@ func TestStreamableAnsweredStreamEnd(t *testing.T) {
 					<-release
 				}
 			}))
-			srv.Config.ConnState = func(c net.Conn, s http.ConnState) {
-				if s == http.StateNew {
-					conns.Add(1)
-				}
-			}
-			srv.Start()
 			defer srv.Close()
 			defer close(release)
 			tr, err := NewStreamableHTTP(srv.URL, HTTPOptions{Name: "fake", Client: &http.Client{Transport: &H1Transport{}}}, nil)
