@@ -526,23 +526,7 @@ func TestWrapUnwrap(t *testing.T) {
 		t.Error("the second wrap changed the file")
 	}
 	// discover sees them registered (wrapped).
-	dout, _, _ := runPortcullis(t, base, time.Minute, "discover", "--no-probe", "--format", "json", "--project", home)
-	var d struct {
-		Servers []struct {
-			Name       string `json:"name"`
-			Registered bool   `json:"registered"`
-			Wrapped    bool   `json:"wrapped"`
-		} `json:"servers"`
-	}
-	json.Unmarshal([]byte(dout), &d)
-	if len(d.Servers) != 3 {
-		t.Errorf("discover after wrap: %s", dout)
-	}
-	for _, s := range d.Servers {
-		if !s.Registered || !s.Wrapped {
-			t.Errorf("discover: %s is not registered and wrapped after wrap", s.Name)
-		}
-	}
+	checkAllWrapped(t, base, 3, "--project", home)
 
 	// Cursor's file stays as wrap wrote it; Claude Code rewrites its own (a counter, its
 	// own layout) while wrapped, as it does all the time.
@@ -696,6 +680,31 @@ func TestScanActiveSandboxed(t *testing.T) {
 	for k := range got {
 		if _, ok := want[k]; !ok {
 			t.Errorf("unexpected active finding %s: %s", k, got[k])
+		}
+	}
+}
+
+// checkAllWrapped runs discover (no probing) with env and extra arguments and checks that
+// it finds want servers, each registered and wrapped.
+func checkAllWrapped(t *testing.T, env []string, want int, args ...string) {
+	t.Helper()
+	out, _, _ := runPortcullis(t, env, time.Minute, append([]string{"discover", "--no-probe", "--format", "json"}, args...)...)
+	var d struct {
+		Servers []struct {
+			Name       string `json:"name"`
+			Registered bool   `json:"registered"`
+			Wrapped    bool   `json:"wrapped"`
+		} `json:"servers"`
+	}
+	if err := json.Unmarshal([]byte(out), &d); err != nil {
+		t.Fatalf("discover printed no JSON (%v): %s", err, out)
+	}
+	if len(d.Servers) != want {
+		t.Errorf("discover after wrap found %d servers, want %d: %s", len(d.Servers), want, out)
+	}
+	for _, s := range d.Servers {
+		if !s.Registered || !s.Wrapped {
+			t.Errorf("discover: %s is not registered and wrapped after wrap", s.Name)
 		}
 	}
 }

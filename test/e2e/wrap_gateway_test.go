@@ -147,23 +147,7 @@ func TestWrapHTTPThroughGateway(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "nothing to wrap") || !bytes.Equal(mustReadFile(t, cursor), wrapped) {
 		t.Errorf("second wrap (exit %d) changed something:\n%s", code, out)
 	}
-	dout, _, _ := runPortcullis(t, base, time.Minute, "discover", "--no-probe", "--format", "json")
-	var d struct {
-		Servers []struct {
-			Name       string `json:"name"`
-			Registered bool   `json:"registered"`
-			Wrapped    bool   `json:"wrapped"`
-		} `json:"servers"`
-	}
-	json.Unmarshal([]byte(dout), &d)
-	for _, s := range d.Servers {
-		if !s.Registered || !s.Wrapped {
-			t.Errorf("discover after wrap: %+v", s)
-		}
-	}
-	if len(d.Servers) != 2 {
-		t.Errorf("discover after wrap: %s", dout)
-	}
+	checkAllWrapped(t, base, 2)
 
 	// scan checks the wrapped HTTP entry as the server it fronts, where it is registered:
 	// the API key in the client's file is not reported as a secret written there.
