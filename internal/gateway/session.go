@@ -182,6 +182,20 @@ func (s *Session) Handle(ctx context.Context, m *jsonrpc.Message) *jsonrpc.Messa
 	return resp
 }
 
+// CancelRequest cancels the request with id that the session is handling, as the client's
+// notifications/cancelled would, except that its response is still produced (with the
+// cancellation error) for a client that resumes its stream. It reports whether such a
+// request was running.
+func (s *Session) CancelRequest(id jsonrpc.ID, cause error) bool {
+	s.mu.Lock()
+	c := s.active[string(id)]
+	s.mu.Unlock()
+	if c != nil {
+		c(cause)
+	}
+	return c != nil
+}
+
 var (
 	errCancelledByClient = errors.New("cancelled by the client")
 	errSessionClosed     = errors.New("the session was closed")

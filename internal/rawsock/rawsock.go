@@ -20,6 +20,7 @@ import (
 	"os"
 	"sync"
 	"syscall"
+	"time"
 	"unsafe"
 )
 
@@ -39,6 +40,10 @@ type Conn struct {
 	wn      int
 	werr    syscall.Errno
 	writeFn func(uintptr) bool
+	// A write deadline set with SetWriteDeadlineOnBlock: wdl is the deadline, wset says
+	// whether it is on the socket (it is put there only when a write would block).
+	wdl  time.Time
+	wset bool
 }
 
 // Wrap returns c with raw Read and Write when it is a *net.TCPConn, else c itself.
@@ -101,6 +106,10 @@ func (c *Conn) write(fd uintptr) bool {
 			c.wn += int(n)
 		case syscall.EINTR:
 		case syscall.EAGAIN:
+			if !c.wdl.IsZero() && !c.wset {
+				c.wset = true // the write waits: from here on the deadline bounds it
+				c.TCPConn.SetWriteDeadline(c.wdl)
+			}
 			return false
 		default:
 			c.werr = e
@@ -108,6 +117,21 @@ func (c *Conn) write(fd uintptr) bool {
 		}
 	}
 	return true
+}
+
+// SetWriteDeadlineOnBlock bounds the writes that follow by t, as SetWriteDeadline does,
+// but puts the deadline on the socket only when a write would block: a write that the
+// socket's buffer takes at once sets no timer. The zero t removes it. Do not mix it with
+// SetWriteDeadline.
+func (c *Conn) SetWriteDeadlineOnBlock(t time.Time) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.wdl = t
+	if c.wset {
+		c.wset = !t.IsZero()
+		return c.TCPConn.SetWriteDeadline(t)
+	}
+	return nil
 }
 
 // Write implements net.Conn: it writes all of p unless an error stops it.

@@ -99,6 +99,34 @@ func TestConn(t *testing.T) {
 				t.Fatal("Read after clearing the deadline failed")
 			}
 		}},
+		{"write deadline on block", func(t *testing.T, c *Conn, peer net.Conn) {
+			// A write the socket takes at once is not bound by the deadline, even a past one.
+			c.SetWriteDeadlineOnBlock(time.Now().Add(-time.Second))
+			if _, err := c.Write([]byte("a")); err != nil {
+				t.Fatalf("small Write with a past deadline = %v; want it written", err)
+			}
+			// One that blocks (the peer does not read) ends at the deadline.
+			c.SetWriteDeadlineOnBlock(time.Now().Add(20 * time.Millisecond))
+			big := make([]byte, 16<<20)
+			n, err := c.Write(big)
+			if !errors.Is(err, os.ErrDeadlineExceeded) || n >= len(big) {
+				t.Fatalf("blocked Write = %d, %v; want a timeout before %d bytes", n, err, len(big))
+			}
+			// Cleared, a blocked write waits for the reader again.
+			c.SetWriteDeadlineOnBlock(time.Time{})
+			total := int64(1 + n + len(big))
+			got := make(chan int64, 1)
+			go func() {
+				m, _ := io.Copy(io.Discard, io.LimitReader(peer, total))
+				got <- m
+			}()
+			if m, err := c.Write(big); m != len(big) || err != nil {
+				t.Fatalf("Write after clearing the deadline = %d, %v", m, err)
+			}
+			if m := <-got; m != total {
+				t.Fatalf("peer read %d bytes; want %d", m, total)
+			}
+		}},
 		{"close ends a blocked read", func(t *testing.T, c *Conn, peer net.Conn) {
 			done := make(chan error, 1)
 			go func() {

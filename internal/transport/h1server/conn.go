@@ -176,18 +176,28 @@ var crlfcrlf = []byte("\r\n\r\n")
 func (c *conn) handOff() bool {
 	c.nc.SetReadDeadline(time.Time{})
 	if c.wdl {
-		c.nc.SetWriteDeadline(time.Time{})
+		c.setWriteDeadline(time.Time{})
 	}
 	pre := append([]byte(nil), c.buf[c.r:c.w]...)
 	c.s.forget(c)
 	return c.s.handoff.give(&prefixConn{Conn: c.nc, pre: pre})
 }
 
+// setWriteDeadline bounds the connection's writes by t. A raw socket keeps t off the
+// socket until a write would block, so the usual response, which the socket's buffer
+// takes at once, sets and clears no timer.
+func (c *conn) setWriteDeadline(t time.Time) error {
+	if d, ok := c.nc.(interface{ SetWriteDeadlineOnBlock(time.Time) error }); ok {
+		return d.SetWriteDeadlineOnBlock(t)
+	}
+	return c.nc.SetWriteDeadline(t)
+}
+
 // serveOne runs the handler for one request whose head has been consumed; it reports
 // whether the connection may serve another request.
 func (c *conn) serveOne(h head) bool {
 	if c.wdl {
-		c.nc.SetWriteDeadline(time.Time{})
+		c.setWriteDeadline(time.Time{})
 		c.wdl = false
 	}
 	ctx, cancel := context.WithCancel(c.ctx)

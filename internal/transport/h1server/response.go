@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -109,7 +110,7 @@ func (w *response) FlushError() error {
 // SetWriteDeadline lets http.ResponseController bound a write.
 func (w *response) SetWriteDeadline(t time.Time) error {
 	w.c.wdl = true
-	return w.c.nc.SetWriteDeadline(t)
+	return w.c.setWriteDeadline(t)
 }
 
 // sendHead writes the status line and header, and the buffered body: with its length
@@ -151,7 +152,7 @@ func (w *response) sendHead(final bool) error {
 	out = append(out, ' ')
 	out = append(out, http.StatusText(w.status)...)
 	out = append(out, "\r\nDate: "...)
-	out = time.Now().UTC().AppendFormat(out, http.TimeFormat)
+	out = appendDate(out, time.Now())
 	if w.chunked {
 		out = append(out, "\r\nTransfer-Encoding: chunked"...)
 	}
@@ -255,4 +256,23 @@ func hasClose(vs []string) bool {
 		}
 	}
 	return false
+}
+
+// dateCache is the Date header value of the current second, formatted once per second
+// rather than once per response.
+type dateCache struct {
+	sec int64
+	val []byte
+}
+
+var lastDate atomic.Pointer[dateCache]
+
+func appendDate(out []byte, now time.Time) []byte {
+	sec := now.Unix()
+	if d := lastDate.Load(); d != nil && d.sec == sec {
+		return append(out, d.val...)
+	}
+	d := &dateCache{sec: sec, val: now.UTC().AppendFormat(nil, http.TimeFormat)}
+	lastDate.Store(d)
+	return append(out, d.val...)
 }

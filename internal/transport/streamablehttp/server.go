@@ -465,14 +465,14 @@ func (h *Handler) serveRequest(w http.ResponseWriter, r *http.Request, st *sessi
 	ctx := withStream(r.Context(), str)
 	if legacy {
 		// A legacy client may disconnect and resume with Last-Event-ID: the call goes on
-		// for a while, and is cancelled only if nobody resumes in time.
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithCancel(context.WithoutCancel(ctx))
-		defer cancel()
+		// for a while, and is cancelled only if nobody resumes in time. The session
+		// cancels it (the request's id names it there while it runs), which spares the
+		// call a context layer of its own.
+		ctx = context.WithoutCancel(ctx)
 		stop := context.AfterFunc(r.Context(), func() {
 			time.AfterFunc(h.opts.ResumeWindow, func() {
 				if !str.wasResumedOrDone() {
-					cancel()
+					st.sess.CancelRequest(m.ID, context.Canceled)
 				}
 			})
 		})
