@@ -84,11 +84,20 @@ func (c *conn) serve() {
 			}
 			c.idle.Store(false)
 		}
-		start := time.Now()
-		c.nc.SetReadDeadline(start.Add(headerTimeout))
-		end, err := c.readHead()
-		if err != nil {
-			return // timeout or EOF in the head: net/http closes too
+		// The header and body deadlines are put on the socket only when there is still
+		// something to read: a request that came in one piece (the usual case) sets none,
+		// and the idle deadline above, which bounds no read of this request, stays.
+		var start time.Time
+		end := bytes.Index(c.buf[c.r:c.w], crlfcrlf)
+		if end >= 0 {
+			end += c.r
+		} else {
+			start = time.Now()
+			c.nc.SetReadDeadline(start.Add(headerTimeout))
+			var err error
+			if end, err = c.readHead(); err != nil {
+				return // timeout or EOF in the head: net/http closes too
+			}
 		}
 		var h head
 		ok := end >= 0
@@ -100,8 +109,11 @@ func (c *conn) serve() {
 			return
 		}
 		c.r = end + 4
-		if readTimeout > headerTimeout {
-			c.nc.SetReadDeadline(start.Add(readTimeout))
+		if int64(c.w-c.r) < h.contentLength {
+			if start.IsZero() {
+				start = time.Now()
+			}
+			c.nc.SetReadDeadline(start.Add(max(readTimeout, headerTimeout)))
 		}
 		if !c.serveOne(h) {
 			return

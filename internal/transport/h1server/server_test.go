@@ -202,6 +202,42 @@ func TestSlowHead(t *testing.T) {
 	}
 }
 
+// A head that arrives whole with a body that stalls: the body's read is bounded by
+// ReadTimeout (and the handler sees the error), on the first request of a connection and
+// on a later one.
+func TestStalledBody(t *testing.T) {
+	got := make(chan error, 2)
+	ts := start(t, func(w http.ResponseWriter, r *http.Request) {
+		_, err := io.ReadAll(r.Body)
+		got <- err
+		if err == nil {
+			io.WriteString(w, "ok")
+		}
+	}, func(s *Server) { s.HeaderTimeout = 50 * time.Millisecond; s.ReadTimeout = 150 * time.Millisecond })
+	for _, first := range []bool{true, false} {
+		c, br := dial(t, ts.addr)
+		if !first {
+			io.WriteString(c, "POST /mcp HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\n{}")
+			if _, body := readResp(t, br); body != "ok" {
+				t.Fatalf("first request: %q", body)
+			}
+			if err := <-got; err != nil {
+				t.Fatalf("first request's body: %v", err)
+			}
+		}
+		io.WriteString(c, "POST /mcp HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\n{}")
+		select {
+		case err := <-got:
+			var ne net.Error
+			if !errors.As(err, &ne) || !ne.Timeout() {
+				t.Fatalf("first=%v: the stalled body's read ended with %v; want a timeout", first, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("first=%v: the stalled body's read never ended", first)
+		}
+	}
+}
+
 // A large unread body closes the connection after the response (a small one is skipped:
 // TestNoBodyStatus).
 func TestUnreadBodyCloses(t *testing.T) {
