@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/portcullis-mcp/portcullis/internal/guard"
@@ -28,6 +29,8 @@ type Session struct {
 	// of a per-server endpoint); prefix says whether names carry their server's prefix.
 	servers []Server
 	prefix  bool
+	// lastName is the last tool or prompt name routed: its JSON and its value.
+	lastName atomic.Pointer[[2]string]
 
 	started    chan struct{}
 	mu         sync.Mutex
@@ -357,6 +360,23 @@ func mergeCapabilities(infos []*upstream.InitResult) map[string]any {
 
 const sep = "__"
 
+// lookupName returns the string member "name" of params. The last name looked up is kept
+// with the JSON it came from: a client that calls the same tool again costs no copy.
+func (s *Session) lookupName(params []byte) (string, bool) {
+	raw, ok := jsonrpc.Lookup(params, "name")
+	if !ok {
+		return "", false
+	}
+	if p := s.lastName.Load(); p != nil && p[0] == string(raw) {
+		return p[1], true
+	}
+	name, ok := jsonrpc.LookupString(params, "name")
+	if ok {
+		s.lastName.Store(&[2]string{string(raw), name})
+	}
+	return name, ok
+}
+
 // route decides which server a client message goes to, and rewrites prefixed names.
 func (s *Session) route(c *guard.Call) error {
 	m := c.Msg
@@ -366,7 +386,7 @@ func (s *Session) route(c *guard.Call) error {
 	}
 	switch m.Method {
 	case "tools/call", "prompts/get":
-		name, ok := jsonrpc.LookupString(m.Params, "name")
+		name, ok := s.lookupName(m.Params)
 		if !ok {
 			return jsonrpc.Errorf(jsonrpc.CodeInvalidParams, "%s needs a string \"name\"", m.Method)
 		}

@@ -32,6 +32,7 @@ var errEventTooLarge = errors.New("event exceeds the size limit")
 // a reset, so that a reconnection can carry Last-Event-ID.
 type eventReader struct {
 	sc       *bufio.Scanner
+	buf      *[]byte // the scanner's first buffer, from linePool
 	max      int
 	first    bool
 	lastID   string
@@ -49,17 +50,32 @@ func newEventReader(r io.Reader, maxBytes int) *eventReader {
 // reset starts reading a new response body, keeping the last event id and retry delay.
 func (er *eventReader) reset(r io.Reader) {
 	sc := bufio.NewScanner(r)
-	// A line is "data: " plus at most the whole message. Each call's answer gets a reader
-	// of its own: the buffer starts small and the scanner doubles it for a longer line.
-	sc.Buffer(make([]byte, 0, eventBufferStart), er.max+1024)
+	// A line is "data: " plus at most the whole message. The buffer starts small and the
+	// scanner doubles it for a longer line.
+	if er.buf == nil {
+		er.buf = linePool.Get().(*[]byte)
+	}
+	sc.Buffer((*er.buf)[:0], er.max+1024)
 	sc.Split(splitSSELines)
 	er.sc, er.first, er.events = sc, true, 0
 }
 
+// release gives the line buffer back for the next call's answer. The reader must not be
+// used after it; what next returned stays valid (it is copied out of the buffer).
+func (er *eventReader) release() {
+	if er.buf != nil {
+		linePool.Put(er.buf)
+		er.buf, er.sc = nil, nil
+	}
+}
+
 // eventBufferStart is the initial size of an event stream's line buffer: the answer to a
 // call is mostly one line of a few hundred bytes, and at 4 KiB this buffer was a quarter
-// of the bytes the gateway allocated per call.
+// of the bytes the gateway allocated per call. Calls' answers share these buffers
+// (linePool); a scanner that needs a longer one grows its own.
 const eventBufferStart = 1 << 10
+
+var linePool = sync.Pool{New: func() any { b := make([]byte, eventBufferStart); return &b }}
 
 // splitSSELines splits at CRLF, LF or a lone CR.
 func splitSSELines(data []byte, atEOF bool) (int, []byte, error) {

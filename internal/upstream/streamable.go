@@ -105,6 +105,7 @@ type StreamableHTTP struct {
 	name     string
 	// versionHdr and sessionHdr cache the header values of the version and session id.
 	versionHdr, sessionHdr atomic.Pointer[[]string]
+	nameHdr                atomic.Pointer[nameHdr]
 	client                 *http.Client
 	header                 http.Header
 	limits                 jsonrpc.Limits
@@ -345,6 +346,7 @@ func (t *StreamableHTTP) call(ctx context.Context, out *jsonrpc.Message) (*jsonr
 // GET and Last-Event-ID when the server closes it early after an event id.
 func (t *StreamableHTTP) callStream(ctx context.Context, resp *http.Response, want jsonrpc.ID) (*jsonrpc.Message, error) {
 	er := newEventReader(resp.Body, limitBytes(t.limits))
+	defer er.release()
 	body := resp.Body
 	progressID, attempts := "", 0
 	for {
@@ -667,12 +669,16 @@ func (t *StreamableHTTP) setHeaders(req *http.Request, m *jsonrpc.Message) bool 
 		}
 		switch m.Method {
 		case "tools/call", "prompts/get":
-			if s, ok := jsonrpc.LookupString(m.Params, "name"); ok {
-				h.Set("Mcp-Name", headerValue(s))
+			if raw, ok := jsonrpc.Lookup(m.Params, "name"); ok {
+				if v, ok := t.nameValue(raw); ok {
+					h["Mcp-Name"] = v
+				}
 			}
 		case "resources/read":
-			if s, ok := jsonrpc.LookupString(m.Params, "uri"); ok {
-				h.Set("Mcp-Name", headerValue(s))
+			if raw, ok := jsonrpc.Lookup(m.Params, "uri"); ok {
+				if v, ok := t.nameValue(raw); ok {
+					h["Mcp-Name"] = v
+				}
 			}
 		}
 	}
@@ -695,6 +701,29 @@ func (t *StreamableHTTP) hdrValue(cache *atomic.Pointer[[]string], v string) []s
 	s := []string{v}
 	cache.Store(&s)
 	return s
+}
+
+// nameHdr is the Mcp-Name header value of the last tool, prompt or resource named, with
+// the JSON string it came from.
+type nameHdr struct {
+	raw string
+	val []string
+}
+
+// nameValue returns the Mcp-Name header value for the JSON string raw, reusing the last
+// one when the name is the same (a client tends to call the same tool again); ok is false
+// when raw is not a string. The slice is shared and never modified.
+func (t *StreamableHTTP) nameValue(raw []byte) ([]string, bool) {
+	if p := t.nameHdr.Load(); p != nil && p.raw == string(raw) {
+		return p.val, true
+	}
+	s, err := unquoteJSON(raw)
+	if err != nil {
+		return nil, false
+	}
+	n := &nameHdr{raw: string(raw), val: []string{headerValue(s)}}
+	t.nameHdr.Store(n)
+	return n.val, true
 }
 
 // statusError reads a non-2xx answer. A 404 to a request with a session id ends the

@@ -12,6 +12,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -887,5 +889,38 @@ func TestStreamableAnsweredStreamEnd(t *testing.T) {
 				t.Errorf("%d connections for 3 calls, want %d", n, tc.wantConns)
 			}
 		})
+	}
+}
+
+// Mcp-Name follows each request's name, also when the transport reuses the last value.
+func TestMcpNameHeaderPerRequest(t *testing.T) {
+	got := make(chan []string, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m := postedMsg(t, r)
+		got <- r.Header.Values("Mcp-Name")
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(jsonrpc.NewResult(m.ID, json.RawMessage(`{}`)).Marshal())
+	}))
+	defer srv.Close()
+	tr := newHTTPTransport(t, srv.URL, nil)
+	for i, tc := range []struct {
+		method, params string
+		want           []string
+	}{
+		{"tools/call", `{"name":"a"}`, []string{"a"}},
+		{"tools/call", `{"name":"b"}`, []string{"b"}},
+		{"tools/call", `{"name":"b"}`, []string{"b"}},
+		{"prompts/get", `{"name":"a"}`, []string{"a"}},
+		{"tools/call", `{"name":"q\"x"}`, []string{`q"x`}},
+		{"resources/read", `{"uri":"file:///x"}`, []string{"file:///x"}},
+		{"tools/call", `{"name":7}`, nil},
+		{"tools/call", `{"name":"a"}`, []string{"a"}},
+	} {
+		if _, err := tr.Call(context.Background(), mkRequest(strconv.Itoa(i+1), tc.method, tc.params)); err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+		if h := <-got; !slices.Equal(h, tc.want) {
+			t.Errorf("call %d (%s %s): Mcp-Name %q, want %q", i, tc.method, tc.params, h, tc.want)
+		}
 	}
 }
