@@ -8,7 +8,9 @@
 #   bash bench/ab.sh ROUNDS SESSIONS CALLS VARIANT...
 #
 # A variant is "direct" (the server without a gateway) or a command that takes
-# "serve --config FILE", e.g. a gateway binary or a wrapper script that adds --std-http.
+# "serve --config FILE", e.g. a gateway binary, a wrapper script that adds --std-http, or
+# the floor of any proxy: "bench/out/relay -mode tcp" (a byte relay) or
+# "bench/out/relay -mode http" (httputil.ReverseProxy), built from bench/relay.
 # Example: bash bench/ab.sh 5 64 8000 direct ./old/portcullis bench/out/portcullis
 #
 # Environment: PORTCULLIS_E2E (default .e2e), BENCH_SERVER_PORT (3923),
@@ -69,7 +71,8 @@ for ((r = 1; r <= rounds; r++)); do
       echo "| $r | direct | $sessions | $(field calls_per_sec "$res") | $(field p50_us "$res") | | | |"
       continue
     fi
-    "$v" serve --config "$out/ab.yaml" >"$out/ab-gateway.log" 2>&1 &
+    read -r -a cmd <<<"$v" # a variant may carry flags: "bench/out/relay -mode http"
+    "${cmd[@]}" serve --config "$out/ab.yaml" >"$out/ab-gateway.log" 2>&1 &
     gw=$!
     pids+=("$gw")
     wait_port "$gw_port"
