@@ -8,9 +8,10 @@ import (
 	"io"
 	"net/http"
 	"net/http/httputil"
-	"net/textproto"
 	"strconv"
 	"strings"
+
+	"github.com/portcullis-mcp/portcullis/internal/headername"
 )
 
 // The HTTP/1.1 wire format of H1Transport's exchanges: a request head written in one pass
@@ -245,7 +246,7 @@ func parseResponseHead(head []byte, req *http.Request) (*http.Response, error) {
 			return nil, fmt.Errorf("http: malformed response header name %q", truncateString(f[:colon], 64))
 		}
 		v := strings.Trim(f[colon+1:], " \t")
-		key := textproto.CanonicalMIMEHeaderKey(f[:colon])
+		key := headername.Canonical(f[:colon])
 		switch key {
 		case "Content-Length":
 			cl, err := strconv.ParseInt(v, 10, 64)

@@ -3,8 +3,9 @@ package h1server
 import (
 	"bytes"
 	"net/http"
-	"net/textproto"
 	"strings"
+
+	"github.com/portcullis-mcp/portcullis/internal/headername"
 )
 
 // head is a request head the fast path serves: POST to the fast path's target over
@@ -73,7 +74,7 @@ func parseHead(b []byte, target string) (h head, ok bool) {
 				return h, false
 			}
 		}
-		key := textproto.CanonicalMIMEHeaderKey(name)
+		key := headername.Canonical(name)
 		switch key {
 		case "Host":
 			hosts++
