@@ -38,6 +38,7 @@ var ErrMalformed = errors.New("detect: malformed JSON")
 // jsonrpc.Decode); malformed input gives ErrMalformed, never a panic.
 func Walk(raw []byte, fn func(v *Value) bool) error {
 	w := walker{d: raw, fn: fn}
+	w.path = w.pathBuf[:0]
 	w.i = ws(raw, 0)
 	if !w.value(0) {
 		if w.err != nil {
@@ -55,6 +56,9 @@ type walker struct {
 	path []string
 	v    Value
 	err  error
+	// pathBuf holds the path of the usual, shallow document (a call's result is a few
+	// levels deep): the path costs no allocation of its own.
+	pathBuf [8]string
 }
 
 func ws(d []byte, i int) int {

@@ -242,6 +242,14 @@ func Refusal(method, name string, fs []detect.Finding) *guard.Refusal {
 // skipKeys hold binary or protocol values, never text for the model.
 var skipKeys = map[string]bool{"blob": true, "data": true, "mimeType": true, "type": true}
 
+// withPointer sets the JSON pointer of findings made without one.
+func withPointer(fs []detect.Finding, pointer func() string) []detect.Finding {
+	for i := range fs {
+		fs[i].Pointer = pointer()
+	}
+	return fs
+}
+
 // Inspect scans a raw result. It returns the result to forward (the same slice when
 // nothing changed), every finding at or above the minimum severity, and those that block.
 func (g *Guard) Inspect(result []byte) ([]byte, []detect.Finding, []detect.Finding) {
@@ -273,8 +281,9 @@ func (g *Guard) Inspect(result []byte) ([]byte, []detect.Finding, []detect.Findi
 				}
 				return true
 			})
-			secretFs = g.secrets.Findings(text, ss.Matches(), pointer())
-			injFs = g.inj.Findings(text, is.Result(), pointer())
+			// The value's pointer is made only for a finding (most values have none).
+			secretFs = withPointer(g.secrets.Findings(text, ss.Matches(), ""), pointer)
+			injFs = withPointer(g.inj.Findings(text, is.Result(), ""), pointer)
 		} else {
 			if g.c.Injection != Off {
 				injFs = g.injection(v.Text, pointer()) // before stripping: hidden text counts
