@@ -598,7 +598,7 @@ func (h *Handler) listen(w http.ResponseWriter, r *http.Request, p identity.Prin
 	var buf bytes.Buffer
 	send := func(msg *jsonrpc.Message) bool {
 		buf.Reset()
-		writeEvent(&buf, "", msg)
+		writeEvent(&buf, "", 0, msg)
 		if _, err := w.Write(buf.Bytes()); err != nil {
 			return false
 		}
@@ -696,14 +696,19 @@ func writeError(w http.ResponseWriter, status int, id jsonrpc.ID, e *jsonrpc.Err
 	writeJSON(w, status, jsonrpc.NewError(id, e))
 }
 
-func writeEvent(buf *bytes.Buffer, id string, m *jsonrpc.Message) {
-	if id != "" {
+// writeEvent writes m as an SSE event with the id "<stream>_<seq>", or without an id for
+// an empty stream id.
+func writeEvent(buf *bytes.Buffer, stream string, seq int, m *jsonrpc.Message) {
+	if stream != "" {
 		buf.WriteString("id: ")
-		buf.WriteString(id)
+		buf.WriteString(stream)
+		buf.WriteByte('_')
+		buf.Write(strconv.AppendInt(buf.AvailableBuffer(), int64(seq), 10))
 		buf.WriteByte('\n')
 	}
 	buf.WriteString("event: message\ndata: ")
-	buf.Write(m.Marshal())
+	buf.Grow(64 + len(m.Params) + len(m.Result) + len(m.ID) + len(m.Method))
+	buf.Write(m.Append(buf.AvailableBuffer())) // encoded in place: no copy of its own
 	buf.WriteString("\n\n")
 }
 

@@ -50,8 +50,9 @@ type stream struct {
 	liveBuf   bytes.Buffer
 	wroteHead bool
 	plainOK   bool // a response with nothing before it may be written as plain JSON
-	// onDelivered forgets the stream once the client has received all of it.
-	onDelivered func()
+	// owner forgets the stream once the client has received all of it (nil: a stream no
+	// session keeps).
+	owner *sessionState
 }
 
 // attach makes w the live writer of the stream.
@@ -87,7 +88,7 @@ func (s *stream) writeLiveLocked(flush bool) {
 	}
 	for _, ev := range s.events {
 		if ev.seq >= s.cursor {
-			writeEvent(b, s.id+"_"+strconv.Itoa(ev.seq), ev.msg)
+			writeEvent(b, s.id, ev.seq, ev.msg)
 		}
 	}
 	s.cursor = s.next
@@ -113,8 +114,8 @@ func (s *stream) finishLive(resp *jsonrpc.Message, plain bool) *jsonrpc.Message 
 		s.live = nil
 		s.mu.Unlock()
 		s.finish()
-		if gone && s.onDelivered != nil {
-			s.onDelivered() // after s.mu: the session's lock is taken before a stream's
+		if gone && s.owner != nil {
+			s.owner.delivered(s) // after s.mu: the session's lock is taken before a stream's
 		}
 	}()
 	if plain && s.next == 0 && s.live != nil {
@@ -238,7 +239,7 @@ func (s *stream) pipe(w http.ResponseWriter, ctx context.Context) {
 		}
 		for _, ev := range s.events {
 			if ev.seq >= s.cursor {
-				writeEvent(&buf, s.id+"_"+strconv.Itoa(ev.seq), ev.msg)
+				writeEvent(&buf, s.id, ev.seq, ev.msg)
 			}
 		}
 		if s.next > s.cursor {
@@ -278,24 +279,15 @@ type sessionState struct {
 	streams map[string]*stream
 	stand   *stream
 	pending map[string]chan *jsonrpc.Message
-	// delivered lists, oldest first, the streams received whole that are still kept.
-	delivered []string
-	seq       atomic.Int64
-	closed    bool
+	// received lists, oldest first, the streams received whole that are still kept.
+	received []string
+	seq      atomic.Int64
+	closed   bool
 }
 
 func (st *sessionState) newStream() *stream {
 	s := newStream()
-	s.onDelivered = func() {
-		// Only the last few streams the client received whole stay resumable.
-		st.mu.Lock()
-		st.delivered = append(st.delivered, s.id)
-		if len(st.delivered) > keepDelivered {
-			delete(st.streams, st.delivered[0])
-			st.delivered = st.delivered[1:]
-		}
-		st.mu.Unlock()
-	}
+	s.owner = st
 	st.mu.Lock()
 	st.streams[s.id] = s
 	// Keep the number of finished streams kept for resumption bounded.
@@ -311,6 +303,19 @@ func (st *sessionState) newStream() *stream {
 	}
 	st.mu.Unlock()
 	return s
+}
+
+// delivered notes that the client received s whole: only the last few such streams stay
+// resumable.
+func (st *sessionState) delivered(s *stream) {
+	st.mu.Lock()
+	st.received = append(st.received, s.id)
+	if len(st.received) > keepDelivered {
+		delete(st.streams, st.received[0])
+		n := copy(st.received, st.received[1:]) // in place: the slice never grows past keepDelivered+1
+		st.received = st.received[:n]
+	}
+	st.mu.Unlock()
 }
 
 func (st *sessionState) standalone() *stream {
