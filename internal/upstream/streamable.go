@@ -125,7 +125,9 @@ type StreamableHTTP struct {
 	sessionSet  bool // SetSession was called
 	initialized bool // notifications/initialized was accepted
 	getStarted  bool
-	active      map[string]context.CancelFunc // server requests being handled
+	active      map[string]context.CancelFunc      // server requests being handled
+	calls       map[uint64]context.CancelCauseFunc // Calls in flight, cancelled by finish
+	callSeq     uint64
 }
 
 // NewStreamableHTTP returns a transport for the MCP endpoint; it sends nothing until the
@@ -144,6 +146,7 @@ func NewStreamableHTTP(endpoint string, opts HTTPOptions, in Incoming) (*Streama
 		in:       in,
 		done:     make(chan struct{}),
 		active:   make(map[string]context.CancelFunc),
+		calls:    make(map[uint64]context.CancelCauseFunc),
 	}
 	if t.client == nil {
 		t.client = http.DefaultClient
@@ -197,8 +200,11 @@ func (t *StreamableHTTP) finish(err error) {
 	t.ending.Do(func() {
 		t.mu.Lock()
 		t.err = err
+		t.cancel(err) // under t.mu: a Call that registers after this sees t.ctx done
+		for _, c := range t.calls {
+			c(err)
+		}
 		t.mu.Unlock()
-		t.cancel(err)
 		close(t.done)
 	})
 }
@@ -273,11 +279,23 @@ func (t *StreamableHTTP) Call(ctx context.Context, req *jsonrpc.Message) (*jsonr
 	out := *req
 	out.ID = wire
 
-	// cctx ends with ctx (the caller gave up) or with the transport.
+	// cctx ends with ctx (the caller gave up) or with the transport (finish cancels the
+	// calls in t.calls: cheaper than a callback registered on t.ctx for each call).
 	cctx, cancel := context.WithCancelCause(ctx)
-	stop := context.AfterFunc(t.ctx, func() { cancel(context.Cause(t.ctx)) })
+	t.mu.Lock()
+	if t.ctx.Err() != nil {
+		t.mu.Unlock()
+		cancel(nil)
+		return nil, t.closedErr()
+	}
+	t.callSeq++
+	key := t.callSeq
+	t.calls[key] = cancel
+	t.mu.Unlock()
 	defer func() {
-		stop()
+		t.mu.Lock()
+		delete(t.calls, key)
+		t.mu.Unlock()
 		cancel(nil)
 	}()
 

@@ -924,3 +924,63 @@ func TestMcpNameHeaderPerRequest(t *testing.T) {
 		}
 	}
 }
+
+// Calls in flight end when the transport ends, by Close or by another request finding
+// the session gone; a call made after that fails at once.
+func TestStreamableEndStopsCallsInFlight(t *testing.T) {
+	for _, how := range []string{"close", "session lost"} {
+		t.Run(how, func(t *testing.T) {
+			release := make(chan struct{})
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.Method != http.MethodPost {
+					w.WriteHeader(http.StatusMethodNotAllowed)
+					return
+				}
+				m := postedMsg(t, r)
+				if m.Method == "initialize" {
+					w.Header().Set("Mcp-Session-Id", "s1")
+					w.Header().Set("Content-Type", "application/json")
+					w.Write(jsonrpc.NewResult(m.ID, json.RawMessage(`{"protocolVersion":"2025-11-25","capabilities":{},"serverInfo":{"name":"f","version":"1"}}`)).Marshal())
+					return
+				}
+				if m.Method == "ping" {
+					http.Error(w, "no such session", http.StatusNotFound)
+					return
+				}
+				sseBegin(w) // the answer never comes
+				select {
+				case <-release:
+				case <-r.Context().Done():
+				}
+			}))
+			defer srv.Close()
+			defer close(release) // before srv.Close, which waits for the handlers
+			tr := newHTTPTransport(t, srv.URL, nil)
+			if _, err := tr.Call(context.Background(), mkRequest("0", "initialize", `{}`)); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() {
+				_, err := tr.Call(context.Background(), mkRequest("1", "tools/call", `{"name":"slow"}`))
+				done <- err
+			}()
+			time.Sleep(50 * time.Millisecond) // the call is waiting for its answer
+			if how == "close" {
+				tr.Close()
+			} else if _, err := tr.Call(context.Background(), mkRequest("2", "ping", "")); err == nil {
+				t.Fatal("a 404 to a request with the session id was not an error")
+			}
+			select {
+			case err := <-done:
+				if !errors.Is(err, ErrUnavailable) {
+					t.Fatalf("the call in flight ended with %v; want ErrUnavailable", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("the call in flight did not end with the transport")
+			}
+			if _, err := tr.Call(context.Background(), mkRequest("3", "tools/call", `{"name":"x"}`)); !errors.Is(err, ErrUnavailable) {
+				t.Fatalf("a call after the end: %v; want ErrUnavailable", err)
+			}
+		})
+	}
+}
