@@ -39,6 +39,7 @@ type conn struct {
 	watching bool
 	watchEnd chan struct{}
 	cancel   context.CancelFunc
+	onGone   func()  // the handler's OnDisconnect
 	extra    [1]byte // a byte the watcher read (the next request, pipelined)
 	hasExtra bool
 }
@@ -232,6 +233,9 @@ func (c *conn) serveOne(h head) bool {
 	}
 	c.s.Handler.ServeHTTP(w, req)
 	c.disarm()
+	c.mu.Lock()
+	c.onGone = nil
+	c.mu.Unlock()
 	if !b.done && !c.broken && b.err == nil && b.n <= maxDiscard {
 		b.noArm = true // the rest of a small unread body is skipped, as net/http does
 		io.Copy(io.Discard, b)
@@ -286,6 +290,12 @@ func (c *conn) watch() {
 	}
 	c.broken = true
 	cancel()
+	c.mu.Lock()
+	gone := c.onGone
+	c.mu.Unlock()
+	if gone != nil {
+		gone()
+	}
 }
 
 // disarm stops the watcher and waits for its read to end.

@@ -107,6 +107,16 @@ func (w *response) FlushError() error {
 	return nil
 }
 
+// OnDisconnect sets f to run when the client's connection breaks while the handler runs,
+// as context.AfterFunc(r.Context(), f) would, without an object and a registration on the
+// request's context per call. A later call replaces f; nil removes it. f runs at most once,
+// in another goroutine than the handler's.
+func (w *response) OnDisconnect(f func()) {
+	w.c.mu.Lock()
+	w.c.onGone = f
+	w.c.mu.Unlock()
+}
+
 // SetWriteDeadline lets http.ResponseController bound a write.
 func (w *response) SetWriteDeadline(t time.Time) error {
 	w.c.wdl = true

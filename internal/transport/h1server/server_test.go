@@ -341,6 +341,49 @@ func TestDisconnectCancels(t *testing.T) {
 	}
 }
 
+// OnDisconnect's function runs when the client goes away during the call, and not for a
+// call whose client stays (nor for the next call on the connection, which did not set it).
+func TestOnDisconnect(t *testing.T) {
+	gone := make(chan string, 2)
+	ts := start(t, func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		if string(b) != "next" {
+			w.(interface{ OnDisconnect(func()) }).OnDisconnect(func() { gone <- string(b) })
+		}
+		if string(b) == "slow" {
+			select {
+			case <-r.Context().Done():
+			case <-time.After(20 * time.Second):
+			}
+		}
+		io.WriteString(w, "ok")
+	}, func(s *Server) { s.WatchDelay = 10 * time.Millisecond })
+	c, br := dial(t, ts.addr)
+	for _, body := range []string{"quick", "next"} {
+		io.WriteString(c, post(body))
+		if _, got := readResp(t, br); got != "ok" {
+			t.Fatalf("%s: %q", body, got)
+		}
+	}
+	time.Sleep(50 * time.Millisecond) // past WatchDelay, with no call running
+	io.WriteString(c, post("slow"))
+	time.Sleep(50 * time.Millisecond) // past WatchDelay: the watcher reads
+	c.Close()
+	select {
+	case b := <-gone:
+		if b != "slow" {
+			t.Fatalf("OnDisconnect ran for the %q call; want only the slow one's", b)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("OnDisconnect's function did not run when the client went away")
+	}
+	select {
+	case b := <-gone:
+		t.Fatalf("OnDisconnect ran again, for the %q call", b)
+	case <-time.After(100 * time.Millisecond):
+	}
+}
+
 // A call that outlasts WatchDelay still lets its connection serve the next request.
 func TestSlowCallKeepsConnection(t *testing.T) {
 	var n atomic.Int32

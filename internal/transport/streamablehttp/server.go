@@ -469,14 +469,19 @@ func (h *Handler) serveRequest(w http.ResponseWriter, r *http.Request, st *sessi
 		// cancels it (the request's id names it there while it runs), which spares the
 		// call a context layer of its own.
 		ctx = context.WithoutCancel(ctx)
-		stop := context.AfterFunc(r.Context(), func() {
+		gone := func() {
 			time.AfterFunc(h.opts.ResumeWindow, func() {
 				if !str.wasResumedOrDone() {
 					st.sess.CancelRequest(m.ID, context.Canceled)
 				}
 			})
-		})
-		defer stop()
+		}
+		if od, ok := w.(interface{ OnDisconnect(func()) }); ok { // the front's own server
+			od.OnDisconnect(gone)
+			defer od.OnDisconnect(nil)
+		} else {
+			defer context.AfterFunc(r.Context(), gone)()
+		}
 	}
 	// The call runs here. Messages sent during it (progress, server requests) are written
 	// to the client as they come; nothing is written before there is something to say, so
