@@ -107,7 +107,8 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		return h
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/mcp", endpoint(front))
+	mcp := endpoint(front)
+	mux.Handle("/mcp", mcp)
 	if auth.metadata != nil { // RFC 9728, at the root and for the /mcp path
 		mux.Handle(identity.MetadataPath, auth.metadata)
 		mux.Handle(identity.MetadataPath+"/mcp", auth.metadata)
@@ -201,7 +202,10 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	default:
 		// Plain HTTP: POST /mcp keep-alive requests are parsed and answered without
 		// net/http's per-request goroutine; every other request goes to srv.
-		fast = &h1server.Server{Handler: mux, Fallback: srv, Target: "/mcp",
+		// The fast path's requests are POST /mcp: they go to the endpoint itself, not
+		// through the mux's lookup (which routes them there, and everything else reaches
+		// the mux through srv).
+		fast = &h1server.Server{Handler: mcp, Fallback: srv, Target: "/mcp",
 			HeaderTimeout: srv.ReadHeaderTimeout, ReadTimeout: srv.ReadTimeout, IdleTimeout: srv.IdleTimeout,
 			ErrorLog: func(msg string, args ...any) { logger.Error(msg, args...) }}
 		go func() { errc <- fast.Serve(ln) }()
