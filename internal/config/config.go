@@ -464,6 +464,21 @@ func (c *Config) GuardError(name string, err error) error {
 	return c.at(err.Error(), "guards", name)
 }
 
+// Off reports whether the section turns its guard off: "off" or false instead of a
+// mapping (a guard that is on by default runs without a section).
+func (s *Section) Off() bool {
+	if s == nil || s.node == nil || s.node.Kind != yaml.ScalarNode {
+		return false
+	}
+	switch s.node.Tag {
+	case "!!bool":
+		return s.node.Value == "false" || s.node.Value == "False" || s.node.Value == "FALSE"
+	case "!!str":
+		return s.node.Value == "off"
+	}
+	return false
+}
+
 // Decode decodes the section into v (a pointer to a struct with yaml tags), refusing keys
 // v does not have.
 func (s *Section) Decode(v any) error {

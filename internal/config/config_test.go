@@ -484,3 +484,34 @@ func TestSandboxDefaultsAndSizes(t *testing.T) {
 		}
 	}
 }
+
+// "NAME: off" (or false) turns a guard off; any other value does not.
+func TestGuardSectionOff(t *testing.T) {
+	const yaml = `auth: none
+servers:
+  - name: a
+    url: http://127.0.0.1:1/mcp
+guards:
+  detect-results: off
+  detect-args: false
+  registry: {}
+  approval:
+  limits: "on"
+  detect-listings: no
+`
+	c, err := Parse("guards.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := c.GuardSections()
+	for name, want := range map[string]bool{"detect-results": true, "detect-args": true, "registry": false, "approval": false, "limits": false, "detect-listings": false} {
+		if got := s[name].Off(); got != want {
+			t.Errorf("%s: Off() = %v, want %v", name, got, want)
+		}
+	}
+	// A value that is neither off nor a mapping is still refused where the guard decodes it.
+	var v struct{}
+	if err := s["limits"].Decode(&v); err == nil || !strings.Contains(err.Error(), "guards.yaml:10:11: guards.limits: must be a mapping") {
+		t.Errorf("limits: \"on\": Decode = %v, want a located error", err)
+	}
+}

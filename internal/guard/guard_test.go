@@ -55,9 +55,13 @@ func request() *Call {
 }
 
 // section is a guard configuration that decodes nothing.
-type section struct{ name string }
+type section struct {
+	name string
+	off  bool
+}
 
 func (section) Decode(v any) error { return nil }
+func (s section) Off() bool        { return s.off }
 
 func TestBuildOrder(t *testing.T) {
 	order := []string{"first", "second", "third", "fourth"}
@@ -105,6 +109,9 @@ func TestBuildEnables(t *testing.T) {
 		{"one opt-in", []string{"opt-in"}, []string{"opt-in", "default"}},
 		{"other opt-in", []string{"opt-in-2"}, []string{"default", "opt-in-2"}},
 		{"all", []string{"opt-in-2", "default", "opt-in"}, []string{"opt-in", "default", "opt-in-2"}},
+		{"default off", []string{"default:off"}, nil},
+		{"default off, opt-in on", []string{"default:off", "opt-in"}, []string{"opt-in"}},
+		{"opt-in off", []string{"opt-in:off"}, []string{"default"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -122,7 +129,8 @@ func TestBuildEnables(t *testing.T) {
 			}
 			sections := map[string]Config{}
 			for _, n := range tt.sections {
-				sections[n] = &section{name: n}
+				n, off := strings.CutSuffix(n, ":off")
+				sections[n] = &section{name: n, off: off}
 			}
 			h, names, err := Build(tr.terminal(), sections, Env{})
 			if err != nil {
@@ -181,7 +189,7 @@ func TestBuildErrors(t *testing.T) {
 			Register("broken", false, func(Config, Env) (Middleware, error) { return nil, boom })
 			sections := map[string]Config{}
 			for _, n := range tt.sections {
-				sections[n] = section{n}
+				sections[n] = section{name: n}
 			}
 			h, names, err := Build(tr.terminal(), sections, Env{})
 			if err == nil {

@@ -66,7 +66,8 @@ func Known(name string) bool {
 }
 
 // Build returns the chain around terminal: each registered guard in Order that is on by
-// default or has a section in sections, outermost first. Every guard is wrapped by Safe.
+// default or has a section in sections, outermost first, except those whose section says
+// off (a Config with an Off method that reports true). Every guard is wrapped by Safe.
 func Build(terminal Handler, sections map[string]Config, env Env) (Handler, []string, error) {
 	regMu.Lock()
 	defer regMu.Unlock()
@@ -86,7 +87,7 @@ func Build(terminal Handler, sections map[string]Config, env Env) (Handler, []st
 			continue
 		}
 		cfg, configured := sections[name]
-		if !configured && !reg.byDefault {
+		if !configured && !reg.byDefault || configured && isOff(cfg) {
 			continue
 		}
 		mw, err := reg.setup(cfg, env)
@@ -118,7 +119,7 @@ func BuildOnly(terminal Handler, sections map[string]Config, env Env, names ...s
 			continue
 		}
 		cfg, configured := sections[name]
-		if !configured && !reg.byDefault {
+		if !configured && !reg.byDefault || configured && isOff(cfg) {
 			continue
 		}
 		mw, err := reg.setup(cfg, env)
@@ -138,4 +139,10 @@ func knownLocked() []string {
 		}
 	}
 	return ks
+}
+
+// isOff reports whether cfg turns its guard off ("NAME: off" in the configuration).
+func isOff(cfg Config) bool {
+	o, ok := cfg.(interface{ Off() bool })
+	return ok && o.Off()
 }
