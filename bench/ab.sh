@@ -14,7 +14,8 @@
 # Example: bash bench/ab.sh 5 64 8000 direct ./old/portcullis bench/out/portcullis
 #
 # Environment: PORTCULLIS_E2E (default .e2e), BENCH_SERVER_PORT (3923),
-# BENCH_GATEWAY_PORT (8961), BENCH_TOOL (test_simple_text), BENCH_ARGS ({}).
+# BENCH_GATEWAY_PORT (8961), BENCH_TOOL (test_simple_text), BENCH_ARGS ({}),
+# BENCH_CHAIN (default, or limits: the other default guards off).
 set -euo pipefail
 
 (($# >= 4)) || { echo "usage: bash bench/ab.sh ROUNDS SESSIONS CALLS VARIANT..." >&2; exit 2; }
@@ -61,6 +62,10 @@ servers:
   - name: everything
     url: http://127.0.0.1:$server_port/mcp
 EOF
+if [ "${BENCH_CHAIN:-default}" = limits ]; then # the chain the targets name
+  printf 'guards:\n' >>"$out/ab.yaml"
+  for g in registry detect-args approval detect-results detect-listings; do printf '  %s: off\n' "$g" >>"$out/ab.yaml"; done
+fi
 tick=$(getconf CLK_TCK)
 echo "| round | variant | sessions | calls/s | p50 µs | gateway CPU µs/call | of which user | RSS MiB |"
 echo "|---:|---|---:|---:|---:|---:|---:|---:|"

@@ -11,6 +11,8 @@
 #   BENCH_PPROF=1        start the gateway with --pprof and profile its largest run
 #   BENCH_GATEWAY=0      measure the direct connection only
 #   BENCH_AUTH=1         the gateway requires an API key and evaluates an authz policy of 100 rules
+#   BENCH_CHAIN=limits   the chain the issue's targets name: limits only, the other default
+#                        guards off (default: the default chain, detectors and pins included)
 #   BENCH_AUDIT=1        also run a second gateway, the same plus the audit trail in SQLite
 #                        (guards.audit with the store as its sink), measured in the same run
 #   BENCH_AUDIT_PORT     its loopback port (default 8934)
@@ -224,6 +226,16 @@ servers:
     url: $direct_url
 EOF
   fi
+  case "${BENCH_CHAIN:-default}" in
+    default) ;;
+    limits)
+      grep -q '^guards:' "$out/portcullis.yaml" || echo "guards:" >>"$out/portcullis.yaml"
+      for g in registry detect-args approval detect-results detect-listings; do
+        echo "  $g: off" >>"$out/portcullis.yaml"
+      done
+      ;;
+    *) die "BENCH_CHAIN is default or limits, not '$BENCH_CHAIN'" ;;
+  esac
   gw_args=(serve --config "$out/portcullis.yaml")
   [ "$want_pprof" = 1 ] && gw_args+=(--pprof "127.0.0.1:$pprof_port")
   # shellcheck disable=SC2206 # flags are words
@@ -357,6 +369,7 @@ mcpload_procs=1
   echo "- $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)), load average before: $load_before"
   echo "- tool \`$tool\` ${gw_tool:+(\`$gw_tool\` through the gateway) }with \`$args\`; $duration per run after $warmup warmup; mcpload GOMAXPROCS=$mcpload_procs"
   echo "- upstream: everything-server (Go SDK conformance server), stateful, 127.0.0.1:$server_port"
+  if [ -n "$gw_bin" ]; then echo "- gateway chain: $(sed -n 's/.* guards="\([^"]*\)".*/\1/p' "$out/portcullis.log" | head -n 1) (BENCH_CHAIN=${BENCH_CHAIN:-default})"; fi
   echo
   echo "| sessions | direct calls/s | gateway calls/s | ratio % | direct p50/p99 µs | gateway p50/p99 µs | added p50 µs | gateway CPU µs/call |"
   echo "|---:|---:|---:|---:|---:|---:|---:|---:|"
