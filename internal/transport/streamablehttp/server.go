@@ -184,7 +184,16 @@ func (h *Handler) readMessage(w http.ResponseWriter, r *http.Request) (*jsonrpc.
 	if max <= 0 {
 		max = jsonrpc.DefaultMaxBytes
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(max)))
+	var body []byte
+	var err error
+	if n := r.ContentLength; n > 0 && n <= int64(max) {
+		// The usual request: its length is known and allowed, so it is read into a slice
+		// of that size (io.ReadAll would start at 512 bytes and grow).
+		body = make([]byte, n)
+		_, err = io.ReadFull(r.Body, body)
+	} else {
+		body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, int64(max)))
+	}
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {

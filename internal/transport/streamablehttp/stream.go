@@ -47,7 +47,6 @@ type stream struct {
 	// live is the response writer of the request this stream answers, while its handler
 	// runs: events are written to it at once. Nil otherwise, or once the client is gone.
 	live      http.ResponseWriter
-	liveBuf   bytes.Buffer
 	wroteHead bool
 	plainOK   bool // a response with nothing before it may be written as plain JSON
 	// owner forgets the stream once the client has received all of it (nil: a stream no
@@ -70,11 +69,22 @@ var (
 	hdrNo          = []string{"no"}
 )
 
+// eventBufs hold the events of one write to a live stream; the writer copies them (into
+// its own buffer or onto the wire), so the buffer serves the next write.
+var eventBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+func putEventBuf(b *bytes.Buffer) {
+	if b.Cap() <= 64<<10 { // one large answer does not pin its buffer
+		eventBufs.Put(b)
+	}
+}
+
 func (s *stream) writeLiveLocked(flush bool) {
 	if s.live == nil || s.gen != 0 {
 		return
 	}
-	b := &s.liveBuf
+	b := eventBufs.Get().(*bytes.Buffer)
+	defer putEventBuf(b)
 	b.Reset()
 	if !s.wroteHead {
 		h := s.live.Header()
