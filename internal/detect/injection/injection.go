@@ -160,22 +160,29 @@ var templates = []struct {
 }
 
 // Detector scores text. It is safe for concurrent use.
+//
+// The built-in phrases are in the process's shared automaton (detect.Shared), with the
+// extra phrases of detectors made by NewShared: one copy of their tables whatever the
+// number of detectors. A detector made by New with extra phrases has an automaton of its
+// own.
 type Detector struct {
 	once    sync.Once
 	kwOnce  sync.Once
 	extra   []Phrase
-	kw      *detect.Keywords // the phrases' own automaton, built by the first Score
-	phrases []phrase
-	kinds   []string // by kindID
-	caps    []int    // by kindID: how many phrases of the kind count
-	model   *Model   // the learned model, for text the phrases leave below medium; nil: none
+	part    *detect.Part     // the extra phrases' ids in the shared automaton (NewShared)
+	kw      *detect.Keywords // the automaton of a detector made by New with extra phrases, built by the first Score
+	phrases []phrase         // the built-in phrases, shared by every detector: ids 0..len-1
+	more    []phrase         // the extra phrases that are not built in: ids len(phrases)..
+	kinds   []string         // by kindID
+	caps    []int            // by kindID: how many phrases of the kind count
+	model   *Model           // the learned model, for text the phrases leave below medium; nil: none
 }
 
 // WithModel returns a copy of the detector that also asks m about text the phrases leave
 // below medium.
 func (d *Detector) WithModel(m *Model) *Detector {
 	// The phrases are compiled on first use from extra, so the copy compiles its own.
-	return &Detector{extra: d.extra, model: m}
+	return &Detector{extra: d.extra, part: d.part, model: m}
 }
 
 // Phrase is an extra phrase for New.
@@ -193,9 +200,38 @@ type Phrase struct {
 // pays for the phrase table.
 func New(extra []Phrase) *Detector { return &Detector{extra: extra} }
 
+// NewShared is New with the extra phrases in the shared automaton (see detect.Share): it
+// must be called during package initialization, for a package-level detector.
+func NewShared(extra []Phrase) *Detector {
+	d := &Detector{extra: extra}
+	d.part = detect.Share(func() []string {
+		d.build()
+		out := make([]string, len(d.more))
+		for i, p := range d.more {
+			out[i] = p.text
+		}
+		return out
+	})
+	return d
+}
+
 func (d *Detector) build() { d.once.Do(d.compile) }
 
-// automaton returns the phrases' keyword automaton, built once.
+// builtinPart holds the built-in phrases in the shared automaton.
+var builtinPart = detect.Share(func() []string {
+	ps, _ := builtin()
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.text
+	}
+	return out
+})
+
+// ownAutomaton reports whether the detector scans with an automaton of its own (New with
+// extra phrases) instead of the shared one.
+func (d *Detector) ownAutomaton() bool { return len(d.extra) > 0 && d.part == nil }
+
+// automaton returns the phrases' own keyword automaton, built once.
 func (d *Detector) automaton() *detect.Keywords {
 	d.kwOnce.Do(func() { d.kw = detect.NewKeywords(d.Patterns()) })
 	return d.kw
@@ -239,10 +275,15 @@ func (d *Detector) compile() {
 	ps, kinds := builtin()
 	d.phrases, d.kinds = ps, kinds
 	if len(d.extra) > 0 {
-		d.phrases, d.kinds = slices.Clone(ps), slices.Clone(kinds)
-		seen := make(map[string]bool, len(ps)+len(d.extra))
+		d.kinds = slices.Clone(kinds)
+		seen := make(map[string]bool, len(d.extra))
+		for _, e := range d.extra {
+			seen[strings.ToLower(e.Text)] = false
+		}
 		for _, p := range ps {
-			seen[p.text] = true
+			if _, ok := seen[p.text]; ok {
+				seen[p.text] = true // built in already
+			}
 		}
 		ids := map[string]int{}
 		for i, k := range d.kinds {
@@ -260,9 +301,10 @@ func (d *Detector) compile() {
 				ids[e.Kind] = id
 				d.kinds = append(d.kinds, e.Kind)
 			}
-			d.phrases = append(d.phrases, phrase{text: text, n: int32(detect.PatternLen(text)),
+			d.more = append(d.more, phrase{text: text, n: int32(detect.PatternLen(text)),
 				weight: int16(max(math.MinInt16, min(math.MaxInt16, e.Weight))), kindID: uint16(id)})
 		}
+		d.more = slices.Clip(d.more)
 	}
 	caps := map[string]int{}
 	for _, e := range d.extra {
@@ -315,11 +357,22 @@ func wordByte(c byte) bool {
 // Patterns returns the phrases, in the order Hit numbers them.
 func (d *Detector) Patterns() []string {
 	d.build()
-	out := make([]string, len(d.phrases))
-	for i, p := range d.phrases {
-		out[i] = p.text
+	out := make([]string, 0, len(d.phrases)+len(d.more))
+	for _, p := range d.phrases {
+		out = append(out, p.text)
+	}
+	for _, p := range d.more {
+		out = append(out, p.text)
 	}
 	return out
+}
+
+// phrase returns phrase id (numbered as in Patterns).
+func (d *Detector) phrase(id int) *phrase {
+	if id < len(d.phrases) {
+		return &d.phrases[id]
+	}
+	return &d.more[id-len(d.phrases)]
 }
 
 // State scores one normalized text; feed it phrase hits with Hit, then call Result.
@@ -341,8 +394,25 @@ func (d *Detector) Start(norm string) *State {
 func (d *Detector) Score(norm string) Result {
 	d.build()
 	st := d.Start(norm)
-	d.automaton().Scan(norm, func(id, end int) bool { st.Hit(id, end); return true })
+	if d.ownAutomaton() {
+		d.automaton().Scan(norm, func(id, end int) bool { st.Hit(id, end); return true })
+	} else {
+		detect.Shared().Scan(norm, func(id, end int) bool { st.HitShared(id, end); return true })
+	}
 	return st.Result()
+}
+
+// HitShared handles id of the shared automaton (detect.Shared, after it was built): the
+// ids of the detector's phrases as Hit does, and nothing for the ids of other detectors'
+// patterns. (The extra phrases of a detector made by New are not in the shared automaton.)
+func (st *State) HitShared(id, end int) {
+	if i, ok := builtinPart.Local(id); ok {
+		st.Hit(i, end)
+	} else if p := st.d.part; p != nil {
+		if i, ok := p.Local(id); ok {
+			st.Hit(len(st.d.phrases)+i, end)
+		}
+	}
 }
 
 // Hit handles phrase id (numbered as in Patterns) ending at end.
@@ -350,11 +420,11 @@ func (st *State) Hit(id, end int) {
 	d, norm, r := st.d, st.norm, &st.r
 	if st.perKind == nil {
 		st.perKind = make([]int, len(d.kinds))
-		st.counted = make([]uint64, (len(d.phrases)+63)/64)
+		st.counted = make([]uint64, (len(d.phrases)+len(d.more)+63)/64)
 	}
 	counted, perKind := st.counted, st.perKind
 	func() bool {
-		p := d.phrases[id]
+		p := d.phrase(id)
 		// Whole words: the phrase must not start or end inside a word.
 		start := end - int(p.n)
 		first, last := p.text[0], p.text[len(p.text)-1]
