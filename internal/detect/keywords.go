@@ -29,12 +29,14 @@ type Keywords struct {
 	label  []uint8 // state -> the class leading to it
 	fail   []int32 // state -> the longest proper suffix that is a state
 
-	hasOut []uint64 // bit per state: a pattern ends here or at a state on its failure chain
-	hasOwn []uint64 // bit per state: a pattern ends here
-	rank   []int32  // word of hasOwn -> set bits in the words before it
-	own    []int32  // rank of a state in hasOwn -> its first entry in ids (one more at the end)
-	ids    []int32  // pattern ids ending at each state of hasOwn, in the order given
-	plen   []int32  // pattern lengths in bytes
+	hasOut []uint64   // bit per state: a pattern ends here or at a state on its failure chain
+	hasOwn []uint64   // bit per state: a pattern ends here
+	rank   []int32    // word of hasOwn -> set bits in the words before it
+	own    []int32    // rank of a state in hasOwn -> its first entry in ids (one more at the end)
+	ids    []int32    // pattern ids ending at each state of hasOwn, in the order given
+	plen   []int32    // pattern lengths in bytes
+	pend   []int32    // pattern -> the state where it ends (Pattern)
+	bytes  [256]uint8 // class -> the (lowercase) byte of the patterns in that class
 }
 
 // denseEntries bounds the full transition rows (int32 each): whole depths are added while
@@ -54,7 +56,7 @@ func lower(c byte) byte {
 
 // NewKeywords compiles patterns; their index is the id Scan reports.
 func NewKeywords(patterns []string) *Keywords {
-	k := &Keywords{plen: make([]int32, len(patterns))}
+	k := &Keywords{plen: make([]int32, len(patterns)), pend: make([]int32, len(patterns))}
 	// Byte classes: every byte a pattern uses (lowercased) gets one; the rest share 0.
 	var used [256]bool
 	for _, p := range patterns {
@@ -71,6 +73,7 @@ func NewKeywords(patterns []string) *Keywords {
 		if used[c] {
 			n++
 			k.class[c] = uint8(n) // at most 256-26-5 classes: uppercase and white space fold
+			k.bytes[n] = uint8(c)
 			if c >= 'a' && c <= 'z' {
 				k.class[c-'a'+'A'] = uint8(n)
 			}
@@ -171,6 +174,7 @@ func NewKeywords(patterns []string) *Keywords {
 	for _, e := range ends {
 		s := num[e.node]
 		k.hasOwn[s/64] |= 1 << (s % 64)
+		k.pend[e.id] = s
 	}
 	k.rank = make([]int32, words)
 	r := int32(0)
@@ -264,9 +268,36 @@ func PatternLen(p string) int {
 // Len returns the number of bytes pattern id matches (white-space runs count as one).
 func (k *Keywords) Len(id int) int { return int(k.plen[id]) }
 
+// Pattern returns pattern id as the automaton holds it: ASCII letters lowercase, each run
+// of white space one space (so that detectors need not keep the texts of their patterns).
+func (k *Keywords) Pattern(id int) string {
+	s := k.pend[id]
+	b := make([]byte, k.plen[id])
+	for i := len(b) - 1; i >= 0; i-- {
+		b[i] = k.bytes[k.label[s]]
+		s = k.parent(s)
+	}
+	return string(b)
+}
+
+// parent returns the state whose children include s (> 0): children are numbered in the
+// order of their parents, so first is sorted.
+func (k *Keywords) parent(s int32) int32 {
+	lo, hi := 0, len(k.first)-1 // the last state p with first[p] <= s
+	for lo < hi {
+		m := int(uint(lo+hi+1) >> 1)
+		if k.first[m] <= s {
+			lo = m
+		} else {
+			hi = m - 1
+		}
+	}
+	return int32(lo)
+}
+
 // Size returns the bytes the tables take.
 func (k *Keywords) Size() int {
-	return len(k.class) + 4*(len(k.dense)+len(k.first)+len(k.fail)+len(k.rank)+len(k.own)+len(k.ids)+len(k.plen)) +
+	return len(k.class) + len(k.bytes) + 4*(len(k.dense)+len(k.first)+len(k.fail)+len(k.rank)+len(k.own)+len(k.ids)+len(k.plen)+len(k.pend)) +
 		len(k.label) + 8*(len(k.hasOut)+len(k.hasOwn))
 }
 

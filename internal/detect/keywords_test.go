@@ -97,6 +97,9 @@ func check(t *testing.T, k *detect.Keywords, patterns []string, text string) {
 		if k.Len(id) != len(np) || detect.PatternLen(p) != len(np) {
 			t.Fatalf("Len(%d) = %d, want %d (%q)", id, k.Len(id), len(np), p)
 		}
+		if got := k.Pattern(id); got != np {
+			t.Fatalf("Pattern(%d) = %q, want %q", id, got, np)
+		}
 	}
 	if len(want) > 0 {
 		stop := len(want) / 2

@@ -37,12 +37,36 @@ const (
 	Pressure      = "pressure"
 )
 
-// phrase is one compiled phrase (24 bytes: the lists hold some 11,000).
+// phrase is one compiled phrase (6 bytes: the built-in list has some 10,800). The texts
+// of the built-in phrases are not kept: the automaton holds them (detect.Keywords.Pattern),
+// and Patterns expands the templates again.
 type phrase struct {
-	text   string
-	n      int32 // the bytes it matches (detect.PatternLen)
 	weight int16
 	kindID uint16
+	word   uint8 // wordFirst, wordLast: its first (last) byte continues a word
+}
+
+const (
+	wordFirst = 1 << iota
+	wordLast
+)
+
+// extraPhrase is an extra phrase (New), with its text.
+type extraPhrase struct {
+	phrase
+	text string
+	n    int32 // the bytes it matches (detect.PatternLen)
+}
+
+func wordFlags(text string) uint8 {
+	var w uint8
+	if wordByte(text[0]) {
+		w |= wordFirst
+	}
+	if wordByte(text[len(text)-1]) {
+		w |= wordLast
+	}
+	return w
 }
 
 // expand returns every combination of the alternatives in a template: "{a|b} c" gives
@@ -172,7 +196,7 @@ type Detector struct {
 	part    *detect.Part     // the extra phrases' ids in the shared automaton (NewShared)
 	kw      *detect.Keywords // the automaton of a detector made by New with extra phrases, built by the first Score
 	phrases []phrase         // the built-in phrases, shared by every detector: ids 0..len-1
-	more    []phrase         // the extra phrases that are not built in: ids len(phrases)..
+	more    []extraPhrase    // the extra phrases that are not built in: ids len(phrases)..
 	kinds   []string         // by kindID
 	caps    []int            // by kindID: how many phrases of the kind count
 	model   *Model           // the learned model, for text the phrases leave below medium; nil: none
@@ -218,14 +242,7 @@ func NewShared(extra []Phrase) *Detector {
 func (d *Detector) build() { d.once.Do(d.compile) }
 
 // builtinPart holds the built-in phrases in the shared automaton.
-var builtinPart = detect.Share(func() []string {
-	ps, _ := builtin()
-	out := make([]string, len(ps))
-	for i, p := range ps {
-		out[i] = p.text
-	}
-	return out
-})
+var builtinPart = detect.Share(builtinTexts)
 
 // ownAutomaton reports whether the detector scans with an automaton of its own (New with
 // extra phrases) instead of the shared one.
@@ -237,14 +254,10 @@ func (d *Detector) automaton() *detect.Keywords {
 	return d.kw
 }
 
-// builtin is the expansion of the templates, shared by every detector: the texts lie in
-// one string, kinds are numbered in order of appearance.
-var builtin = sync.OnceValues(func() ([]phrase, []string) {
-	var ps []phrase
-	var kinds []string
-	var blob strings.Builder
+// expandAll calls fn with each built-in phrase (lowercase, distinct) and its template
+// group, in the order of their ids.
+func expandAll(fn func(text string, kind string, weight int)) {
 	seen := map[string]bool{}
-	ids := map[string]int{}
 	for _, g := range templates {
 		for _, t := range g.ts {
 			for _, s := range expand(t) {
@@ -253,21 +266,32 @@ var builtin = sync.OnceValues(func() ([]phrase, []string) {
 					continue
 				}
 				seen[s] = true
-				if _, ok := ids[g.kind]; !ok {
-					ids[g.kind] = len(kinds)
-					kinds = append(kinds, g.kind)
-				}
-				blob.WriteString(s)
-				ps = append(ps, phrase{text: s, n: int32(detect.PatternLen(s)), weight: int16(g.weight), kindID: uint16(ids[g.kind])})
+				fn(s, g.kind, g.weight)
 			}
 		}
 	}
-	all := blob.String()
-	off := 0
-	for i := range ps {
-		ps[i].text = all[off : off+len(ps[i].text)]
-		off += len(ps[i].text)
-	}
+}
+
+// builtinTexts returns the texts of the built-in phrases, in the order of their ids.
+func builtinTexts() []string {
+	var out []string
+	expandAll(func(s, _ string, _ int) { out = append(out, s) })
+	return out
+}
+
+// builtin is the table of the built-in phrases, shared by every detector; kinds are
+// numbered in order of appearance.
+var builtin = sync.OnceValues(func() ([]phrase, []string) {
+	var ps []phrase
+	var kinds []string
+	ids := map[string]int{}
+	expandAll(func(s, kind string, weight int) {
+		if _, ok := ids[kind]; !ok {
+			ids[kind] = len(kinds)
+			kinds = append(kinds, kind)
+		}
+		ps = append(ps, phrase{weight: int16(weight), kindID: uint16(ids[kind]), word: wordFlags(s)})
+	})
 	return slices.Clip(ps), slices.Clip(kinds)
 })
 
@@ -280,11 +304,11 @@ func (d *Detector) compile() {
 		for _, e := range d.extra {
 			seen[strings.ToLower(e.Text)] = false
 		}
-		for _, p := range ps {
-			if _, ok := seen[p.text]; ok {
-				seen[p.text] = true // built in already
+		expandAll(func(s, _ string, _ int) {
+			if _, ok := seen[s]; ok {
+				seen[s] = true // built in already
 			}
-		}
+		})
 		ids := map[string]int{}
 		for i, k := range d.kinds {
 			ids[k] = i
@@ -301,8 +325,8 @@ func (d *Detector) compile() {
 				ids[e.Kind] = id
 				d.kinds = append(d.kinds, e.Kind)
 			}
-			d.more = append(d.more, phrase{text: text, n: int32(detect.PatternLen(text)),
-				weight: int16(max(math.MinInt16, min(math.MaxInt16, e.Weight))), kindID: uint16(id)})
+			d.more = append(d.more, extraPhrase{text: text, n: int32(detect.PatternLen(text)),
+				phrase: phrase{weight: int16(max(math.MinInt16, min(math.MaxInt16, e.Weight))), kindID: uint16(id), word: wordFlags(text)}})
 		}
 		d.more = slices.Clip(d.more)
 	}
@@ -357,22 +381,34 @@ func wordByte(c byte) bool {
 // Patterns returns the phrases, in the order Hit numbers them.
 func (d *Detector) Patterns() []string {
 	d.build()
-	out := make([]string, 0, len(d.phrases)+len(d.more))
-	for _, p := range d.phrases {
-		out = append(out, p.text)
-	}
+	out := builtinTexts()
 	for _, p := range d.more {
 		out = append(out, p.text)
 	}
 	return out
 }
 
-// phrase returns phrase id (numbered as in Patterns).
-func (d *Detector) phrase(id int) *phrase {
+// phrase returns phrase id (numbered as in Patterns) and the bytes it matches.
+func (d *Detector) phrase(id int) (phrase, int) {
 	if id < len(d.phrases) {
-		return &d.phrases[id]
+		if d.ownAutomaton() {
+			return d.phrases[id], d.automaton().Len(id)
+		}
+		return d.phrases[id], detect.Shared().Len(builtinPart.Base() + id)
 	}
-	return &d.more[id-len(d.phrases)]
+	m := &d.more[id-len(d.phrases)]
+	return m.phrase, int(m.n)
+}
+
+// text returns the text of phrase id.
+func (d *Detector) text(id int) string {
+	if id < len(d.phrases) {
+		if d.ownAutomaton() {
+			return d.automaton().Pattern(id)
+		}
+		return detect.Shared().Pattern(builtinPart.Base() + id)
+	}
+	return d.more[id-len(d.phrases)].text
 }
 
 // State scores one normalized text; feed it phrase hits with Hit, then call Result.
@@ -424,14 +460,13 @@ func (st *State) Hit(id, end int) {
 	}
 	counted, perKind := st.counted, st.perKind
 	func() bool {
-		p := d.phrase(id)
+		p, n := d.phrase(id)
 		// Whole words: the phrase must not start or end inside a word.
-		start := end - int(p.n)
-		first, last := p.text[0], p.text[len(p.text)-1]
-		if wordByte(first) && start > 0 && start <= len(norm) && wordByte(norm[start-1]) {
+		start := end - n
+		if p.word&wordFirst != 0 && start > 0 && start <= len(norm) && wordByte(norm[start-1]) {
 			return true
 		}
-		if wordByte(last) && end < len(norm) && wordByte(norm[end]) {
+		if p.word&wordLast != 0 && end < len(norm) && wordByte(norm[end]) {
 			return true
 		}
 		if counted[id/64]&(1<<(id%64)) != 0 {
@@ -443,7 +478,7 @@ func (st *State) Hit(id, end int) {
 		}
 		perKind[p.kindID]++
 		r.Score += int(p.weight)
-		r.Hits = append(r.Hits, Hit{Phrase: p.text, Kind: d.kinds[p.kindID], Weight: int(p.weight), End: end})
+		r.Hits = append(r.Hits, Hit{Phrase: d.text(id), Kind: d.kinds[p.kindID], Weight: int(p.weight), End: end})
 		return true
 	}()
 }
