@@ -1,8 +1,9 @@
 package detect
 
 import (
+	"cmp"
 	"math/bits"
-	"sort"
+	"slices"
 )
 
 // Keywords is a case-insensitive multi-pattern matcher (Aho–Corasick over byte classes).
@@ -92,7 +93,6 @@ func NewKeywords(patterns []string) *Keywords {
 	type node struct {
 		child, sibling int32
 		label          uint8
-		depth          int32
 	}
 	nodes := []node{{child: -1, sibling: -1}}
 	type ending struct{ node, id int32 }
@@ -119,7 +119,10 @@ func NewKeywords(patterns []string) *Keywords {
 			}
 			if nx < 0 {
 				nx = int32(len(nodes))
-				nodes = append(nodes, node{child: -1, sibling: nodes[s].child, label: cl, depth: l})
+				if len(nodes) == cap(nodes) {
+					nodes = slices.Grow(nodes, len(nodes)) // double (append grows large slices by a quarter: 5x the final size in copies)
+				}
+				nodes = append(nodes, node{child: -1, sibling: nodes[s].child, label: cl})
 				nodes[s].child = nx
 			}
 			s = nx
@@ -137,13 +140,19 @@ func NewKeywords(patterns []string) *Keywords {
 	k.first = make([]int32, ns+1)
 	k.label = make([]uint8, ns)
 	var kids []int32
+	depthEnd := []int{1} // depthEnd[d]: the states of depth d or less are 0..depthEnd[d]-1
 	for s := 0; s < len(order); s++ {
+		if s == depthEnd[len(depthEnd)-1] { // the first of the next depth: all of it is numbered
+			depthEnd = append(depthEnd, len(order))
+		}
 		k.first[s] = int32(len(order))
 		kids = kids[:0]
 		for c := nodes[order[s]].child; c >= 0; c = nodes[c].sibling {
 			kids = append(kids, c)
 		}
-		sort.Slice(kids, func(i, j int) bool { return nodes[kids[i]].label < nodes[kids[j]].label })
+		// (Siblings have distinct labels. slices.SortFunc, unlike sort.Slice, allocates
+		// nothing per state: building the detectors' automaton called it 100,000 times.)
+		slices.SortFunc(kids, func(a, b int32) int { return int(nodes[a].label) - int(nodes[b].label) })
 		for _, c := range kids {
 			num[c] = int32(len(order))
 			k.label[len(order)] = nodes[c].label
@@ -153,12 +162,8 @@ func NewKeywords(patterns []string) *Keywords {
 	k.first[ns] = int32(ns)
 	// Full rows for whole depths while they fit.
 	nd := 0
-	for d := int32(0); ; d++ {
-		end := nd
-		for end < ns && nodes[order[end]].depth == d {
-			end++
-		}
-		if end == nd || int64(end)*int64(k.nclass) > denseEntries && d > 0 {
+	for d, end := range depthEnd {
+		if int64(end)*int64(k.nclass) > denseEntries && d > 0 {
 			break
 		}
 		nd = end
@@ -170,7 +175,7 @@ func NewKeywords(patterns []string) *Keywords {
 	words := (ns + 63) / 64
 	k.hasOwn = make([]uint64, words)
 	k.hasOut = make([]uint64, words)
-	sort.SliceStable(ends, func(i, j int) bool { return num[ends[i].node] < num[ends[j].node] })
+	slices.SortStableFunc(ends, func(a, b ending) int { return cmp.Compare(num[a.node], num[b.node]) })
 	for _, e := range ends {
 		s := num[e.node]
 		k.hasOwn[s/64] |= 1 << (s % 64)

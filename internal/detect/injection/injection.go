@@ -58,7 +58,7 @@ type extraPhrase struct {
 	n    int32 // the bytes it matches (detect.PatternLen)
 }
 
-func wordFlags(text string) uint8 {
+func wordFlags[T string | []byte](text T) uint8 {
 	var w uint8
 	if wordByte(text[0]) {
 		w |= wordFirst
@@ -69,19 +69,48 @@ func wordFlags(text string) uint8 {
 	return w
 }
 
-// expand returns every combination of the alternatives in a template: "{a|b} c" gives
-// "a c" and "b c". An empty alternative drops the slot (and its space).
-func expand(t string) []string {
+// expand calls fn with every combination of the alternatives in template t, appended to
+// buf: "{a|b} c" gives "a c" and "b c". An empty alternative drops the slot (expandAll
+// then drops its space). fn must not keep its argument: the buffer is reused, so that
+// expanding the 10,800 phrases allocates no string per step.
+func expand(buf []byte, t string, fn func(raw []byte)) {
 	i := strings.IndexByte(t, '{')
 	if i < 0 {
-		return []string{strings.Join(strings.Fields(t), " ")}
+		fn(append(buf, t...))
+		return
 	}
 	j := strings.IndexByte(t[i:], '}') + i
-	var out []string
-	for _, alt := range strings.Split(t[i+1:j], "|") {
-		out = append(out, expand(t[:i]+alt+t[j+1:])...)
+	buf = append(buf, t[:i]...)
+	for alts := t[i+1 : j]; ; {
+		k := strings.IndexByte(alts, '|')
+		if k < 0 {
+			expand(append(buf, alts...), t[j+1:], fn)
+			return
+		}
+		expand(append(buf, alts[:k]...), t[j+1:], fn)
+		alts = alts[k+1:]
 	}
-	return out
+}
+
+// appendWords appends the words of raw (ASCII: the templates are) lowercased, separated
+// by one space.
+func appendWords(dst, raw []byte) []byte {
+	space := true
+	for _, c := range raw {
+		if c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v' {
+			space = true
+			continue
+		}
+		if space && len(dst) > 0 {
+			dst = append(dst, ' ')
+		}
+		space = false
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		dst = append(dst, c)
+	}
+	return dst
 }
 
 var templates = []struct {
@@ -254,28 +283,30 @@ func (d *Detector) automaton() *detect.Keywords {
 	return d.kw
 }
 
-// expandAll calls fn with each built-in phrase (lowercase, distinct) and its template
-// group, in the order of their ids.
-func expandAll(fn func(text string, kind string, weight int)) {
-	seen := map[string]bool{}
+// expandAll calls fn with each built-in phrase (lowercase, words separated by one space,
+// distinct) and its template group, in the order of their ids. fn must not keep text.
+func expandAll(fn func(text []byte, kind string, weight int)) {
+	seen := make(map[string]struct{}, 11000)
+	var buf, norm []byte
 	for _, g := range templates {
 		for _, t := range g.ts {
-			for _, s := range expand(t) {
-				s = strings.ToLower(s)
-				if seen[s] || strings.TrimSpace(s) == "" {
-					continue
+			expand(buf[:0], t, func(raw []byte) {
+				buf = raw[:0] // keep the grown buffer
+				norm = appendWords(norm[:0], raw)
+				if _, ok := seen[string(norm)]; ok || len(norm) == 0 {
+					return
 				}
-				seen[s] = true
-				fn(s, g.kind, g.weight)
-			}
+				seen[string(norm)] = struct{}{}
+				fn(norm, g.kind, g.weight)
+			})
 		}
 	}
 }
 
 // builtinTexts returns the texts of the built-in phrases, in the order of their ids.
 func builtinTexts() []string {
-	var out []string
-	expandAll(func(s, _ string, _ int) { out = append(out, s) })
+	out := make([]string, 0, 11000)
+	expandAll(func(s []byte, _ string, _ int) { out = append(out, string(s)) })
 	return out
 }
 
@@ -285,7 +316,7 @@ var builtin = sync.OnceValues(func() ([]phrase, []string) {
 	var ps []phrase
 	var kinds []string
 	ids := map[string]int{}
-	expandAll(func(s, kind string, weight int) {
+	expandAll(func(s []byte, kind string, weight int) {
 		if _, ok := ids[kind]; !ok {
 			ids[kind] = len(kinds)
 			kinds = append(kinds, kind)
@@ -304,9 +335,9 @@ func (d *Detector) compile() {
 		for _, e := range d.extra {
 			seen[strings.ToLower(e.Text)] = false
 		}
-		expandAll(func(s, _ string, _ int) {
-			if _, ok := seen[s]; ok {
-				seen[s] = true // built in already
+		expandAll(func(s []byte, _ string, _ int) {
+			if _, ok := seen[string(s)]; ok {
+				seen[string(s)] = true // built in already
 			}
 		})
 		ids := map[string]int{}

@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"testing"
 
@@ -96,12 +96,45 @@ func FuzzModel(f *testing.F) {
 }
 
 func TestExpand(t *testing.T) {
-	got := expand("{a|b} x {|c}")
-	sort.Strings(got)
+	var got []string
+	expand(nil, "{a|b} x {|c}", func(raw []byte) { got = append(got, string(appendWords(nil, raw))) })
 	want := []string{"a x", "a x c", "b x", "b x c"}
 	if strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Errorf("expand = %q", got)
 	}
+	// The built-in phrases are what expanding with strings gives.
+	var ref []string
+	seen := map[string]bool{}
+	for _, g := range templates {
+		for _, tmpl := range g.ts {
+			for _, s := range refExpand(tmpl) {
+				if s = strings.ToLower(s); !seen[s] && strings.TrimSpace(s) != "" {
+					seen[s] = true
+					ref = append(ref, s)
+				}
+			}
+		}
+	}
+	if got := builtinTexts(); !slices.Equal(got, ref) {
+		t.Errorf("builtinTexts: %d phrases, the reference expansion %d", len(got), len(ref))
+	}
+	if ps, _ := builtin(); len(ps) != len(ref) {
+		t.Errorf("builtin: %d phrases, want %d", len(ps), len(ref))
+	}
+}
+
+// refExpand is expand on strings, as a reference.
+func refExpand(t string) []string {
+	i := strings.IndexByte(t, '{')
+	if i < 0 {
+		return []string{strings.Join(strings.Fields(t), " ")}
+	}
+	j := strings.IndexByte(t[i:], '}') + i
+	var out []string
+	for _, alt := range strings.Split(t[i+1:j], "|") {
+		out = append(out, refExpand(t[:i]+alt+t[j+1:])...)
+	}
+	return out
 }
 
 func evalDir(t testing.TB) string {
