@@ -119,7 +119,7 @@ func (st *State) Hit(id, end int) {
 		}
 		if r.Anchored {
 			stop := min(len(text), end+s.windows[ri])
-			m := r.Pattern.FindStringSubmatchIndex(text[kwStart:stop])
+			m := r.Pattern.Regexp().FindStringSubmatchIndex(text[kwStart:stop])
 			if m == nil {
 				return true
 			}
@@ -150,7 +150,7 @@ func (st *State) Hit(id, end int) {
 		stop := min(len(text), end+s.windows[ri])
 		st.lastEnd[ri] = stop
 		win := text[start:stop]
-		for _, m := range r.Pattern.FindAllStringSubmatchIndex(win, -1) {
+		for _, m := range r.Pattern.Regexp().FindAllStringSubmatchIndex(win, -1) {
 			g := r.Group
 			if 2*g+1 >= len(m) || m[2*g] < 0 {
 				continue
