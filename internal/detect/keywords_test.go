@@ -246,3 +246,18 @@ func FuzzKeywords(f *testing.F) {
 		check(t, detect.NewKeywords(patterns), patterns, text)
 	})
 }
+
+// TestSharedLate: a part registered after the shared automaton was built would not be in
+// it; Share refuses.
+func TestSharedLate(t *testing.T) {
+	kw := detect.Shared()
+	if kw == nil || detect.Shared() != kw {
+		t.Fatal("Shared does not return one automaton")
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("Share after the automaton was built did not panic")
+		}
+	}()
+	detect.Share(func() []string { return []string{"late"} })
+}
