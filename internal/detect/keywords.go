@@ -1,8 +1,9 @@
 package detect
 
 import (
+	"cmp"
 	"math/bits"
-	"sort"
+	"slices"
 )
 
 // Keywords is a case-insensitive multi-pattern matcher (Aho–Corasick over byte classes).
@@ -29,12 +30,14 @@ type Keywords struct {
 	label  []uint8 // state -> the class leading to it
 	fail   []int32 // state -> the longest proper suffix that is a state
 
-	hasOut []uint64 // bit per state: a pattern ends here or at a state on its failure chain
-	hasOwn []uint64 // bit per state: a pattern ends here
-	rank   []int32  // word of hasOwn -> set bits in the words before it
-	own    []int32  // rank of a state in hasOwn -> its first entry in ids (one more at the end)
-	ids    []int32  // pattern ids ending at each state of hasOwn, in the order given
-	plen   []int32  // pattern lengths in bytes
+	hasOut []uint64   // bit per state: a pattern ends here or at a state on its failure chain
+	hasOwn []uint64   // bit per state: a pattern ends here
+	rank   []int32    // word of hasOwn -> set bits in the words before it
+	own    []int32    // rank of a state in hasOwn -> its first entry in ids (one more at the end)
+	ids    []int32    // pattern ids ending at each state of hasOwn, in the order given
+	plen   []int32    // pattern lengths in bytes
+	pend   []int32    // pattern -> the state where it ends (Pattern)
+	bytes  [256]uint8 // class -> the (lowercase) byte of the patterns in that class
 }
 
 // denseEntries bounds the full transition rows (int32 each): whole depths are added while
@@ -54,7 +57,7 @@ func lower(c byte) byte {
 
 // NewKeywords compiles patterns; their index is the id Scan reports.
 func NewKeywords(patterns []string) *Keywords {
-	k := &Keywords{plen: make([]int32, len(patterns))}
+	k := &Keywords{plen: make([]int32, len(patterns)), pend: make([]int32, len(patterns))}
 	// Byte classes: every byte a pattern uses (lowercased) gets one; the rest share 0.
 	var used [256]bool
 	for _, p := range patterns {
@@ -71,6 +74,7 @@ func NewKeywords(patterns []string) *Keywords {
 		if used[c] {
 			n++
 			k.class[c] = uint8(n) // at most 256-26-5 classes: uppercase and white space fold
+			k.bytes[n] = uint8(c)
 			if c >= 'a' && c <= 'z' {
 				k.class[c-'a'+'A'] = uint8(n)
 			}
@@ -89,7 +93,6 @@ func NewKeywords(patterns []string) *Keywords {
 	type node struct {
 		child, sibling int32
 		label          uint8
-		depth          int32
 	}
 	nodes := []node{{child: -1, sibling: -1}}
 	type ending struct{ node, id int32 }
@@ -116,7 +119,10 @@ func NewKeywords(patterns []string) *Keywords {
 			}
 			if nx < 0 {
 				nx = int32(len(nodes))
-				nodes = append(nodes, node{child: -1, sibling: nodes[s].child, label: cl, depth: l})
+				if len(nodes) == cap(nodes) {
+					nodes = slices.Grow(nodes, len(nodes)) // double (append grows large slices by a quarter: 5x the final size in copies)
+				}
+				nodes = append(nodes, node{child: -1, sibling: nodes[s].child, label: cl})
 				nodes[s].child = nx
 			}
 			s = nx
@@ -134,13 +140,19 @@ func NewKeywords(patterns []string) *Keywords {
 	k.first = make([]int32, ns+1)
 	k.label = make([]uint8, ns)
 	var kids []int32
+	depthEnd := []int{1} // depthEnd[d]: the states of depth d or less are 0..depthEnd[d]-1
 	for s := 0; s < len(order); s++ {
+		if s == depthEnd[len(depthEnd)-1] { // the first of the next depth: all of it is numbered
+			depthEnd = append(depthEnd, len(order))
+		}
 		k.first[s] = int32(len(order))
 		kids = kids[:0]
 		for c := nodes[order[s]].child; c >= 0; c = nodes[c].sibling {
 			kids = append(kids, c)
 		}
-		sort.Slice(kids, func(i, j int) bool { return nodes[kids[i]].label < nodes[kids[j]].label })
+		// (Siblings have distinct labels. slices.SortFunc, unlike sort.Slice, allocates
+		// nothing per state: building the detectors' automaton called it 100,000 times.)
+		slices.SortFunc(kids, func(a, b int32) int { return int(nodes[a].label) - int(nodes[b].label) })
 		for _, c := range kids {
 			num[c] = int32(len(order))
 			k.label[len(order)] = nodes[c].label
@@ -150,12 +162,8 @@ func NewKeywords(patterns []string) *Keywords {
 	k.first[ns] = int32(ns)
 	// Full rows for whole depths while they fit.
 	nd := 0
-	for d := int32(0); ; d++ {
-		end := nd
-		for end < ns && nodes[order[end]].depth == d {
-			end++
-		}
-		if end == nd || int64(end)*int64(k.nclass) > denseEntries && d > 0 {
+	for d, end := range depthEnd {
+		if int64(end)*int64(k.nclass) > denseEntries && d > 0 {
 			break
 		}
 		nd = end
@@ -167,10 +175,11 @@ func NewKeywords(patterns []string) *Keywords {
 	words := (ns + 63) / 64
 	k.hasOwn = make([]uint64, words)
 	k.hasOut = make([]uint64, words)
-	sort.SliceStable(ends, func(i, j int) bool { return num[ends[i].node] < num[ends[j].node] })
+	slices.SortStableFunc(ends, func(a, b ending) int { return cmp.Compare(num[a.node], num[b.node]) })
 	for _, e := range ends {
 		s := num[e.node]
 		k.hasOwn[s/64] |= 1 << (s % 64)
+		k.pend[e.id] = s
 	}
 	k.rank = make([]int32, words)
 	r := int32(0)
@@ -264,9 +273,36 @@ func PatternLen(p string) int {
 // Len returns the number of bytes pattern id matches (white-space runs count as one).
 func (k *Keywords) Len(id int) int { return int(k.plen[id]) }
 
+// Pattern returns pattern id as the automaton holds it: ASCII letters lowercase, each run
+// of white space one space (so that detectors need not keep the texts of their patterns).
+func (k *Keywords) Pattern(id int) string {
+	s := k.pend[id]
+	b := make([]byte, k.plen[id])
+	for i := len(b) - 1; i >= 0; i-- {
+		b[i] = k.bytes[k.label[s]]
+		s = k.parent(s)
+	}
+	return string(b)
+}
+
+// parent returns the state whose children include s (> 0): children are numbered in the
+// order of their parents, so first is sorted.
+func (k *Keywords) parent(s int32) int32 {
+	lo, hi := 0, len(k.first)-1 // the last state p with first[p] <= s
+	for lo < hi {
+		m := int(uint(lo+hi+1) >> 1)
+		if k.first[m] <= s {
+			lo = m
+		} else {
+			hi = m - 1
+		}
+	}
+	return int32(lo)
+}
+
 // Size returns the bytes the tables take.
 func (k *Keywords) Size() int {
-	return len(k.class) + 4*(len(k.dense)+len(k.first)+len(k.fail)+len(k.rank)+len(k.own)+len(k.ids)+len(k.plen)) +
+	return len(k.class) + len(k.bytes) + 4*(len(k.dense)+len(k.first)+len(k.fail)+len(k.rank)+len(k.own)+len(k.ids)+len(k.plen)+len(k.pend)) +
 		len(k.label) + 8*(len(k.hasOut)+len(k.hasOwn))
 }
 

@@ -97,6 +97,9 @@ func check(t *testing.T, k *detect.Keywords, patterns []string, text string) {
 		if k.Len(id) != len(np) || detect.PatternLen(p) != len(np) {
 			t.Fatalf("Len(%d) = %d, want %d (%q)", id, k.Len(id), len(np), p)
 		}
+		if got := k.Pattern(id); got != np {
+			t.Fatalf("Pattern(%d) = %q, want %q", id, got, np)
+		}
 	}
 	if len(want) > 0 {
 		stop := len(want) / 2
@@ -242,4 +245,19 @@ func FuzzKeywords(f *testing.F) {
 		}
 		check(t, detect.NewKeywords(patterns), patterns, text)
 	})
+}
+
+// TestSharedLate: a part registered after the shared automaton was built would not be in
+// it; Share refuses.
+func TestSharedLate(t *testing.T) {
+	kw := detect.Shared()
+	if kw == nil || detect.Shared() != kw {
+		t.Fatal("Shared does not return one automaton")
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("Share after the automaton was built did not panic")
+		}
+	}()
+	detect.Share(func() []string { return []string{"late"} })
 }

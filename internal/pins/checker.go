@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/portcullis-mcp/portcullis/internal/store"
@@ -66,6 +67,15 @@ type Checker struct {
 	pins    map[store.PinKey]store.Pin
 	version int64
 	loaded  bool
+
+	// Reads of the store (Refresh) run one at a time: reading holds sem, reads counts
+	// those begun, and readOK is the number of the last one that succeeded. A Refresh
+	// that waited while a read begun after its own start succeeded is done: sessions
+	// that start together (each lists, so each refreshes) cost one or two reads, not
+	// one connection to the store each.
+	sem    chan struct{}
+	reads  atomic.Uint64
+	readOK uint64 // under sem
 }
 
 // NewChecker returns a checker in mode (ModeTOFU when empty). report, when not nil, is
@@ -84,14 +94,35 @@ func NewChecker(st store.Pins, mode string, report func(context.Context, Event))
 	if report == nil {
 		report = func(context.Context, Event) {}
 	}
-	return &Checker{st: st, mode: mode, report: report, now: time.Now, pins: map[store.PinKey]store.Pin{}}, nil
+	return &Checker{st: st, mode: mode, report: report, now: time.Now, pins: map[store.PinKey]store.Pin{}, sem: make(chan struct{}, 1)}, nil
 }
 
 // Mode is the checker's mode.
 func (c *Checker) Mode() string { return c.mode }
 
-// Refresh re-reads the pins when the store changed since the last read.
+// Refresh re-reads the pins when the store changed since the last read. It returns after
+// a read of the store that began after it was called.
 func (c *Checker) Refresh(ctx context.Context) error {
+	begun := c.reads.Load()
+	select {
+	case c.sem <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("pins: reading the store: %w", context.Cause(ctx))
+	}
+	defer func() { <-c.sem }()
+	if c.readOK > begun {
+		return nil // a read that began after this call succeeded meanwhile
+	}
+	n := c.reads.Add(1)
+	if err := c.read(ctx); err != nil {
+		return err
+	}
+	c.readOK = n
+	return nil
+}
+
+// read re-reads the pins when the store's version moved (under sem).
+func (c *Checker) read(ctx context.Context) error {
 	v, err := c.st.PinsVersion(ctx)
 	if err != nil {
 		return fmt.Errorf("pins: reading the store: %w", err)

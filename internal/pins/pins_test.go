@@ -3,9 +3,12 @@ package pins
 import (
 	"context"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/portcullis-mcp/portcullis/internal/store"
 	"github.com/portcullis-mcp/portcullis/internal/store/sqlite"
@@ -238,4 +241,89 @@ func TestCheckerReportsOnce(t *testing.T) {
 	if changed != 1 {
 		t.Fatalf("the change was reported %d times, want once", changed)
 	}
+}
+
+// gatedPins counts the store's version reads, and holds each until gate is closed after
+// reading the version (so that a read held there is stale once the store changed).
+type gatedPins struct {
+	store.Pins
+	gate             chan struct{}
+	calls, in, maxIn atomic.Int32
+}
+
+func (s *gatedPins) PinsVersion(ctx context.Context) (int64, error) {
+	s.calls.Add(1)
+	n := s.in.Add(1)
+	defer s.in.Add(-1)
+	for m := s.maxIn.Load(); n > m && !s.maxIn.CompareAndSwap(m, n); m = s.maxIn.Load() {
+	}
+	v, err := s.Pins.PinsVersion(ctx)
+	select {
+	case <-s.gate:
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	return v, err
+}
+
+// TestCheckerRefreshTogether: sessions that start together refresh together; their reads
+// of the store run one at a time and are shared, and a Refresh still returns only after a
+// read that began after it was called.
+func TestCheckerRefreshTogether(t *testing.T) {
+	ctx := context.Background()
+	st := openStore(t)
+	gp := &gatedPins{Pins: st, gate: make(chan struct{})}
+	c, err := NewChecker(gp, ModeTOFU, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := store.PinKey{Server: "files", Kind: KindTool, Name: "read"}
+	c1, h1 := def(t, "Read a file.")
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	wg.Add(1)
+	go func() { defer wg.Done(); errs <- c.Refresh(ctx) }() // its read sees no pin, then waits at the gate
+	for gp.calls.Load() == 0 {
+		runtime.Gosched()
+	}
+	// Another process pins the tool now: the reads begun before must not satisfy a
+	// Refresh called after this.
+	if _, _, err := st.PinFirst(ctx, store.Pin{PinKey: k, Hash: h1, Definition: c1, PinnedAt: time.Now(), PinnedBy: "tofu"}); err != nil {
+		t.Fatal(err)
+	}
+	for range 63 {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs <- c.Refresh(ctx) }()
+	}
+	time.Sleep(50 * time.Millisecond) // let them queue (the assertions hold however they arrive)
+	close(gp.gate)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !c.Allowed(k, h1) {
+		t.Error("after Refresh calls made after the store changed, the checker does not see the pin")
+	}
+	if m := gp.maxIn.Load(); m != 1 {
+		t.Errorf("%d reads of the store at once, want 1", m)
+	}
+	if n := gp.calls.Load(); n >= 64 {
+		t.Errorf("%d reads of the store for 64 refreshes made together, want them shared", n)
+	}
+	t.Logf("64 refreshes, %d reads", gp.calls.Load())
+	// Canceled while waiting for another read: an error, not a stale success.
+	gp.gate = make(chan struct{})
+	go func() { _ = c.Refresh(ctx) }()
+	for gp.in.Load() == 0 {
+		runtime.Gosched()
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := c.Refresh(cctx); err == nil {
+		t.Error("a canceled Refresh waiting for another read succeeded")
+	}
+	close(gp.gate)
 }

@@ -37,27 +37,80 @@ const (
 	Pressure      = "pressure"
 )
 
-// phrase is one compiled phrase (24 bytes: the lists hold some 11,000).
+// phrase is one compiled phrase (6 bytes: the built-in list has some 10,800). The texts
+// of the built-in phrases are not kept: the automaton holds them (detect.Keywords.Pattern),
+// and Patterns expands the templates again.
 type phrase struct {
-	text   string
-	n      int32 // the bytes it matches (detect.PatternLen)
 	weight int16
 	kindID uint16
+	word   uint8 // wordFirst, wordLast: its first (last) byte continues a word
 }
 
-// expand returns every combination of the alternatives in a template: "{a|b} c" gives
-// "a c" and "b c". An empty alternative drops the slot (and its space).
-func expand(t string) []string {
+const (
+	wordFirst = 1 << iota
+	wordLast
+)
+
+// extraPhrase is an extra phrase (New), with its text.
+type extraPhrase struct {
+	phrase
+	text string
+	n    int32 // the bytes it matches (detect.PatternLen)
+}
+
+func wordFlags[T string | []byte](text T) uint8 {
+	var w uint8
+	if wordByte(text[0]) {
+		w |= wordFirst
+	}
+	if wordByte(text[len(text)-1]) {
+		w |= wordLast
+	}
+	return w
+}
+
+// expand calls fn with every combination of the alternatives in template t, appended to
+// buf: "{a|b} c" gives "a c" and "b c". An empty alternative drops the slot (expandAll
+// then drops its space). fn must not keep its argument: the buffer is reused, so that
+// expanding the 10,800 phrases allocates no string per step.
+func expand(buf []byte, t string, fn func(raw []byte)) {
 	i := strings.IndexByte(t, '{')
 	if i < 0 {
-		return []string{strings.Join(strings.Fields(t), " ")}
+		fn(append(buf, t...))
+		return
 	}
 	j := strings.IndexByte(t[i:], '}') + i
-	var out []string
-	for _, alt := range strings.Split(t[i+1:j], "|") {
-		out = append(out, expand(t[:i]+alt+t[j+1:])...)
+	buf = append(buf, t[:i]...)
+	for alts := t[i+1 : j]; ; {
+		k := strings.IndexByte(alts, '|')
+		if k < 0 {
+			expand(append(buf, alts...), t[j+1:], fn)
+			return
+		}
+		expand(append(buf, alts[:k]...), t[j+1:], fn)
+		alts = alts[k+1:]
 	}
-	return out
+}
+
+// appendWords appends the words of raw (ASCII: the templates are) lowercased, separated
+// by one space.
+func appendWords(dst, raw []byte) []byte {
+	space := true
+	for _, c := range raw {
+		if c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v' {
+			space = true
+			continue
+		}
+		if space && len(dst) > 0 {
+			dst = append(dst, ' ')
+		}
+		space = false
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		dst = append(dst, c)
+	}
+	return dst
 }
 
 var templates = []struct {
@@ -160,22 +213,29 @@ var templates = []struct {
 }
 
 // Detector scores text. It is safe for concurrent use.
+//
+// The built-in phrases are in the process's shared automaton (detect.Shared), with the
+// extra phrases of detectors made by NewShared: one copy of their tables whatever the
+// number of detectors. A detector made by New with extra phrases has an automaton of its
+// own.
 type Detector struct {
 	once    sync.Once
 	kwOnce  sync.Once
 	extra   []Phrase
-	kw      *detect.Keywords // the phrases' own automaton, built by the first Score
-	phrases []phrase
-	kinds   []string // by kindID
-	caps    []int    // by kindID: how many phrases of the kind count
-	model   *Model   // the learned model, for text the phrases leave below medium; nil: none
+	part    *detect.Part     // the extra phrases' ids in the shared automaton (NewShared)
+	kw      *detect.Keywords // the automaton of a detector made by New with extra phrases, built by the first Score
+	phrases []phrase         // the built-in phrases, shared by every detector: ids 0..len-1
+	more    []extraPhrase    // the extra phrases that are not built in: ids len(phrases)..
+	kinds   []string         // by kindID
+	caps    []int            // by kindID: how many phrases of the kind count
+	model   *Model           // the learned model, for text the phrases leave below medium; nil: none
 }
 
 // WithModel returns a copy of the detector that also asks m about text the phrases leave
 // below medium.
 func (d *Detector) WithModel(m *Model) *Detector {
 	// The phrases are compiled on first use from extra, so the copy compiles its own.
-	return &Detector{extra: d.extra, model: m}
+	return &Detector{extra: d.extra, part: d.part, model: m}
 }
 
 // Phrase is an extra phrase for New.
@@ -193,45 +253,76 @@ type Phrase struct {
 // pays for the phrase table.
 func New(extra []Phrase) *Detector { return &Detector{extra: extra} }
 
+// NewShared is New with the extra phrases in the shared automaton (see detect.Share): it
+// must be called during package initialization, for a package-level detector.
+func NewShared(extra []Phrase) *Detector {
+	d := &Detector{extra: extra}
+	d.part = detect.Share(func() []string {
+		d.build()
+		out := make([]string, len(d.more))
+		for i, p := range d.more {
+			out[i] = p.text
+		}
+		return out
+	})
+	return d
+}
+
 func (d *Detector) build() { d.once.Do(d.compile) }
 
-// automaton returns the phrases' keyword automaton, built once.
+// builtinPart holds the built-in phrases in the shared automaton.
+var builtinPart = detect.Share(builtinTexts)
+
+// ownAutomaton reports whether the detector scans with an automaton of its own (New with
+// extra phrases) instead of the shared one.
+func (d *Detector) ownAutomaton() bool { return len(d.extra) > 0 && d.part == nil }
+
+// automaton returns the phrases' own keyword automaton, built once.
 func (d *Detector) automaton() *detect.Keywords {
 	d.kwOnce.Do(func() { d.kw = detect.NewKeywords(d.Patterns()) })
 	return d.kw
 }
 
-// builtin is the expansion of the templates, shared by every detector: the texts lie in
-// one string, kinds are numbered in order of appearance.
+// expandAll calls fn with each built-in phrase (lowercase, words separated by one space,
+// distinct) and its template group, in the order of their ids. fn must not keep text.
+func expandAll(fn func(text []byte, kind string, weight int)) {
+	seen := make(map[string]struct{}, 11000)
+	var buf, norm []byte
+	for _, g := range templates {
+		for _, t := range g.ts {
+			expand(buf[:0], t, func(raw []byte) {
+				buf = raw[:0] // keep the grown buffer
+				norm = appendWords(norm[:0], raw)
+				if _, ok := seen[string(norm)]; ok || len(norm) == 0 {
+					return
+				}
+				seen[string(norm)] = struct{}{}
+				fn(norm, g.kind, g.weight)
+			})
+		}
+	}
+}
+
+// builtinTexts returns the texts of the built-in phrases, in the order of their ids.
+func builtinTexts() []string {
+	out := make([]string, 0, 11000)
+	expandAll(func(s []byte, _ string, _ int) { out = append(out, string(s)) })
+	return out
+}
+
+// builtin is the table of the built-in phrases, shared by every detector; kinds are
+// numbered in order of appearance.
 var builtin = sync.OnceValues(func() ([]phrase, []string) {
 	var ps []phrase
 	var kinds []string
-	var blob strings.Builder
-	seen := map[string]bool{}
 	ids := map[string]int{}
-	for _, g := range templates {
-		for _, t := range g.ts {
-			for _, s := range expand(t) {
-				s = strings.ToLower(s)
-				if seen[s] || strings.TrimSpace(s) == "" {
-					continue
-				}
-				seen[s] = true
-				if _, ok := ids[g.kind]; !ok {
-					ids[g.kind] = len(kinds)
-					kinds = append(kinds, g.kind)
-				}
-				blob.WriteString(s)
-				ps = append(ps, phrase{text: s, n: int32(detect.PatternLen(s)), weight: int16(g.weight), kindID: uint16(ids[g.kind])})
-			}
+	expandAll(func(s []byte, kind string, weight int) {
+		if _, ok := ids[kind]; !ok {
+			ids[kind] = len(kinds)
+			kinds = append(kinds, kind)
 		}
-	}
-	all := blob.String()
-	off := 0
-	for i := range ps {
-		ps[i].text = all[off : off+len(ps[i].text)]
-		off += len(ps[i].text)
-	}
+		ps = append(ps, phrase{weight: int16(weight), kindID: uint16(ids[kind]), word: wordFlags(s)})
+	})
 	return slices.Clip(ps), slices.Clip(kinds)
 })
 
@@ -239,11 +330,16 @@ func (d *Detector) compile() {
 	ps, kinds := builtin()
 	d.phrases, d.kinds = ps, kinds
 	if len(d.extra) > 0 {
-		d.phrases, d.kinds = slices.Clone(ps), slices.Clone(kinds)
-		seen := make(map[string]bool, len(ps)+len(d.extra))
-		for _, p := range ps {
-			seen[p.text] = true
+		d.kinds = slices.Clone(kinds)
+		seen := make(map[string]bool, len(d.extra))
+		for _, e := range d.extra {
+			seen[strings.ToLower(e.Text)] = false
 		}
+		expandAll(func(s []byte, _ string, _ int) {
+			if _, ok := seen[string(s)]; ok {
+				seen[string(s)] = true // built in already
+			}
+		})
 		ids := map[string]int{}
 		for i, k := range d.kinds {
 			ids[k] = i
@@ -260,9 +356,10 @@ func (d *Detector) compile() {
 				ids[e.Kind] = id
 				d.kinds = append(d.kinds, e.Kind)
 			}
-			d.phrases = append(d.phrases, phrase{text: text, n: int32(detect.PatternLen(text)),
-				weight: int16(max(math.MinInt16, min(math.MaxInt16, e.Weight))), kindID: uint16(id)})
+			d.more = append(d.more, extraPhrase{text: text, n: int32(detect.PatternLen(text)),
+				phrase: phrase{weight: int16(max(math.MinInt16, min(math.MaxInt16, e.Weight))), kindID: uint16(id), word: wordFlags(text)}})
 		}
+		d.more = slices.Clip(d.more)
 	}
 	caps := map[string]int{}
 	for _, e := range d.extra {
@@ -315,11 +412,34 @@ func wordByte(c byte) bool {
 // Patterns returns the phrases, in the order Hit numbers them.
 func (d *Detector) Patterns() []string {
 	d.build()
-	out := make([]string, len(d.phrases))
-	for i, p := range d.phrases {
-		out[i] = p.text
+	out := builtinTexts()
+	for _, p := range d.more {
+		out = append(out, p.text)
 	}
 	return out
+}
+
+// phrase returns phrase id (numbered as in Patterns) and the bytes it matches.
+func (d *Detector) phrase(id int) (phrase, int) {
+	if id < len(d.phrases) {
+		if d.ownAutomaton() {
+			return d.phrases[id], d.automaton().Len(id)
+		}
+		return d.phrases[id], detect.Shared().Len(builtinPart.Base() + id)
+	}
+	m := &d.more[id-len(d.phrases)]
+	return m.phrase, int(m.n)
+}
+
+// text returns the text of phrase id.
+func (d *Detector) text(id int) string {
+	if id < len(d.phrases) {
+		if d.ownAutomaton() {
+			return d.automaton().Pattern(id)
+		}
+		return detect.Shared().Pattern(builtinPart.Base() + id)
+	}
+	return d.more[id-len(d.phrases)].text
 }
 
 // State scores one normalized text; feed it phrase hits with Hit, then call Result.
@@ -341,8 +461,25 @@ func (d *Detector) Start(norm string) *State {
 func (d *Detector) Score(norm string) Result {
 	d.build()
 	st := d.Start(norm)
-	d.automaton().Scan(norm, func(id, end int) bool { st.Hit(id, end); return true })
+	if d.ownAutomaton() {
+		d.automaton().Scan(norm, func(id, end int) bool { st.Hit(id, end); return true })
+	} else {
+		detect.Shared().Scan(norm, func(id, end int) bool { st.HitShared(id, end); return true })
+	}
 	return st.Result()
+}
+
+// HitShared handles id of the shared automaton (detect.Shared, after it was built): the
+// ids of the detector's phrases as Hit does, and nothing for the ids of other detectors'
+// patterns. (The extra phrases of a detector made by New are not in the shared automaton.)
+func (st *State) HitShared(id, end int) {
+	if i, ok := builtinPart.Local(id); ok {
+		st.Hit(i, end)
+	} else if p := st.d.part; p != nil {
+		if i, ok := p.Local(id); ok {
+			st.Hit(len(st.d.phrases)+i, end)
+		}
+	}
 }
 
 // Hit handles phrase id (numbered as in Patterns) ending at end.
@@ -350,18 +487,17 @@ func (st *State) Hit(id, end int) {
 	d, norm, r := st.d, st.norm, &st.r
 	if st.perKind == nil {
 		st.perKind = make([]int, len(d.kinds))
-		st.counted = make([]uint64, (len(d.phrases)+63)/64)
+		st.counted = make([]uint64, (len(d.phrases)+len(d.more)+63)/64)
 	}
 	counted, perKind := st.counted, st.perKind
 	func() bool {
-		p := d.phrases[id]
+		p, n := d.phrase(id)
 		// Whole words: the phrase must not start or end inside a word.
-		start := end - int(p.n)
-		first, last := p.text[0], p.text[len(p.text)-1]
-		if wordByte(first) && start > 0 && start <= len(norm) && wordByte(norm[start-1]) {
+		start := end - n
+		if p.word&wordFirst != 0 && start > 0 && start <= len(norm) && wordByte(norm[start-1]) {
 			return true
 		}
-		if wordByte(last) && end < len(norm) && wordByte(norm[end]) {
+		if p.word&wordLast != 0 && end < len(norm) && wordByte(norm[end]) {
 			return true
 		}
 		if counted[id/64]&(1<<(id%64)) != 0 {
@@ -373,7 +509,7 @@ func (st *State) Hit(id, end int) {
 		}
 		perKind[p.kindID]++
 		r.Score += int(p.weight)
-		r.Hits = append(r.Hits, Hit{Phrase: p.text, Kind: d.kinds[p.kindID], Weight: int(p.weight), End: end})
+		r.Hits = append(r.Hits, Hit{Phrase: d.text(id), Kind: d.kinds[p.kindID], Weight: int(p.weight), End: end})
 		return true
 	}()
 }

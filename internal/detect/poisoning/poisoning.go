@@ -65,8 +65,9 @@ var listingPhrases = func() []injection.Phrase {
 // Detector checks definitions. It is safe for concurrent use.
 type Detector struct{ inj *injection.Detector }
 
-// Default is the detector with the built-in phrases.
-var Default = &Detector{inj: injection.New(listingPhrases)}
+// Default is the detector with the built-in phrases. Its phrases are in the shared
+// automaton (detect.Shared): the injection phrases once for it and the results guard.
+var Default = &Detector{inj: injection.NewShared(listingPhrases)}
 
 var b64 = regexp.MustCompile(`[A-Za-z0-9+/]{24,}={0,2}`)
 

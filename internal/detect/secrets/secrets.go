@@ -32,6 +32,7 @@ type Scanner struct {
 	kwRule  []int            // keyword id -> rule index
 	kwLen   []int            // keyword id -> bytes it matches
 	windows []int            // per rule: bytes after a keyword to search
+	part    *detect.Part     // Default's keywords in the shared automaton (see State.HitShared)
 }
 
 // New compiles rules (nil: the built-in Rules); the keyword automaton is built by the first
@@ -61,8 +62,14 @@ func (s *Scanner) automaton() *detect.Keywords {
 	return s.kw
 }
 
-// Default is the scanner of the built-in rules.
-var Default = New(nil)
+// Default is the scanner of the built-in rules. Its keywords are also in the shared
+// automaton (detect.Shared), for callers that find secrets and other detectors' patterns
+// in one pass (State.HitShared); Find uses the scanner's own, smaller automaton.
+var Default = func() *Scanner {
+	s := New(nil)
+	s.part = detect.Share(s.Patterns)
+	return s
+}()
 
 // Patterns returns the keywords of the rule set, in the order Hit numbers them (to build a
 // combined automaton with other detectors; see State).
@@ -112,7 +119,7 @@ func (st *State) Hit(id, end int) {
 		}
 		if r.Anchored {
 			stop := min(len(text), end+s.windows[ri])
-			m := r.Pattern.FindStringSubmatchIndex(text[kwStart:stop])
+			m := r.Pattern.Regexp().FindStringSubmatchIndex(text[kwStart:stop])
 			if m == nil {
 				return true
 			}
@@ -143,7 +150,7 @@ func (st *State) Hit(id, end int) {
 		stop := min(len(text), end+s.windows[ri])
 		st.lastEnd[ri] = stop
 		win := text[start:stop]
-		for _, m := range r.Pattern.FindAllStringSubmatchIndex(win, -1) {
+		for _, m := range r.Pattern.Regexp().FindAllStringSubmatchIndex(win, -1) {
 			g := r.Group
 			if 2*g+1 >= len(m) || m[2*g] < 0 {
 				continue
@@ -155,6 +162,17 @@ func (st *State) Hit(id, end int) {
 		}
 		return true
 	}()
+}
+
+// HitShared handles id of the shared automaton (detect.Shared, after it was built): the
+// ids of the scanner's keywords as Hit does, and nothing for other detectors' patterns.
+// Only Default's keywords are in the shared automaton.
+func (st *State) HitShared(id, end int) {
+	if p := st.s.part; p != nil {
+		if i, ok := p.Local(id); ok {
+			st.Hit(i, end)
+		}
+	}
 }
 
 // Matches returns the secrets found, sorted by position, without overlaps.

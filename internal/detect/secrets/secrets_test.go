@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -128,5 +129,18 @@ func BenchmarkScan(b *testing.B) {
 	b.SetBytes(int64(len(text)))
 	for b.Loop() {
 		Default.Scan(text, "")
+	}
+}
+
+// TestRulesCompile: the expressions are compiled on first use, so a bad one would only
+// show in a gateway's traffic; compile them all here.
+func TestRulesCompile(t *testing.T) {
+	for _, r := range Rules {
+		if _, err := regexp.Compile(r.Pattern.String()); err != nil {
+			t.Errorf("rule %s: %v", r.ID, err)
+		}
+		if r.Pattern.Regexp() == nil || r.Pattern.Regexp() != r.Pattern.Regexp() {
+			t.Errorf("rule %s: not compiled once", r.ID)
+		}
 	}
 }

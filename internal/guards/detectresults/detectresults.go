@@ -14,7 +14,6 @@ import (
 	"log/slog"
 	"os"
 	"strings"
-	"sync"
 
 	trail "github.com/portcullis-mcp/portcullis/internal/audit"
 	"github.com/portcullis-mcp/portcullis/internal/detect"
@@ -151,27 +150,15 @@ func Compile(c Config, extras []Extra, logger *slog.Logger) (*Guard, error) {
 	return g, nil
 }
 
-// combined is the automaton of the default detectors' keywords, secrets' then injection's
-// phrases (one pass for both), built on first use: a gateway that never sees a result
-// does not pay for it.
-var combined = sync.OnceValues(func() (*detect.Keywords, int) {
-	sp := secrets.Default.Patterns()
-	return detect.NewKeywords(append(sp, injection.Default.Patterns()...)), len(sp)
-})
+// The guard's detectors (secrets.Default, injection.Default) have their keywords in the
+// process's shared automaton (detect.Shared): one pass finds both, and the poisoning
+// detector of detect-listings uses the same tables. It is built on first use: a gateway
+// that never scans does not pay for it.
 
-// injection is g.inj.Scan through the combined automaton (the detector's own would be a
-// second copy of the phrases' tables).
+// injection is g.inj.Scan.
 func (g *Guard) injection(text, pointer string) []detect.Finding {
 	norm := detect.Normalize(text)
-	is := g.inj.Start(norm)
-	kw, nsec := combined()
-	kw.Scan(norm, func(id, end int) bool {
-		if id >= nsec {
-			is.Hit(id-nsec, end)
-		}
-		return true
-	})
-	return g.inj.Findings(text, is.Result(), pointer)
+	return g.inj.Findings(text, g.inj.Score(norm), pointer)
 }
 
 // Middleware returns the guard around next.
@@ -272,13 +259,9 @@ func (g *Guard) Inspect(result []byte) ([]byte, []detect.Finding, []detect.Findi
 		var secretFs, injFs []detect.Finding
 		if plain && g.c.Secrets != Off && g.c.Injection != Off {
 			ss, is := g.secrets.Start(text), g.inj.Start(text)
-			kw, nsec := combined()
-			kw.Scan(text, func(id, end int) bool {
-				if id < nsec {
-					ss.Hit(id, end)
-				} else {
-					is.Hit(id-nsec, end)
-				}
+			detect.Shared().Scan(text, func(id, end int) bool {
+				ss.HitShared(id, end)
+				is.HitShared(id, end)
 				return true
 			})
 			// The value's pointer is made only for a finding (most values have none).

@@ -135,9 +135,18 @@ func (s *Store) ListPins(ctx context.Context) ([]store.Pin, error) {
 	return out, rows.Err()
 }
 
+// PinsVersion runs a statement prepared once: the registry guard asks on every listing
+// (each session's first), and parsing the query each time kept SQLite's parser and code
+// generator in the gateway's working set for that alone.
 func (s *Store) PinsVersion(ctx context.Context) (int64, error) {
+	s.pinsVersion.once.Do(func() {
+		s.pinsVersion.st, s.pinsVersion.err = s.db.PrepareContext(ctx, "SELECT v FROM pins_version WHERE id = 1")
+	})
+	if s.pinsVersion.err != nil {
+		return 0, s.pinsVersion.err
+	}
 	var v int64
-	err := s.db.QueryRowContext(ctx, "SELECT v FROM pins_version WHERE id = 1").Scan(&v)
+	err := s.pinsVersion.st.QueryRowContext(ctx).Scan(&v)
 	return v, err
 }
 

@@ -74,6 +74,12 @@ type Store struct {
 	db    *sql.DB
 	path  string
 	audit auditStmts // prepared once: the audit trail's writes are on every call's path
+	// pinsVersion is PinsVersion's statement, prepared by its first call.
+	pinsVersion struct {
+		once sync.Once
+		st   *sql.Stmt
+		err  error
+	}
 	// quotaMu queues this process's quota writes (quotas.go): SQLite has one writer at a
 	// time, and waiting here is much cheaper than in its busy handler's sleeps.
 	quotaMu sync.Mutex
