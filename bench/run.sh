@@ -369,7 +369,7 @@ mcpload_procs=1
   echo "- $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)), load average before: $load_before"
   echo "- tool \`$tool\` ${gw_tool:+(\`$gw_tool\` through the gateway) }with \`$args\`; $duration per run after $warmup warmup; mcpload GOMAXPROCS=$mcpload_procs"
   echo "- upstream: everything-server (Go SDK conformance server), stateful, 127.0.0.1:$server_port"
-  if [ -n "$gw_bin" ]; then echo "- gateway chain: $(sed -n 's/.* guards="\([^"]*\)".*/\1/p' "$out/portcullis.log" | head -n 1) (BENCH_CHAIN=${BENCH_CHAIN:-default})"; fi
+  if [ -n "$gw_bin" ]; then echo "- gateway chain: $(sed -n 's/.* guards="\{0,1\}\(\[[^]]*\]\).*/\1/p' "$out/portcullis.log" | head -n 1) (BENCH_CHAIN=${BENCH_CHAIN:-default})"; fi
   echo
   echo "| sessions | direct calls/s | gateway calls/s | ratio % | direct p50/p99 µs | gateway p50/p99 µs | added p50 µs | gateway CPU µs/call |"
   echo "|---:|---:|---:|---:|---:|---:|---:|---:|"
