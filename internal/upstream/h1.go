@@ -53,7 +53,6 @@ func (t *H1Transport) setLingering(key hostKey) {
 type h1conn struct {
 	net.Conn
 	br     *bufio.Reader
-	bw     *bufio.Writer
 	reused bool
 	nread  int // bytes read from the network since the exchange began
 
@@ -105,6 +104,7 @@ func (t *H1Transport) get(ctx context.Context, req *http.Request) (*h1conn, erro
 			t.setLingering(key)
 			continue
 		}
+		c.active()
 		c.reused = true
 		return c, nil
 	}
@@ -145,9 +145,35 @@ func (t *H1Transport) get(ctx context.Context, req *http.Request) (*h1conn, erro
 	// Small buffers: a connection is kept for each call in flight and for each session's
 	// stream of server messages. Longer writes go past the writer's buffer, longer reads
 	// of a body past the reader's; a longer response head is read beside it (longHead).
-	c := &h1conn{Conn: conn, bw: bufio.NewWriterSize(conn, 4<<10)}
+	c := &h1conn{Conn: conn}
 	c.br = bufio.NewReaderSize(counter{c}, 4<<10)
 	return c, nil
+}
+
+// Buffers shared by the connections: a writer serves one request's head and body, and an
+// idle connection with nothing buffered gives its reader back. A long-lived stream keeps
+// only its reader, and the idle pool keeps no buffers.
+var (
+	writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
+	readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<10) }}
+)
+
+// idle gives back the reader of a connection going into the idle pool when nothing is
+// left in it (a connection whose answered stream's end is still to be read keeps it).
+func (c *h1conn) idle() {
+	if c.pending == nil && c.br != nil && c.br.Buffered() == 0 {
+		c.br.Reset(nil)
+		readers.Put(c.br)
+		c.br = nil
+	}
+}
+
+// active gives a connection taken from the idle pool a reader again.
+func (c *h1conn) active() {
+	if c.br == nil {
+		c.br = readers.Get().(*bufio.Reader)
+		c.br.Reset(counter{c})
+	}
 }
 
 func (t *H1Transport) put(key hostKey, c *h1conn) {
@@ -164,6 +190,7 @@ func (t *H1Transport) put(key hostKey, c *h1conn) {
 		c.Close()
 		return
 	}
+	c.idle()
 	t.idle[key] = append(t.idle[key], c)
 }
 
@@ -225,18 +252,18 @@ func (t *H1Transport) exchange(ctx context.Context, c *h1conn, req *http.Request
 	// Cancellation closes the connection, which ends any blocked read or write.
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	c.nread = 0
-	err := writeRequest(c.bw, req)
+	bw := writers.Get().(*bufio.Writer)
+	bw.Reset(c.Conn)
+	err := writeRequest(bw, req)
 	if errors.Is(err, errUnframed) {
-		err = req.Write(c.bw)
+		err = req.Write(bw)
 	}
+	if err == nil {
+		err = bw.Flush()
+	}
+	bw.Reset(nil)
+	writers.Put(bw)
 	if err != nil {
-		stop()
-		if c.reused {
-			return nil, staleErr{err}
-		}
-		return nil, fmt.Errorf("%w", err)
-	}
-	if err := c.bw.Flush(); err != nil {
 		stop()
 		if c.reused {
 			return nil, staleErr{err}

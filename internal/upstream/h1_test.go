@@ -184,3 +184,43 @@ func countingServer(h http.Handler) (*httptest.Server, *atomic.Int32) {
 	srv.Start()
 	return srv, conns
 }
+
+// An idle connection keeps no buffers (its reader goes back to the shared pool) and gets a
+// reader again when it is reused; answers of different sizes on alternating connections
+// stay whole.
+func TestH1TransportIdleConnectionsKeepNoBuffers(t *testing.T) {
+	srv, conns := countingServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "%s:%s", body, strings.Repeat("x", len(body)*1000))
+	}))
+	defer srv.Close()
+	tr := &H1Transport{}
+	client := &http.Client{Transport: tr}
+	post := func(body string) {
+		t.Helper()
+		resp, err := client.Post(srv.URL+"/x", "text/plain", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if want := body + ":" + strings.Repeat("x", len(body)*1000); string(b) != want {
+			t.Fatalf("%q: got %d bytes, want %d", body, len(b), len(want))
+		}
+	}
+	for _, body := range []string{"a", "bbbbbbbbbb", "c", "ddddd"} {
+		post(body)
+		tr.mu.Lock()
+		for _, list := range tr.idle {
+			for _, c := range list {
+				if c.br != nil {
+					t.Errorf("after %q: an idle connection holds a reader of %d bytes", body, c.br.Size())
+				}
+			}
+		}
+		tr.mu.Unlock()
+	}
+	if n := conns.Load(); n != 1 {
+		t.Errorf("%d connections for 4 sequential requests, want 1", n)
+	}
+}
