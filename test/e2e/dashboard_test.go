@@ -48,8 +48,8 @@ type dashboardRun struct {
 // TestDashboard drives the dashboard of a real `portcullis serve` in headless Chromium:
 // logging in, a call appearing in the live feed, approving and denying held calls,
 // refusing unauthenticated, viewer and cross-site approvals, approving a changed tool
-// definition, and searching and exporting the audit trail. It saves a screenshot of each
-// view in docs/screenshots.
+// definition, and searching and exporting the audit trail. It takes a screenshot of each
+// view (into docs/screenshots with PORTCULLIS_SCREENSHOTS=1).
 func TestDashboard(t *testing.T) {
 	requireE2E(t)
 	requireFile(t, chromiumBin)
@@ -103,7 +103,12 @@ func TestDashboard(t *testing.T) {
 			"  oidc: {issuer: %q, client_id: portcullis-dashboard, client_secret: e2e-secret, redirect_url: %q, user_claim: email}\n",
 			adminAddr, iss.URL, "http://"+adminAddr+"/login/oidc/callback"),
 	})
-	shots := filepath.Join(repoRoot, "docs", "screenshots")
+	// The screenshots go to a scratch directory, so that a test run leaves the tree as it
+	// was; PORTCULLIS_SCREENSHOTS=1 writes them to docs/screenshots to refresh the docs.
+	shots := filepath.Join(dir, "screenshots")
+	if os.Getenv("PORTCULLIS_SCREENSHOTS") == "1" {
+		shots = filepath.Join(repoRoot, "docs", "screenshots")
+	}
 	if err := os.MkdirAll(shots, 0o755); err != nil {
 		t.Fatal(err)
 	}
