@@ -249,13 +249,16 @@ servers:
 	}
 }
 
-func TestGuardSections(t *testing.T) {
-	const yaml = `auth: none
+// guardsHead is a configuration up to its guards: key, for the tests of guard sections.
+const guardsHead = `auth: none
 servers:
   - name: a
     url: http://127.0.0.1:1/mcp
 guards:
-  limits:
+`
+
+func TestGuardSections(t *testing.T) {
+	const yaml = guardsHead + `  limits:
     call_timeout: 5s
     max_concurrent_per_session: 4
   audit:
@@ -487,12 +490,7 @@ func TestSandboxDefaultsAndSizes(t *testing.T) {
 
 // "NAME: off" (or false) turns a guard off; any other value does not.
 func TestGuardSectionOff(t *testing.T) {
-	const yaml = `auth: none
-servers:
-  - name: a
-    url: http://127.0.0.1:1/mcp
-guards:
-  detect-results: off
+	const yaml = guardsHead + `  detect-results: off
   detect-args: false
   registry: {}
   approval:

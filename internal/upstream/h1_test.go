@@ -31,13 +31,7 @@ func TestH1TransportReusesAndRetries(t *testing.T) {
 	client := &http.Client{Transport: tr}
 	post := func(body string) string {
 		t.Helper()
-		resp, err := client.Post(srv.URL+"/x", "text/plain", strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		return string(b)
+		return postText(t, client, srv.URL+"/x", body)
 	}
 	for i := range 5 {
 		if got := post(fmt.Sprint(i)); got != fmt.Sprintf("echo:%d", i) {
@@ -198,13 +192,8 @@ func TestH1TransportIdleConnectionsKeepNoBuffers(t *testing.T) {
 	client := &http.Client{Transport: tr}
 	post := func(body string) {
 		t.Helper()
-		resp, err := client.Post(srv.URL+"/x", "text/plain", strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if want := body + ":" + strings.Repeat("x", len(body)*1000); string(b) != want {
+		b := postText(t, client, srv.URL+"/x", body)
+		if want := body + ":" + strings.Repeat("x", len(body)*1000); b != want {
 			t.Fatalf("%q: got %d bytes, want %d", body, len(b), len(want))
 		}
 	}
@@ -223,4 +212,16 @@ func TestH1TransportIdleConnectionsKeepNoBuffers(t *testing.T) {
 	if n := conns.Load(); n != 1 {
 		t.Errorf("%d connections for 4 sequential requests, want 1", n)
 	}
+}
+
+// postText POSTs body as text/plain to url and returns the answer's body.
+func postText(t *testing.T, client *http.Client, url, body string) string {
+	t.Helper()
+	resp, err := client.Post(url, "text/plain", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return string(b)
 }
