@@ -210,8 +210,21 @@ func (s *Store) Version(ctx context.Context) (int, error) {
 	return v, err
 }
 
-// Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+// Close closes the database. database/sql closes a connection still in use by a query
+// that began before Close only when that query ends; Close waits for those too (up to
+// closeWait), so that the database's files (the -wal and -shm beside it) are closed and
+// checkpointed when it returns and a caller may remove or copy them.
+func (s *Store) Close() error {
+	err := s.db.Close()
+	deadline := time.Now().Add(closeWait)
+	for s.db.Stats().OpenConnections > 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	return err
+}
+
+// closeWait bounds how long Close waits for queries in flight.
+const closeWait = 5 * time.Second
 
 func (s *Store) CreateKey(ctx context.Context, k store.Key) error {
 	groups, err := json.Marshal(nonNil(k.Groups))

@@ -193,3 +193,40 @@ func TestTwoStoresShareQuota(t *testing.T) {
 	}
 	storetest.RaceQuota(t, stores, 64, 20)
 }
+
+// TestCloseWaitsForQueriesInFlight: a query that began before Close holds its connection
+// until it ends; Close returns only then, with the database's files closed, so that the
+// caller may remove the directory (a background prune of quota counters once raced a
+// test's cleanup this way).
+func TestCloseWaitsForQueriesInFlight(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "portcullis.db")
+	s, err := Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.AddQuotas(context.Background(), "2026-12-03", []store.QuotaAdd{{Key: "k", N: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := s.db.QueryContext(context.Background(), "SELECT key FROM quotas")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned (%v) while a query still held a connection", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	rows.Close()
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path + "-wal"); !os.IsNotExist(err) {
+		t.Errorf("the write-ahead log is still there after Close: %v", err)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		t.Errorf("removing the directory after Close: %v", err)
+	}
+}
