@@ -379,6 +379,11 @@ func (t *Transport) Call(ctx context.Context, req *jsonrpc.Message) (*jsonrpc.Me
 	go func() { res <- t.srv.dispatch(hctx, t, req) }()
 	select {
 	case resp := <-res:
+		if t.ctx.Err() != nil {
+			// The server died while its handler ran (and the handler saw its context end):
+			// a dead server's answer never reaches the caller.
+			return nil, t.unavailable()
+		}
 		if resp == nil {
 			return nil, fmt.Errorf("%w: server %q sent no response", upstream.ErrUnavailable, t.srv.Name)
 		}
