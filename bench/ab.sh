@@ -15,7 +15,7 @@
 #
 # Environment: PORTCULLIS_E2E (default .e2e), BENCH_SERVER_PORT (3923),
 # BENCH_GATEWAY_PORT (8961), BENCH_TOOL (test_simple_text), BENCH_ARGS ({}),
-# BENCH_CHAIN (default, or limits: the other default guards off).
+# BENCH_CHAIN (default, or limits: the other default guards off); the audit trail is off.
 set -euo pipefail
 
 (($# >= 4)) || { echo "usage: bash bench/ab.sh ROUNDS SESSIONS CALLS VARIANT..." >&2; exit 2; }
@@ -62,8 +62,9 @@ servers:
   - name: everything
     url: http://127.0.0.1:$server_port/mcp
 EOF
+# The audit trail is off here, as in run.sh (whose BENCH_AUDIT=1 measures it).
+printf 'guards:\n  audit: off\n' >>"$out/ab.yaml"
 if [ "${BENCH_CHAIN:-default}" = limits ]; then # the chain the targets name
-  printf 'guards:\n' >>"$out/ab.yaml"
   for g in registry detect-args approval detect-results detect-listings; do printf '  %s: off\n' "$g" >>"$out/ab.yaml"; done
 fi
 tick=$(getconf CLK_TCK)

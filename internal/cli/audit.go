@@ -33,8 +33,9 @@ Filters: --since T --until T (RFC 3339, or a duration back from now: 1h),
   --principal P --server S --tool T --method M --decision allowed|denied|failed --code PC2001W
   --kind request|response|alert|system|security
 The trail is guards.audit.file of --config (default portcullis.yaml), or --file; when
-guards.audit writes only to the store (its default sink), or with --store, the commands
-read the store of --config (every chain, or --chain NAME).
+guards.audit writes only to the store (its default sink, and the default when the
+configuration has no guards.audit), or with --store, the commands read the store of
+--config (every chain, or --chain NAME).
 `
 
 type auditFlags struct {
@@ -135,7 +136,10 @@ func (a *auditFlags) path() (string, *config.Config, error) {
 	}
 	sec, ok := cfg.GuardSections()[auditguard.Name]
 	if !ok {
-		return "", nil, fmt.Errorf("%s: no guards.audit section (or name the trail with --file, or read the store with --store)", cfg.File)
+		return "", cfg, nil // audit is on by default, into the store
+	}
+	if sec.Off() {
+		return "", nil, fmt.Errorf("%s: guards.audit is off (name a trail with --file, or read what the store holds with --store)", cfg.File)
 	}
 	var c auditguard.Config
 	if err := sec.Decode(&c); err != nil {

@@ -86,3 +86,47 @@ func TestAuditStoreReadWhileMoving(t *testing.T) {
 		}
 	}
 }
+
+// Audit is on by default, into the store: the audit commands read the store of a
+// configuration that has no guards.audit, and say so when the configuration turns it off.
+func TestAuditCommandsDefaultToTheStore(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	db := filepath.Join(dir, "p.db")
+	st, err := sqlite.Open(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink, err := trail.OpenStoreJournal(ctx, st, "gw", trail.JournalOptions{Path: trail.JournalPath(db, "gw"), Interval: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := trail.NewBroker([]trail.Sink{sink}, trail.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tool := range []string{"read_file", "write_file"} {
+		if err := b.Record(ctx, &trail.Event{Code: trail.CodeRequest, Kind: trail.KindRequest, Principal: "alice", Tool: tool}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.Close()
+	st.Close()
+
+	head := "auth: none\nstore: {driver: sqlite, path: " + db + "}\nservers:\n  - {name: fs, command: x}\n"
+	cfg := filepath.Join(dir, "p.yaml")
+	os.WriteFile(cfg, []byte(head), 0o600)
+	code, out, errs := runCLI("audit", "search", "--config", cfg, "--kind", "request", "--json")
+	if code != 0 || !strings.Contains(out, `"read_file"`) || !strings.Contains(out, `"write_file"`) {
+		t.Fatalf("search of a configuration without guards.audit: exit %d\n%s%s", code, out, errs)
+	}
+	if code, out, errs := runCLI("audit", "verify", "--config", cfg); code != 0 {
+		t.Errorf("verify of a configuration without guards.audit: exit %d\n%s%s", code, out, errs)
+	}
+
+	off := filepath.Join(dir, "off.yaml")
+	os.WriteFile(off, []byte(head+"guards:\n  audit: off\n"), 0o600)
+	if code, _, errs := runCLI("audit", "search", "--config", off); code == 0 || !strings.Contains(errs, "guards.audit is off") {
+		t.Errorf("search with audit off: exit %d, %q", code, errs)
+	}
+}

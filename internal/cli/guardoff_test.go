@@ -7,17 +7,19 @@ import (
 	"testing"
 )
 
-// "NAME: off" takes a default guard out of the chain that config check reports (and serve
-// builds); other guards stay.
+// The default chain is every guard but trace and authz, audit included; "NAME: off" takes
+// a default guard out of the chain that config check reports (and serve builds); other
+// guards stay.
 func TestConfigCheckGuardOff(t *testing.T) {
 	dir := t.TempDir()
 	for _, tc := range []struct {
 		guards       string
 		want, absent []string
 	}{
-		{"", []string{"limits", "registry", "detect-args", "approval", "detect-results", "detect-listings"}, nil},
+		{"", []string{"audit", "limits", "registry", "detect-args", "approval", "detect-results", "detect-listings"}, []string{"trace", "authz"}},
 		{"guards:\n  detect-results: off\n  detect-listings: false\n",
-			[]string{"limits", "registry", "detect-args", "approval"}, []string{"detect-results", "detect-listings"}},
+			[]string{"audit", "limits", "registry", "detect-args", "approval"}, []string{"detect-results", "detect-listings"}},
+		{"guards:\n  audit: off\n", []string{"limits", "registry"}, []string{"audit"}},
 	} {
 		path := filepath.Join(dir, "c.yaml")
 		cfg := "auth: none\nstore: {driver: sqlite, path: " + filepath.Join(dir, "s.db") + "}\nservers:\n  - name: a\n    url: http://127.0.0.1:1/mcp\n" + tc.guards

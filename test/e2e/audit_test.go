@@ -336,3 +336,43 @@ func TestAuditRefusesToStart(t *testing.T) {
 		t.Errorf("exit %d, stderr:\n%s", code, p.Stderr.String())
 	}
 }
+
+// TestAuditByDefault: a configuration that says nothing of audit still records every call
+// in the store, where `portcullis audit` finds it; `audit: off` records nothing.
+func TestAuditByDefault(t *testing.T) {
+	requireE2E(t)
+	upstream := startEverythingHTTP(t)
+	g := startServe(t, GatewayConfig{Servers: []ServerConfig{{Name: "everything", URL: upstream}}})
+	c := mustInit(t, g.URL)
+	mustToolText(t, c, "test_simple_text", nil)
+
+	out, code := auditCLI(t, "search", "--config", g.Config, "--tool", "test_simple_text", "--json")
+	if code != 0 {
+		t.Fatalf("audit search on a configuration without guards.audit: exit %d\n%s", code, out)
+	}
+	kinds := map[string]int{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var e auditEvent
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatalf("%v: %s", err, line)
+		}
+		kinds[e.Kind+"/"+e.Decision]++
+	}
+	t.Logf("the call in the default trail: %v", kinds)
+	if kinds["request/"] != 1 || kinds["response/allowed"] != 1 {
+		t.Errorf("the default trail has %v for the call, want its request and its allowed response:\n%s", kinds, out)
+	}
+	if out, code := auditCLI(t, "verify", "--config", g.Config); code != 0 {
+		t.Errorf("audit verify of the default trail: exit %d\n%s", code, out)
+	}
+
+	off := startServe(t, GatewayConfig{Servers: []ServerConfig{{Name: "everything", URL: upstream}}, Guards: "  audit: off\n"})
+	mustToolText(t, mustInit(t, off.URL), "test_simple_text", nil)
+	if out, code := auditCLI(t, "search", "--config", off.Config); code == 0 || !strings.Contains(out, "guards.audit is off") {
+		t.Errorf("audit search with audit off: exit %d\n%s", code, out)
+	}
+	out, code = auditCLI(t, "search", "--config", off.Config, "--store", "--json")
+	if code != 0 || strings.Contains(out, "test_simple_text") {
+		t.Errorf("a gateway with audit off recorded its call (exit %d):\n%s", code, out)
+	}
+}

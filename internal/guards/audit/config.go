@@ -282,7 +282,7 @@ var shared struct {
 }
 
 func init() {
-	guard.Register(Name, false, func(cfg guard.Config, env guard.Env) (guard.Middleware, error) {
+	guard.Register(Name, true, func(cfg guard.Config, env guard.Env) (guard.Middleware, error) {
 		var c Config
 		if cfg != nil {
 			if err := cfg.Decode(&c); err != nil {
