@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"errors"
 
 	"github.com/portcullis-mcp/portcullis/internal/guard"
 	"github.com/portcullis-mcp/portcullis/internal/jsonrpc"
@@ -26,6 +27,14 @@ func (c *caller) Request(ctx context.Context, m *jsonrpc.Message) (*jsonrpc.Mess
 		return nil, guard.ErrNoClientRequests
 	}
 	return c.s.client.Request(ctx, m)
+}
+
+// Notify sends a notification to the client on the stream of the call in ctx.
+func (c *caller) Notify(ctx context.Context, m *jsonrpc.Message) error {
+	if c.s.client == nil {
+		return errors.New("no client for this session")
+	}
+	return c.s.client.Notify(ctx, m)
 }
 
 // noCaps is what a client that declared no capabilities has.

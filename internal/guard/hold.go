@@ -33,6 +33,9 @@ type Client interface {
 	// response. ErrNoClientRequests when the client's protocol has none (2026-07-28
 	// clients are asked through input_required results instead).
 	Request(ctx context.Context, m *jsonrpc.Message) (*jsonrpc.Message, error)
+	// Notify sends a notification to the client on the call's own stream (progress of
+	// the call while it waits).
+	Notify(ctx context.Context, m *jsonrpc.Message) error
 }
 
 // ErrNoClientRequests is returned by Client.Request when the client cannot be sent

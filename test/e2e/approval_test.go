@@ -42,7 +42,7 @@ type approvalResult struct {
 
 // approvalGateway starts serve in front of the memory server with create_entities held,
 // and returns it with the memory server's file.
-func approvalGateway(t *testing.T, timeout string) (*Gateway, string) {
+func approvalGateway(t *testing.T, timeout string, approvalLines ...string) (*Gateway, string) {
 	t.Helper()
 	requireE2E(t)
 	requireFile(t, memoryServerJS())
@@ -62,6 +62,9 @@ func approvalGateway(t *testing.T, timeout string) (*Gateway, string) {
     poll_interval: 100ms
     key_file: %s
 `, q(filepath.Join(dir, "audit.key")), timeout, q(filepath.Join(dir, "approval.key")))
+	for _, l := range approvalLines {
+		guards += "    " + l + "\n"
+	}
 	g := startServe(t, GatewayConfig{Servers: []ServerConfig{mem}, Guards: guards})
 	return g, mem.Env["MEMORY_FILE_PATH"]
 }
@@ -566,5 +569,61 @@ func waitListening(t *testing.T, dsn string) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A held call that asked for progress keeps a real client waiting past its own request
+// timeout: the official TypeScript SDK client, with a 3 s timeout restarted by progress,
+// gets the gateway's "waiting for approval" reports and the call's result when a person
+// approves it 8 s later.
+func TestApprovalProgressKeepsClientWaiting(t *testing.T) {
+	g, memFile := approvalGateway(t, "60s", "progress_interval: 500ms")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const name = "approval-progress"
+	cmd := nodeCommand(ctx, filepath.Join(repoRoot, "test", "e2e", "clients", "sdk-client.mjs"),
+		"--timeout", "3000", "--call", "create_entities", argsJSON(t, entity(name)), "--url", g.URL)
+	var stdout bytes.Buffer
+	stderr := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = &stdout, stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+
+	p := awaitPending(t, g.Config, map[string]bool{})
+	time.Sleep(8 * time.Second) // well past the client's own 3 s timeout
+	if _, err := cli(t, "approvals", "approve", p.ID, "--config", g.Config, "--as", "bob"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("sdk-client: %v\n%s", err, stderr.String())
+		}
+	case <-time.After(90 * time.Second):
+		t.Fatalf("the client did not finish\n%s", stderr.String())
+	}
+	var res struct {
+		Calls []struct {
+			Result   json.RawMessage `json:"result"`
+			Error    *RPCError       `json:"error"`
+			Progress []string        `json:"progress"`
+		} `json:"calls"`
+	}
+	if err := json.Unmarshal(bytes.TrimSpace(stdout.Bytes()), &res); err != nil || len(res.Calls) != 1 {
+		t.Fatalf("sdk-client output: %v\n%s", err, stdout.String())
+	}
+	c := res.Calls[0]
+	t.Logf("%d progress reports, the first: %q", len(c.Progress), c.Progress)
+	if c.Error != nil {
+		t.Fatalf("the approved call failed at the client: %s (progress %q)", c.Error, c.Progress)
+	}
+	if len(c.Progress) < 8 || !strings.Contains(c.Progress[0], p.ID) {
+		t.Errorf("progress reports %q, want one every 500ms naming approval %s", c.Progress, p.ID)
+	}
+	if !memoryHas(t, memFile, name) {
+		t.Error("the approved call did not reach the server")
 	}
 }

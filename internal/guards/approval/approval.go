@@ -58,6 +58,10 @@ type Config struct {
 	// missing). Default: approval.key in the user's configuration directory. Replicas of
 	// a fleet must share it.
 	KeyFile string `yaml:"key_file"`
+	// ProgressInterval is how often a held call whose request asked for progress (a
+	// _meta.progressToken) is reported to its client as waiting (default 15s; the first
+	// report goes at once).
+	ProgressInterval time.Duration `yaml:"progress_interval"`
 	// Webhook, when set, is told of every pending approval, with signed links.
 	Webhook *WebhookConfig `yaml:"webhook"`
 }
@@ -121,6 +125,9 @@ func (c *Config) check() error {
 	if c.PollInterval < 0 {
 		errs = append(errs, fieldErr("poll_interval", "must be positive"))
 	}
+	if c.ProgressInterval < 0 {
+		errs = append(errs, fieldErr("progress_interval", "must be positive"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -134,6 +141,9 @@ func Compile(c Config, o Options) (*Guard, error) {
 	}
 	if c.GrantDuration == 0 {
 		c.GrantDuration = 15 * time.Minute
+	}
+	if c.ProgressInterval == 0 {
+		c.ProgressInterval = 15 * time.Second
 	}
 	poll := c.PollInterval
 	if poll == 0 {
@@ -256,6 +266,13 @@ func (g *Guard) hold(ctx context.Context, c *guard.Call, a store.Approval, ask b
 			defer wg.Done()
 			g.askLegacy(wctx, c, a)
 			wake <- struct{}{}
+		}()
+	}
+	if token, ok := progressToken(c.Msg); ok && c.Client != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			g.reportHeld(wctx, c, a, token)
 		}()
 	}
 	settled, err := waitSettled(wctx, g.o.Store, a.ID, g.poll, wake)

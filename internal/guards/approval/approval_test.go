@@ -36,6 +36,20 @@ type client struct {
 	asked  atomic.Int32
 	mu     sync.Mutex
 	last   *jsonrpc.Message
+	notes  []*jsonrpc.Message // notifications sent to the client
+}
+
+func (c *client) Notify(ctx context.Context, m *jsonrpc.Message) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.notes = append(c.notes, m)
+	return nil
+}
+
+func (c *client) notifications() []*jsonrpc.Message {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]*jsonrpc.Message(nil), c.notes...)
 }
 
 func (c *client) Capabilities() json.RawMessage { return json.RawMessage(c.caps) }
@@ -364,5 +378,71 @@ func TestHoldPausesCallTimeout(t *testing.T) {
 	}
 	if err := <-done; err != nil || u.n() != 1 {
 		t.Fatalf("%v, upstream %d", err, u.n())
+	}
+}
+
+// A held call whose request asked for progress is reported to its client as waiting, at
+// once and then every progress_interval, with increasing progress; none is sent after it
+// is released, and a request without a progress token gets none.
+func TestHeldCallReportsProgress(t *testing.T) {
+	for _, token := range []string{`"tok-1"`, `42`, ``} {
+		st := openStore(t)
+		h, u, _ := newGuard(t, st, Config{ProgressInterval: 20 * time.Millisecond})
+		cl := &client{caps: `{}`}
+		c := call(`{"x":1}`, cl, guard.Hold{Guard: "authz", Reason: `rule "deploys"`, Approvers: []string{"secops"}})
+		if token != "" {
+			c.Msg.Params = json.RawMessage(`{"name":"write","arguments":{"x":1},"_meta":{"progressToken":` + token + `}}`)
+		}
+		done := make(chan error, 1)
+		go func() { _, err := h.Handle(context.Background(), c); done <- err }()
+		a := waitPending(t, st)
+		if token != "" {
+			for end := time.Now().Add(time.Minute); len(cl.notifications()) < 3 && time.Now().Before(end); {
+				time.Sleep(5 * time.Millisecond)
+			}
+		} else {
+			time.Sleep(100 * time.Millisecond) // five intervals: nothing may come
+		}
+		if _, err := Settle(context.Background(), st, a.ID, Decision{Approve: true, Approver: "bob", Via: "cli"}, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err != nil || u.n() != 1 {
+			t.Fatalf("token %s: err %v, upstream %d", token, err, u.n())
+		}
+		notes := cl.notifications()
+		if token == "" {
+			if len(notes) != 0 {
+				t.Errorf("a request without a progress token got %d notifications", len(notes))
+			}
+			continue
+		}
+		if len(notes) < 3 {
+			t.Fatalf("token %s: %d progress notifications, want at least 3", token, len(notes))
+		}
+		last := -1.0
+		for _, n := range notes {
+			var p struct {
+				ProgressToken json.RawMessage `json:"progressToken"`
+				Progress      float64         `json:"progress"`
+				Total         float64         `json:"total"`
+				Message       string          `json:"message"`
+			}
+			if err := json.Unmarshal(n.Params, &p); err != nil || n.Method != "notifications/progress" {
+				t.Fatalf("notification %s %s: %v", n.Method, n.Params, err)
+			}
+			if string(p.ProgressToken) != token || p.Progress <= last || p.Total != 5 {
+				t.Errorf("progress %s after %v, want token %s, increasing progress, total 5", n.Params, last, token)
+			}
+			for _, want := range []string{a.ID, "secops", `rule "deploys"`} {
+				if !strings.Contains(p.Message, want) {
+					t.Errorf("message %q lacks %q", p.Message, want)
+				}
+			}
+			last = p.Progress
+		}
+		time.Sleep(60 * time.Millisecond)
+		if after := cl.notifications(); len(after) != len(notes) {
+			t.Errorf("%d progress notifications after the call was released", len(after)-len(notes))
+		}
 	}
 }

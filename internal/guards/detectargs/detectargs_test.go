@@ -250,6 +250,7 @@ type rootsClient struct {
 func (c *rootsClient) Capabilities() json.RawMessage {
 	return json.RawMessage(`{"roots":{"listChanged":true}}`)
 }
+func (c *rootsClient) Notify(context.Context, *jsonrpc.Message) error { return nil }
 func (c *rootsClient) Request(ctx context.Context, m *jsonrpc.Message) (*jsonrpc.Message, error) {
 	c.asked++
 	if m.Method != "roots/list" {

@@ -5,9 +5,12 @@
 //   {"serverInfo": {...}, "tools": ["name", ...], "calls": [{"name": ..., "result": {...}}]}
 //
 // A call that fails with a JSON-RPC error gives {"name": ..., "error": {"code", "message"}}.
+// With --timeout MS, each call asks for progress and has that request timeout, restarted by
+// each progress notification (resetTimeoutOnProgress); the messages of the notifications
+// it got are in the call's "progress".
 //
 // Usage:
-//   node sdk-client.mjs [--root URI]... [--call TOOL JSON_ARGS]... [--header "Name: value"]... --url URL
+//   node sdk-client.mjs [--root URI]... [--call TOOL JSON_ARGS]... [--header "Name: value"]... [--timeout MS] --url URL
 //   node sdk-client.mjs [--root URI]... [--call TOOL JSON_ARGS]... -- COMMAND [ARGS...]
 //
 // With --header, every HTTP request carries the header (credentials, as a client
@@ -33,6 +36,7 @@ const calls = [];
 const roots = [];
 const headers = {};
 let url = null;
+let timeout = null;
 let command = null;
 for (let i = 0; i < argv.length; i++) {
   const a = argv[i];
@@ -54,6 +58,9 @@ for (let i = 0; i < argv.length; i++) {
     const colon = h.indexOf(":");
     if (colon <= 0) usage("--header needs \"Name: value\"");
     headers[h.slice(0, colon).trim()] = h.slice(colon + 1).trim();
+  } else if (a === "--timeout") {
+    timeout = Number(argv[++i]);
+    if (!(timeout > 0)) usage("--timeout needs milliseconds");
   } else if (a === "--url") {
     url = argv[++i];
   } else if (a === "--") {
@@ -108,8 +115,14 @@ try {
   } while (cursor);
   for (const c of calls) {
     try {
-      const result = await client.callTool({ name: c.name, arguments: c.args });
-      out.calls.push({ name: c.name, result });
+      const progress = [];
+      const options = timeout ? { timeout, resetTimeoutOnProgress: true, onprogress: (p) => progress.push(p.message ?? "") } : undefined;
+      try {
+        const result = await client.callTool({ name: c.name, arguments: c.args }, undefined, options);
+        out.calls.push({ name: c.name, result, ...(timeout ? { progress } : {}) });
+      } catch (e) {
+        out.calls.push({ name: c.name, error: { code: e.code ?? null, message: String(e.message ?? e) }, ...(timeout ? { progress } : {}) });
+      }
     } catch (e) {
       out.calls.push({ name: c.name, error: { code: e.code ?? null, message: String(e.message ?? e) } });
     }
