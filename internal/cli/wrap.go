@@ -188,6 +188,9 @@ func wrapCmd(args []string, stdout, stderr io.Writer) int {
 		for _, s := range f.Skipped {
 			fmt.Fprintf(stdout, "%s: %s\n", f.File.Path, s)
 		}
+		for _, s := range f.Notes {
+			fmt.Fprintf(stdout, "%s: note: %s\n", f.File.Path, s)
+		}
 	}
 	if !plan.Changed() {
 		creds.revokeAll()

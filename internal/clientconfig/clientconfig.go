@@ -34,6 +34,7 @@ type Entry struct {
 	Args      []string          `json:"args,omitempty"`     // stdio
 	Env       map[string]string `json:"env,omitempty"`      // stdio
 	Cwd       string            `json:"cwd,omitempty"`      // stdio
+	EnvFile   string            `json:"envFile,omitempty"`  // stdio: a dotenv file the client loads into the environment (VS Code), as written
 	URL       string            `json:"url,omitempty"`      // http, sse
 	Headers   map[string]string `json:"headers,omitempty"`  // http, sse
 	Disabled  bool              `json:"disabled,omitempty"` // the client does not start it

@@ -207,6 +207,7 @@ func (d *jsonDoc) entry(name string, v hujson.Value) (Entry, error) {
 		}
 	}
 	e.Cwd = get("cwd")
+	e.EnvFile = get("envFile")
 	typ := strings.ToLower(get("type"))
 	url, serverURL, httpURL := get("url"), get("serverUrl"), get("httpUrl")
 	if raw, ok := m["headers"]; ok && string(raw) != "null" {

@@ -164,6 +164,7 @@ type FilePlan struct {
 	After   []byte
 	Servers []config.Server // registered for this file's entries
 	Skipped []string        // entries left alone, with why
+	Notes   []string        // wrapped entries the user should look at, with why
 	Secret  bool            // an entry gets a credential: the file is written readable by its owner only
 }
 
@@ -355,6 +356,13 @@ func Prepare(files []*clientconfig.File, opts Options) (*Plan, error) {
 					for _, v := range c.Headers {
 						p.secrets = append(p.secrets, v)
 					}
+				}
+			}
+			if e.EnvFile != "" {
+				var note string
+				e, note = withEnvFile(e, f.Path)
+				if note != "" {
+					fp.Notes = append(fp.Notes, e.Name+": "+note)
 				}
 			}
 			base := serverName(e.Name)

@@ -388,3 +388,47 @@ func TestWrapHTTPCredentialUnavailable(t *testing.T) {
 		}
 	}
 }
+
+// A VS Code entry's envFile reaches the wrapped server: VS Code loads the file into the
+// environment of `portcullis run`, and the server's configuration names each of its
+// variables (values stay in the file). A file that cannot be read is noted.
+func TestWrapVSCodeEnvFile(t *testing.T) {
+	dir := t.TempDir()
+	project := filepath.Join(dir, "project")
+	os.MkdirAll(filepath.Join(project, ".vscode"), 0o755)
+	os.WriteFile(filepath.Join(project, ".env"), []byte("# tokens\nexport GITHUB_TOKEN=ghp_example\nAPI_URL = \"https://x\"\n\nnot a variable\n"), 0o600)
+	client := filepath.Join(project, ".vscode", "mcp.json")
+	os.WriteFile(client, []byte(`{"servers": {
+  "github": {"type": "stdio", "command": "node", "args": ["gh-mcp.js"], "env": {"LOG": "1"}, "envFile": "${workspaceFolder}/.env"},
+  "other": {"type": "stdio", "command": "node", "args": ["other.js"], "envFile": "missing.env"}
+}}`), 0o600)
+	opts := Options{Config: filepath.Join(dir, "pc", "portcullis.yaml"), Portcullis: "/opt/bin/portcullis"}
+	p, err := Prepare([]*clientconfig.File{read(t, "vscode", client)}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fp := p.Files[0]
+	env := map[string]map[string]string{}
+	for _, s := range fp.Servers {
+		env[s.Name] = s.Env
+	}
+	want := map[string]string{"LOG": "${LOG}", "GITHUB_TOKEN": "${GITHUB_TOKEN}", "API_URL": "${API_URL}"}
+	if fmt.Sprint(env["github"]) != fmt.Sprint(want) {
+		t.Errorf("github's environment %v, want %v", env["github"], want)
+	}
+	if len(env["other"]) != 0 {
+		t.Errorf("other's environment %v, want none", env["other"])
+	}
+	if len(fp.Notes) != 1 || !strings.Contains(fp.Notes[0], "other: envFile missing.env could not be read") {
+		t.Errorf("notes %q, want one about other's envFile", fp.Notes)
+	}
+	if strings.Contains(string(p.ConfigAfter), "ghp_example") {
+		t.Errorf("a value of the envFile was copied into the configuration:\n%s", p.ConfigAfter)
+	}
+	if err := p.Apply(); err != nil {
+		t.Fatal(err)
+	}
+	if after := string(mustRead(t, client)); !strings.Contains(after, `"envFile": "${workspaceFolder}/.env"`) || !strings.Contains(after, `"/opt/bin/portcullis"`) {
+		t.Errorf("the wrapped entry must keep its envFile (VS Code loads it for portcullis run):\n%s", after)
+	}
+}
