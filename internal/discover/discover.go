@@ -28,6 +28,7 @@ import (
 
 	"github.com/portcullis-mcp/portcullis/internal/clientconfig"
 	"github.com/portcullis-mcp/portcullis/internal/config"
+	"github.com/portcullis-mcp/portcullis/internal/wrap"
 )
 
 // Server is one configured server.
@@ -107,6 +108,13 @@ func LoadRegistry(paths ...string) (*Registry, error) {
 		abs, _ := filepath.Abs(p)
 		r.files[abs] = cfg.Servers
 		r.bases = append(r.bases, gateway{file: abs, base: cfg.BaseURL(), servers: cfg.Servers})
+		// wrap may have pointed entries at another address of the same gateway (--gateway:
+		// a reverse proxy, a name); its state beside the configuration remembers them.
+		if st, err := wrap.LoadState(wrap.Options{Config: abs}.StateFile()); err == nil {
+			for _, base := range st.Gateways {
+				r.bases = append(r.bases, gateway{file: abs, base: base, servers: cfg.Servers})
+			}
+		}
 	}
 	return r, nil
 }

@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/portcullis-mcp/portcullis/internal/clientconfig"
+	"github.com/portcullis-mcp/portcullis/internal/wrap"
 )
 
 func mcpServer(t *testing.T) *httptest.Server {
@@ -108,4 +109,42 @@ func TestLoopbackListeners(t *testing.T) {
 		}
 	}
 	t.Errorf("port %d not among the listeners %+v", want, ls)
+}
+
+// An HTTP entry that wrap pointed at the gateway through another address than its listen
+// (wrap --gateway: a reverse proxy, a host name) is wrapped, and is the server it was.
+func TestWrappedThroughAnotherGatewayAddress(t *testing.T) {
+	dir := t.TempDir()
+	gw := filepath.Join(dir, "pc", "portcullis.yaml")
+	os.MkdirAll(filepath.Dir(gw), 0o755)
+	os.WriteFile(gw, []byte("listen: 127.0.0.1:8931\nauth: none\nservers:\n  - name: memory\n    command: node\n    args: [/srv/memory.js]\n"), 0o600)
+	client := filepath.Join(dir, "mcp.json")
+	os.WriteFile(client, []byte(`{"mcpServers": {"remote": {"url": "https://api.example.com/mcp"}}}`), 0o600)
+	f, err := clientconfig.Read(clientconfig.ByID("cursor"), client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := wrap.Prepare([]*clientconfig.File{f}, wrap.Options{Config: gw, Portcullis: "/opt/bin/portcullis", Gateway: "https://gw.example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Apply(); err != nil {
+		t.Fatal(err)
+	}
+	f, err = clientconfig.Read(clientconfig.ByID("cursor"), client)
+	if err != nil || len(f.Entries) != 1 || f.Entries[0].URL != "https://gw.example.com/mcp/remote" {
+		t.Fatalf("the wrapped entry: %+v %v", f.Entries, err)
+	}
+	reg, err := LoadRegistry(gw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := f.Entries[0]
+	if name, ok := reg.Lookup(e); !reg.Wrapped(e) || !ok || name != "remote" {
+		t.Errorf("an entry wrapped through https://gw.example.com: wrapped %v, registry name %q %v", reg.Wrapped(e), name, ok)
+	}
+	e.URL = "https://elsewhere.example.com/mcp/remote"
+	if reg.Wrapped(e) {
+		t.Error("an entry at another host is taken for wrapped")
+	}
 }
