@@ -53,7 +53,7 @@ func startDashboard(cfg *config.Config, st store.Store, serverTLS *tls.Config, l
 	}
 	dash, err := dashboard.New(dashboard.Options{OIDC: sso,
 		Store: st, Keys: identity.NewAPIKeys(st, 0, logger), Roles: a.Roles, SessionTTL: a.SessionTTL, Servers: servers,
-		Listen: a.Listen, AllowedHosts: a.AllowedHosts, Logger: logger,
+		Listen: a.Listen, AllowedHosts: a.AllowedHosts, Logger: logger, FleetFeed: fleetFeed(cfg),
 		Audit: func() dashboard.Recorder {
 			if b := auditguard.Current(); b != nil {
 				return b
@@ -115,4 +115,21 @@ func (l *adminListener) Shutdown(ctx context.Context) {
 	}
 	l.dash.Close()
 	l.srv.Shutdown(ctx)
+}
+
+// fleetFeed is how often the live feed reads the trail of every replica from the store:
+// when the store is shared (PostgreSQL) and the audit trail goes into it; 0 otherwise
+// (the feed shows this process's events as it records them).
+func fleetFeed(cfg *config.Config) time.Duration {
+	if cfg.Store.Driver != "postgres" {
+		return 0
+	}
+	sec, ok := cfg.GuardSections()[auditguard.Name]
+	if ok {
+		var c auditguard.Config
+		if sec.Off() || sec.Decode(&c) != nil || !c.WritesToStore() {
+			return 0
+		}
+	}
+	return time.Second
 }

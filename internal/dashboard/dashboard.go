@@ -71,6 +71,10 @@ type Options struct {
 	AllowedHosts []string
 	Logger       *slog.Logger
 	Now          func() time.Time
+	// FleetFeed, when set, makes the live feed show what every process sharing the store
+	// records (the replicas of a fleet), read from the store this often, instead of only
+	// what this process records.
+	FleetFeed time.Duration
 	// OIDC enables single sign-on besides API keys; nil: API keys only.
 	OIDC *OIDCOptions
 }

@@ -590,3 +590,73 @@ func TestHostileTextIsEscaped(t *testing.T) {
 		}
 	}
 }
+
+// With FleetFeed, the live feed shows what every process sharing the store records (the
+// replicas of a fleet), from when the page opened, each event once.
+func TestLiveFeedFleet(t *testing.T) {
+	f := newFixtureWith(t, true, func(_ *fixture, o *dashboard.Options, _ *http.Server) { o.FleetFeed = 20 * time.Millisecond })
+	ctx := context.Background()
+	sink, err := audit.OpenStore(ctx, f.st, "replica-2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := audit.NewBroker([]audit.Sink{sink}, audit.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	record := func(b *audit.Broker, tool string) {
+		t.Helper()
+		e := &audit.Event{Code: audit.CodeAllowed, Kind: audit.KindResponse, Decision: audit.Allowed, Principal: "client", Server: "fs",
+			Method: "tools/call", Tool: tool}
+		if err := b.Record(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	record(other, "before_the_page")
+
+	c, _ := f.login("vera")
+	resp, err := c.Get(f.srv.URL + "/live/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	stop := time.AfterFunc(30*time.Second, func() { resp.Body.Close() }) // a feed that never shows them fails, not hangs
+	defer stop.Stop()
+	r := bufio.NewReader(resp.Body)
+	for {
+		l, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasPrefix(l, ": connected") {
+			break
+		}
+	}
+	record(other, "on_replica_2")
+	record(f.broker, "on_this_replica")
+	record(other, "on_replica_2_again")
+	want := map[string]bool{"on_replica_2": true, "on_this_replica": true, "on_replica_2_again": true}
+	got := map[string]int{}
+	for len(got) < len(want) {
+		l, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("the feed ended with %v seen: %v", got, err)
+		}
+		data, ok := strings.CutPrefix(l, "data: ")
+		if !ok {
+			continue
+		}
+		var it map[string]any
+		if err := json.Unmarshal([]byte(data), &it); err != nil {
+			t.Fatal(err)
+		}
+		tool, _ := it["tool"].(string)
+		if !want[tool] {
+			t.Fatalf("the feed showed %q (recorded before the page opened, or never)", tool)
+		}
+		if got[tool]++; got[tool] > 1 {
+			t.Fatalf("the feed showed %q twice", tool)
+		}
+	}
+}

@@ -1,12 +1,17 @@
 package dashboard
 
 import (
+	"cmp"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/portcullis-mcp/portcullis/internal/audit"
+	"github.com/portcullis-mcp/portcullis/internal/store"
 )
 
 // feedItem is what the live feed sends of an event: no arguments, results or their
@@ -38,7 +43,8 @@ func itemOf(e *audit.Event) feedItem {
 
 // liveEvents streams the events this gateway records, as server-sent events, until the
 // page goes away or the server shuts down. A feed that falls behind says how many events
-// it skipped (the audit trail itself lost none).
+// it skipped (the audit trail itself lost none). With FleetFeed it streams what every
+// process sharing the store records, read from the store.
 func (s *Server) liveEvents(w http.ResponseWriter, r *http.Request) {
 	rec := s.recorder()
 	if rec == nil {
@@ -49,8 +55,20 @@ func (s *Server) liveEvents(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Accel-Buffering", "no")
-	sub := rec.Subscribe(256)
-	defer sub.Close()
+	var events <-chan audit.Event
+	var sub *audit.Subscription
+	var fleet *fleetReader
+	var poll <-chan time.Time
+	if s.o.FleetFeed > 0 {
+		fleet = newFleetReader(r.Context(), s.o.Store, s.o.Now())
+		t := time.NewTicker(s.o.FleetFeed)
+		defer t.Stop()
+		poll = t.C
+	} else {
+		sub = rec.Subscribe(256)
+		defer sub.Close()
+		events = sub.C
+	}
 	w.WriteHeader(http.StatusOK)
 	fmt.Fprint(w, "retry: 2000\n: connected\n\n")
 	if err := rc.Flush(); err != nil {
@@ -70,7 +88,22 @@ func (s *Server) liveEvents(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			fmt.Fprint(w, ": keep-alive\n\n")
-		case e := <-sub.C:
+		case <-poll:
+			evs, err := fleet.next(r.Context())
+			if err != nil {
+				if r.Context().Err() == nil {
+					s.log.Warn("the live feed could not read the fleet's audit trail", "err", err)
+				}
+				continue
+			}
+			if len(evs) == 0 {
+				continue
+			}
+			for i := range evs {
+				b, _ := json.Marshal(itemOf(&evs[i]))
+				fmt.Fprintf(w, "event: audit\ndata: %s\n\n", b)
+			}
+		case e := <-events:
 			b, _ := json.Marshal(itemOf(&e))
 			fmt.Fprintf(w, "id: %d\nevent: audit\ndata: %s\n\n", e.Seq, b)
 			if d := sub.Dropped(); d > dropped {
@@ -83,4 +116,66 @@ func (s *Server) liveEvents(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+}
+
+// fleetGrace is how far back each read of the fleet's trail looks past the newest event
+// it saw: a replica's events reach the store a moment after their time.
+const fleetGrace = 5 * time.Second
+
+// fleetReadLimit bounds one read of the fleet's trail.
+const fleetReadLimit = 1000
+
+// fleetReader reads, from the store, the events every chain records after the feed opened.
+type fleetReader struct {
+	st    store.AuditLog
+	since time.Time
+	seen  map[string]uint64 // chain -> last seq sent
+}
+
+func newFleetReader(ctx context.Context, st store.AuditLog, now time.Time) *fleetReader {
+	f := &fleetReader{st: st, since: now.Add(-fleetGrace), seen: map[string]uint64{}}
+	if chains, err := st.AuditChains(ctx); err == nil {
+		for _, c := range chains {
+			if last, err := st.LastAudit(ctx, c); err == nil {
+				f.seen[c] = last.Seq
+			}
+		}
+	}
+	return f
+}
+
+// next returns the events stored since the last read, oldest first.
+func (f *fleetReader) next(ctx context.Context) ([]audit.Event, error) {
+	recs, err := f.st.SearchAudit(ctx, store.AuditQuery{Since: f.since, Limit: fleetReadLimit})
+	if err != nil {
+		return nil, err
+	}
+	var fresh []store.AuditRecord
+	for _, r := range recs {
+		if r.Seq > f.seen[r.Chain] {
+			fresh = append(fresh, r)
+		}
+	}
+	slices.SortFunc(fresh, func(a, b store.AuditRecord) int {
+		if c := a.Time.Compare(b.Time); c != 0 {
+			return c
+		}
+		if c := strings.Compare(a.Chain, b.Chain); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Seq, b.Seq)
+	})
+	out := make([]audit.Event, 0, len(fresh))
+	for _, r := range fresh {
+		f.seen[r.Chain] = max(f.seen[r.Chain], r.Seq)
+		if t := r.Time.Add(-fleetGrace); t.After(f.since) {
+			f.since = t
+		}
+		var e audit.Event
+		if err := json.Unmarshal(r.Line, &e); err != nil {
+			continue // verify reports a damaged line; the feed shows the others
+		}
+		out = append(out, e)
+	}
+	return out, nil
 }

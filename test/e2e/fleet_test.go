@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -12,7 +13,10 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os/exec"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -93,6 +97,12 @@ func (rr *roundRobin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // forwarding, in front of one upstream, and a round-robin load balancer before them.
 func startFleet(t *testing.T, guards string) (a, b *Gateway, rr *roundRobin, lbURL string) {
 	t.Helper()
+	return startFleetWith(t, guards, "", "")
+}
+
+// startFleetWith is startFleet with more top-level YAML for each replica (extraA, extraB).
+func startFleetWith(t *testing.T, guards, extraA, extraB string) (a, b *Gateway, rr *roundRobin, lbURL string) {
+	t.Helper()
 	dsn := pgtest.Schema(t)
 	key := make([]byte, 32)
 	rand.Read(key)
@@ -103,7 +113,10 @@ func startFleet(t *testing.T, guards string) (a, b *Gateway, rr *roundRobin, lbU
 		Extra:    fmt.Sprintf("fleet: {advertise: \"http://{{listen}}\", key: %s}\n", base64.StdEncoding.EncodeToString(key)),
 		Guards:   guards,
 	}
+	common := cfg.Extra
+	cfg.Extra = common + extraA
 	a = startServe(t, cfg)
+	cfg.Extra = common + extraB
 	b = startServe(t, cfg)
 	rr, lbURL = newRoundRobin(t, a.Base, b.Base)
 	return a, b, rr, lbURL
@@ -251,4 +264,97 @@ func TestFleetReplicaKilledUnderLoad(t *testing.T) {
 		t.Fatalf("audit verify over both replicas' chains: %v\n%s", err, vout)
 	}
 	t.Logf("audit verify: %s", strings.TrimSpace(string(vout)))
+}
+
+// The dashboard of one replica shows, in its live feed, the calls another replica of the
+// fleet serves (both record into the shared PostgreSQL store).
+func TestFleetDashboardLiveFeed(t *testing.T) {
+	requireE2E(t)
+	admin := func() (string, string) {
+		addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+		return addr, fmt.Sprintf("admin:\n  listen: %q\n  roles: {admin: [secops], viewer: [auditors]}\n", addr)
+	}
+	_, extraA := admin()
+	adminB, extraB := admin()
+	a, _, _, _ := startFleetWith(t, "", extraA, extraB)
+	out, err := cli(t, "keys", "create", "--config", a.Config, "--name", "vera", "--groups", "auditors")
+	key := regexp.MustCompile(`pc_[A-Za-z0-9_-]+`).FindString(out)
+	if err != nil || key == "" {
+		t.Fatalf("keys create: %v\n%s", err, out)
+	}
+
+	// Log in to replica B's dashboard (the session cookie is Secure, so it is carried by
+	// hand over this plain loopback connection).
+	base := "http://" + adminB
+	hc := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := hc.Get(base + "/login")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	m := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindSubmatch(page)
+	if m == nil {
+		t.Fatalf("no CSRF token on the login page:\n%s", page)
+	}
+	req, _ := http.NewRequest(http.MethodPost, base+"/login", strings.NewReader(url.Values{"csrf": {string(m[1])}, "key": {key}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	for _, c := range resp.Cookies() {
+		req.AddCookie(c)
+	}
+	resp, err = hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther || len(resp.Cookies()) == 0 {
+		t.Fatalf("login to replica B's dashboard: %s", resp.Status)
+	}
+	req, _ = http.NewRequest(http.MethodGet, base+"/live/events", nil)
+	for _, c := range resp.Cookies() {
+		req.AddCookie(c)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	feed, err := hc.Do(req.WithContext(ctx))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer feed.Body.Close()
+	if feed.StatusCode != http.StatusOK {
+		t.Fatalf("live feed of replica B: %s", feed.Status)
+	}
+	r := bufio.NewReader(feed.Body)
+	for {
+		l, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasPrefix(l, ": connected") {
+			break
+		}
+	}
+
+	// A call served by replica A only.
+	mustToolText(t, mustInit(t, a.URL), "test_simple_text", nil)
+	for {
+		l, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("replica B's feed never showed the call replica A served: %v", err)
+		}
+		data, ok := strings.CutPrefix(l, "data: ")
+		if !ok {
+			continue
+		}
+		var it struct{ Tool, Kind, Decision, Server string }
+		if err := json.Unmarshal([]byte(data), &it); err != nil {
+			t.Fatal(err)
+		}
+		if it.Tool == "test_simple_text" && it.Kind == "response" {
+			if it.Decision != "allowed" || it.Server != "everything" {
+				t.Errorf("the call in replica B's feed: %+v", it)
+			}
+			return
+		}
+	}
 }

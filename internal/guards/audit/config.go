@@ -55,6 +55,12 @@ type Config struct {
 	Store *StoreConfig `yaml:"store"`
 }
 
+// WritesToStore reports whether the trail goes into the gateway's store: when store is set,
+// or when no other sink is (the store is the default sink).
+func (c Config) WritesToStore() bool {
+	return c.Store != nil || c.File == "" && c.Syslog == nil && c.Webhook == nil && c.OTLP == nil
+}
+
 // StoreConfig is guards.audit.store.
 type StoreConfig struct {
 	// Chain names this process's hash chain. Default: the host name; on SQLite a process
@@ -289,7 +295,7 @@ func init() {
 				return nil, err
 			}
 		}
-		if c.File == "" && c.Syslog == nil && c.Webhook == nil && c.Store == nil && c.OTLP == nil {
+		if c.WritesToStore() && c.Store == nil {
 			c.Store = &StoreConfig{} // the default sink: the gateway's store
 		}
 		if err := c.Validate(); err != nil {
