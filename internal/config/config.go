@@ -134,6 +134,9 @@ func (e *Error) Error() string {
 // Load reads and validates the file at path.
 func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("reading configuration: %w (name one with --config FILE; examples/portcullis.yaml is a small one to start from)", err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("reading configuration: %w", err)
 	}

@@ -513,3 +513,12 @@ func TestGuardSectionOff(t *testing.T) {
 		t.Errorf("limits: \"on\": Decode = %v, want a located error", err)
 	}
 }
+
+// A configuration that is not there: the error says so, says how to name one, and is
+// still os.ErrNotExist for callers that skip missing files.
+func TestLoadMissing(t *testing.T) {
+	_, err := Load(filepath.Join(t.TempDir(), "portcullis.yaml"))
+	if !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), "--config FILE") {
+		t.Errorf("Load of a missing file: %v", err)
+	}
+}
