@@ -492,7 +492,7 @@ func (s *Section) Decode(v any) error {
 		return nil
 	}
 	if s.node.Kind != yaml.MappingNode {
-		return &Error{File: s.c.File, Line: s.node.Line, Column: s.node.Column, Field: "guards." + s.name, Msg: "must be a mapping"}
+		return &Error{File: s.c.File, Line: s.node.Line, Column: s.node.Column, Field: "guards." + s.name, Msg: "must be a mapping ({} for the defaults), or off"}
 	}
 	known := yamlFields(reflect.TypeOf(v))
 	for i := 0; i+1 < len(s.node.Content); i += 2 {
