@@ -35,7 +35,8 @@ type Config struct {
 	// gateway but not of the machine.
 	Sync *bool `yaml:"sync"`
 	// KeyFile holds the per-install HMAC key (created when missing). Default: audit.key
-	// next to File, or $XDG_CONFIG_HOME/portcullis/audit.key.
+	// next to File; else $XDG_CONFIG_HOME/portcullis/audit.key when it exists; else next
+	// to the SQLite database the trail goes into; else $XDG_CONFIG_HOME/portcullis.
 	KeyFile string `yaml:"key_file"`
 	// Arguments and Results: hashed (default: HMAC-SHA256 under the key), full, or omit.
 	Arguments string `yaml:"arguments"`
@@ -249,7 +250,11 @@ func (c *Config) hasSink() bool {
 	return c.File != "" || c.Syslog != nil || c.Webhook != nil || c.Store != nil || c.OTLP != nil
 }
 
-func (c *Config) keyFile() string {
+// keyFile is where the HMAC key lives: key_file; else next to the JSONL trail; else the
+// user's configuration directory when a key is there already; else next to the SQLite
+// database the trail goes into (a writable place, where a container whose home is read-
+// only keeps its state); else the user's configuration directory.
+func (c *Config) keyFile(st store.Store) string {
 	if c.KeyFile != "" {
 		return c.KeyFile
 	}
@@ -260,7 +265,14 @@ func (c *Config) keyFile() string {
 	if err != nil {
 		dir = "."
 	}
-	return filepath.Join(dir, "portcullis", "audit.key")
+	user := filepath.Join(dir, "portcullis", "audit.key")
+	if _, err := os.Stat(user); err == nil {
+		return user
+	}
+	if p, ok := st.(interface{ Path() string }); ok && p.Path() != ":memory:" && c.WritesToStore() {
+		return filepath.Join(filepath.Dir(p.Path()), "audit.key")
+	}
+	return user
 }
 
 func (c *Config) queueDir(name, set string) string {
@@ -314,7 +326,7 @@ func init() {
 		if err != nil {
 			return nil, err
 		}
-		key, err := trail.LoadKey(c.keyFile())
+		key, err := trail.LoadKey(c.keyFile(env.Store))
 		if err != nil {
 			return nil, err
 		}
