@@ -326,9 +326,10 @@ func init() {
 		if err != nil {
 			return nil, err
 		}
-		key, err := trail.LoadKey(c.keyFile(env.Store))
+		keyPath := c.keyFile(env.Store)
+		key, err := trail.LoadKey(keyPath)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%w (the HMAC key for hashed arguments is %s: set guards.audit.key_file to a file this process may create or read)", err, keyPath)
 		}
 		args, _ := parsePolicy(c.Arguments)
 		res, _ := parsePolicy(c.Results)
