@@ -89,19 +89,22 @@ func (s *Server) liveEvents(w http.ResponseWriter, r *http.Request) {
 			}
 			fmt.Fprint(w, ": keep-alive\n\n")
 		case <-poll:
-			evs, err := fleet.next(r.Context())
+			evs, skipped, err := fleet.next(r.Context())
 			if err != nil {
 				if r.Context().Err() == nil {
 					s.log.Warn("the live feed could not read the fleet's audit trail", "err", err)
 				}
 				continue
 			}
-			if len(evs) == 0 {
+			if len(evs) == 0 && skipped == 0 {
 				continue
 			}
 			for i := range evs {
 				b, _ := json.Marshal(itemOf(&evs[i]))
 				fmt.Fprintf(w, "event: audit\ndata: %s\n\n", b)
+			}
+			if skipped > 0 {
+				fmt.Fprintf(w, "event: skipped\ndata: %d\n\n", skipped)
 			}
 		case e := <-events:
 			b, _ := json.Marshal(itemOf(&e))
@@ -123,7 +126,7 @@ func (s *Server) liveEvents(w http.ResponseWriter, r *http.Request) {
 const fleetGrace = 5 * time.Second
 
 // fleetReadLimit bounds one read of the fleet's trail.
-const fleetReadLimit = 1000
+var fleetReadLimit = 1000
 
 // fleetReader reads, from the store, the events every chain records after the feed opened.
 type fleetReader struct {
@@ -144,17 +147,33 @@ func newFleetReader(ctx context.Context, st store.AuditLog, now time.Time) *flee
 	return f
 }
 
-// next returns the events stored since the last read, oldest first.
-func (f *fleetReader) next(ctx context.Context) ([]audit.Event, error) {
+// next returns the events stored since the last read, oldest first, and how many events
+// of the chains it knows it did not get (more than one read takes fell between two reads:
+// the gaps in their sequence numbers).
+func (f *fleetReader) next(ctx context.Context) ([]audit.Event, uint64, error) {
 	recs, err := f.st.SearchAudit(ctx, store.AuditQuery{Since: f.since, Limit: fleetReadLimit})
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	var fresh []store.AuditRecord
+	seqs := map[string][]uint64{}
 	for _, r := range recs {
 		if r.Seq > f.seen[r.Chain] {
 			fresh = append(fresh, r)
+			seqs[r.Chain] = append(seqs[r.Chain], r.Seq)
 		}
+	}
+	var skipped uint64
+	for chain, ss := range seqs {
+		slices.Sort(ss)
+		prev := f.seen[chain]
+		for _, q := range ss {
+			if q > prev+1 {
+				skipped += q - prev - 1
+			}
+			prev = q
+		}
+		f.seen[chain] = prev
 	}
 	slices.SortFunc(fresh, func(a, b store.AuditRecord) int {
 		if c := a.Time.Compare(b.Time); c != 0 {
@@ -167,7 +186,6 @@ func (f *fleetReader) next(ctx context.Context) ([]audit.Event, error) {
 	})
 	out := make([]audit.Event, 0, len(fresh))
 	for _, r := range fresh {
-		f.seen[r.Chain] = max(f.seen[r.Chain], r.Seq)
 		if t := r.Time.Add(-fleetGrace); t.After(f.since) {
 			f.since = t
 		}
@@ -177,5 +195,5 @@ func (f *fleetReader) next(ctx context.Context) ([]audit.Event, error) {
 		}
 		out = append(out, e)
 	}
-	return out, nil
+	return out, skipped, nil
 }
