@@ -178,6 +178,9 @@ var inputRequiredMethods = map[string]bool{"tools/call": true, "prompts/get": tr
 const elicitKey = "portcullis_approval"
 
 func (h *handler) Handle(ctx context.Context, c *guard.Call) (*jsonrpc.Message, error) {
+	if c.Direction == guard.Outbound && c.Msg.Method == "notifications/progress" && reported.active.Load() > 0 {
+		c.Msg = reported.continued(c)
+	}
 	if len(c.Holds) == 0 || c.Direction != guard.Inbound || !c.Msg.IsRequest() {
 		return h.next.Handle(ctx, c)
 	}
@@ -246,7 +249,12 @@ func (h *handler) held(ctx context.Context, c *guard.Call) (*jsonrpc.Message, er
 	if g.o.Notify != nil {
 		g.o.Notify(context.WithoutCancel(ctx), a)
 	}
-	settled, err := g.hold(ctx, c, a, ask && c.Era != "modern")
+	settled, last, err := g.hold(ctx, c, a, ask && c.Era != "modern")
+	if last >= 0 {
+		// The client was told of progress while the call was held: the server's own
+		// reports for the token count on from past the gateway's until the call ends.
+		defer reported.start(c, last)()
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -254,8 +262,9 @@ func (h *handler) held(ctx context.Context, c *guard.Call) (*jsonrpc.Message, er
 }
 
 // hold waits for approval a to be settled, asking the user meanwhile when ask is set, and
-// returns it settled. At the timeout it is settled as expired.
-func (g *Guard) hold(ctx context.Context, c *guard.Call, a store.Approval, ask bool) (store.Approval, error) {
+// returns it settled, with the last progress reported to the client meanwhile (-1: none).
+// At the timeout it is settled as expired.
+func (g *Guard) hold(ctx context.Context, c *guard.Call, a store.Approval, ask bool) (store.Approval, float64, error) {
 	wctx, cancel := context.WithDeadline(ctx, a.ExpiresAt)
 	defer cancel()
 	wake := make(chan struct{}, 1)
@@ -268,18 +277,19 @@ func (g *Guard) hold(ctx context.Context, c *guard.Call, a store.Approval, ask b
 			wake <- struct{}{}
 		}()
 	}
+	last := -1.0
 	if token, ok := progressToken(c.Msg); ok && c.Client != nil {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			g.reportHeld(wctx, c, a, token)
+			last = g.reportHeld(wctx, c, a, token)
 		}()
 	}
 	settled, err := waitSettled(wctx, g.o.Store, a.ID, g.poll, wake)
 	cancel()
 	wg.Wait()
 	if err == nil {
-		return settled, nil
+		return settled, last, nil
 	}
 	// The deadline passed, or the client went away: nobody approved it in time.
 	bg := context.WithoutCancel(ctx)
@@ -289,13 +299,13 @@ func (g *Guard) hold(ctx context.Context, c *guard.Call, a store.Approval, ask b
 	}
 	settled, serr := g.o.Store.SettleApproval(bg, a.ID, store.ApprovalDecision{Status: store.ApprovalExpired, Via: "timeout", Note: note, At: g.o.Now()})
 	if serr != nil && !errors.Is(serr, store.ErrNotPending) {
-		return store.Approval{}, g.failed(c, "expire the approval", serr)
+		return store.Approval{}, last, g.failed(c, "expire the approval", serr)
 	}
 	Settled(a.ID)
 	if ctx.Err() != nil && settled.Status != store.ApprovalApproved {
-		return store.Approval{}, ctx.Err()
+		return store.Approval{}, last, ctx.Err()
 	}
-	return settled, nil
+	return settled, last, nil
 }
 
 // askLegacy asks the user of a legacy client with elicitation/create and settles the

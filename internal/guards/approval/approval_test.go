@@ -446,3 +446,73 @@ func TestHeldCallReportsProgress(t *testing.T) {
 		}
 	}
 }
+
+// After a held call that reported progress is released, the server's own progress
+// reports for its token count on from past the gateway's last one (progress and total
+// moved), so the client sees progress increase across both; after the call ends, and
+// for other tokens, the server's reports pass as they are.
+func TestServerProgressContinuesAfterHeld(t *testing.T) {
+	st := openStore(t)
+	g, err := Compile(Config{Timeout: 5 * time.Second, PollInterval: 10 * time.Millisecond, ProgressInterval: 20 * time.Millisecond},
+		Options{Store: st, Signer: NewSigner([]byte("0123456789abcdef0123456789abcdef"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var delivered []string // progress params that reached the client's side of the chain
+	var chain guard.Handler
+	progress := func(token string) {
+		n := jsonrpc.NewNotification("notifications/progress", json.RawMessage(`{"progressToken":`+token+`,"progress":0,"total":2}`))
+		if _, err := chain.Handle(context.Background(), &guard.Call{Msg: n, Direction: guard.Outbound, Session: "s1", Server: "fs"}); err != nil {
+			t.Error(err)
+		}
+	}
+	chain = g.Middleware()(guard.HandlerFunc(func(ctx context.Context, c *guard.Call) (*jsonrpc.Message, error) {
+		if c.Direction == guard.Outbound {
+			mu.Lock()
+			delivered = append(delivered, string(c.Msg.Params))
+			mu.Unlock()
+			return nil, nil
+		}
+		progress(`"tok-7"`) // the server reports on the released call
+		progress(`"other"`)
+		return jsonrpc.NewResult(c.Msg.ID, map[string]any{"content": []any{}}), nil
+	}))
+	cl := &client{caps: `{}`}
+	c := call(`{"x":1}`, cl, guard.Hold{Guard: "authz", Reason: "r", Approvers: []string{"secops"}})
+	c.Msg.Params = json.RawMessage(`{"name":"write","arguments":{"x":1},"_meta":{"progressToken":"tok-7"}}`)
+	done := make(chan error, 1)
+	go func() { _, err := chain.Handle(context.Background(), c); done <- err }()
+	a := waitPending(t, st)
+	for end := time.Now().Add(time.Minute); len(cl.notifications()) < 3 && time.Now().Before(end); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if _, err := Settle(context.Background(), st, a.ID, Decision{Approve: true, Approver: "bob", Via: "cli"}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	progress(`"tok-7"`) // after the call ended
+
+	notes := cl.notifications()
+	var last struct{ Progress float64 }
+	json.Unmarshal(notes[len(notes)-1].Params, &last)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(delivered) != 3 {
+		t.Fatalf("delivered %q", delivered)
+	}
+	var moved struct {
+		ProgressToken string
+		Progress      float64
+		Total         float64
+	}
+	json.Unmarshal([]byte(delivered[0]), &moved)
+	if moved.ProgressToken != "tok-7" || moved.Progress <= last.Progress || moved.Total != moved.Progress+2 {
+		t.Errorf("the server's report after the gateway's last (%v): %s", last.Progress, delivered[0])
+	}
+	if delivered[1] != `{"progressToken":"other","progress":0,"total":2}` || delivered[2] != `{"progressToken":"tok-7","progress":0,"total":2}` {
+		t.Errorf("reports of another token, or after the call, were changed: %q", delivered[1:])
+	}
+}
