@@ -616,7 +616,9 @@ func TestApprovalProgressKeepsClientWaiting(t *testing.T) {
 		t.Fatalf("sdk-client output: %v\n%s", err, stdout.String())
 	}
 	c := res.Calls[0]
-	t.Logf("%d progress reports, the first: %q", len(c.Progress), c.Progress)
+	if len(c.Progress) > 0 {
+		t.Logf("%d progress reports, the first: %q", len(c.Progress), c.Progress[0])
+	}
 	if c.Error != nil {
 		t.Fatalf("the approved call failed at the client: %s (progress %q)", c.Error, c.Progress)
 	}
@@ -625,5 +627,79 @@ func TestApprovalProgressKeepsClientWaiting(t *testing.T) {
 	}
 	if !memoryHas(t, memFile, name) {
 		t.Error("the approved call did not reach the server")
+	}
+}
+
+// Progress stays increasing across a held call and the server's own reports after its
+// release: the reference everything server reports steps 1..3 of its long-running
+// operation, which the client gets moved past the gateway's reports while it waited.
+func TestApprovalProgressThenServerProgress(t *testing.T) {
+	requireE2E(t)
+	requireFile(t, nodeModule("@modelcontextprotocol", "sdk", "package.json"))
+	dir := t.TempDir()
+	guards := fmt.Sprintf(`  authz:
+    default: allow
+    rules:
+      - {name: long-ops, effect: approve, tools: [trigger-long-running-operation]}
+  approval:
+    timeout: 60s
+    poll_interval: 100ms
+    progress_interval: 500ms
+    key_file: %s
+`, q(filepath.Join(dir, "approval.key")))
+	g := startServe(t, GatewayConfig{Servers: []ServerConfig{limitsEverythingStdio(t)}, Guards: guards})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := nodeCommand(ctx, filepath.Join(repoRoot, "test", "e2e", "clients", "sdk-client.mjs"), "--timeout", "10000",
+		"--call", "trigger-long-running-operation", `{"duration":1.5,"steps":3}`, "--url", g.URL)
+	var stdout bytes.Buffer
+	stderr := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = &stdout, stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	p := awaitPending(t, g.Config, map[string]bool{})
+	time.Sleep(2 * time.Second)
+	if _, err := cli(t, "approvals", "approve", p.ID, "--config", g.Config, "--as", "bob"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("sdk-client: %v\n%s", err, stderr.String())
+		}
+	case <-time.After(90 * time.Second):
+		t.Fatalf("the client did not finish\n%s", stderr.String())
+	}
+	var res struct {
+		Calls []struct {
+			Error          *RPCError `json:"error"`
+			Progress       []string  `json:"progress"`
+			ProgressValues []float64 `json:"progressValues"`
+		} `json:"calls"`
+	}
+	if err := json.Unmarshal(bytes.TrimSpace(stdout.Bytes()), &res); err != nil || len(res.Calls) != 1 {
+		t.Fatalf("sdk-client output: %v\n%s", err, stdout.String())
+	}
+	c := res.Calls[0]
+	t.Logf("progress at the client: %v %q", c.ProgressValues, c.Progress)
+	if c.Error != nil {
+		t.Fatalf("the approved call failed: %s", c.Error)
+	}
+	held, server := 0, 0
+	for i, v := range c.ProgressValues {
+		if i > 0 && v <= c.ProgressValues[i-1] {
+			t.Errorf("progress %v after %v: it must increase", v, c.ProgressValues[i-1])
+		}
+		if strings.Contains(c.Progress[i], p.ID) {
+			held++
+		} else {
+			server++
+		}
+	}
+	if held < 3 || server != 3 {
+		t.Errorf("%d reports while held and %d from the server, want at least 3 and 3: %v", held, server, c.ProgressValues)
 	}
 }

@@ -7,7 +7,7 @@
 // A call that fails with a JSON-RPC error gives {"name": ..., "error": {"code", "message"}}.
 // With --timeout MS, each call asks for progress and has that request timeout, restarted by
 // each progress notification (resetTimeoutOnProgress); the messages of the notifications
-// it got are in the call's "progress".
+// it got are in the call's "progress", their progress values in "progressValues".
 //
 // Usage:
 //   node sdk-client.mjs [--root URI]... [--call TOOL JSON_ARGS]... [--header "Name: value"]... [--timeout MS] --url URL
@@ -116,12 +116,17 @@ try {
   for (const c of calls) {
     try {
       const progress = [];
-      const options = timeout ? { timeout, resetTimeoutOnProgress: true, onprogress: (p) => progress.push(p.message ?? "") } : undefined;
+      const progressValues = [];
+      const onprogress = (p) => {
+        progress.push(p.message ?? "");
+        progressValues.push(p.progress);
+      };
+      const options = timeout ? { timeout, resetTimeoutOnProgress: true, onprogress } : undefined;
       try {
         const result = await client.callTool({ name: c.name, arguments: c.args }, undefined, options);
-        out.calls.push({ name: c.name, result, ...(timeout ? { progress } : {}) });
+        out.calls.push({ name: c.name, result, ...(timeout ? { progress, progressValues } : {}) });
       } catch (e) {
-        out.calls.push({ name: c.name, error: { code: e.code ?? null, message: String(e.message ?? e) }, ...(timeout ? { progress } : {}) });
+        out.calls.push({ name: c.name, error: { code: e.code ?? null, message: String(e.message ?? e) }, ...(timeout ? { progress, progressValues } : {}) });
       }
     } catch (e) {
       out.calls.push({ name: c.name, error: { code: e.code ?? null, message: String(e.message ?? e) } });
