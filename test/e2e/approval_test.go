@@ -578,44 +578,9 @@ func waitListening(t *testing.T, dsn string) {
 // approves it 8 s later.
 func TestApprovalProgressKeepsClientWaiting(t *testing.T) {
 	g, memFile := approvalGateway(t, "60s", "progress_interval: 500ms")
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
 	const name = "approval-progress"
-	cmd := nodeCommand(ctx, filepath.Join(repoRoot, "test", "e2e", "clients", "sdk-client.mjs"),
-		"--timeout", "3000", "--call", "create_entities", argsJSON(t, entity(name)), "--url", g.URL)
-	var stdout bytes.Buffer
-	stderr := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = &stdout, stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-
-	p := awaitPending(t, g.Config, map[string]bool{})
-	time.Sleep(8 * time.Second) // well past the client's own 3 s timeout
-	if _, err := cli(t, "approvals", "approve", p.ID, "--config", g.Config, "--as", "bob"); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("sdk-client: %v\n%s", err, stderr.String())
-		}
-	case <-time.After(90 * time.Second):
-		t.Fatalf("the client did not finish\n%s", stderr.String())
-	}
-	var res struct {
-		Calls []struct {
-			Result   json.RawMessage `json:"result"`
-			Error    *RPCError       `json:"error"`
-			Progress []string        `json:"progress"`
-		} `json:"calls"`
-	}
-	if err := json.Unmarshal(bytes.TrimSpace(stdout.Bytes()), &res); err != nil || len(res.Calls) != 1 {
-		t.Fatalf("sdk-client output: %v\n%s", err, stdout.String())
-	}
-	c := res.Calls[0]
+	// The approval comes well past the client's own 3 s timeout.
+	p, c := heldSDKCall(t, g, "3000", "create_entities", argsJSON(t, entity(name)), 8*time.Second)
 	if len(c.Progress) > 0 {
 		t.Logf("%d progress reports, the first: %q", len(c.Progress), c.Progress[0])
 	}
@@ -648,42 +613,7 @@ func TestApprovalProgressThenServerProgress(t *testing.T) {
     key_file: %s
 `, q(filepath.Join(dir, "approval.key")))
 	g := startServe(t, GatewayConfig{Servers: []ServerConfig{limitsEverythingStdio(t)}, Guards: guards})
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := nodeCommand(ctx, filepath.Join(repoRoot, "test", "e2e", "clients", "sdk-client.mjs"), "--timeout", "10000",
-		"--call", "trigger-long-running-operation", `{"duration":1.5,"steps":3}`, "--url", g.URL)
-	var stdout bytes.Buffer
-	stderr := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = &stdout, stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	p := awaitPending(t, g.Config, map[string]bool{})
-	time.Sleep(2 * time.Second)
-	if _, err := cli(t, "approvals", "approve", p.ID, "--config", g.Config, "--as", "bob"); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("sdk-client: %v\n%s", err, stderr.String())
-		}
-	case <-time.After(90 * time.Second):
-		t.Fatalf("the client did not finish\n%s", stderr.String())
-	}
-	var res struct {
-		Calls []struct {
-			Error          *RPCError `json:"error"`
-			Progress       []string  `json:"progress"`
-			ProgressValues []float64 `json:"progressValues"`
-		} `json:"calls"`
-	}
-	if err := json.Unmarshal(bytes.TrimSpace(stdout.Bytes()), &res); err != nil || len(res.Calls) != 1 {
-		t.Fatalf("sdk-client output: %v\n%s", err, stdout.String())
-	}
-	c := res.Calls[0]
+	p, c := heldSDKCall(t, g, "10000", "trigger-long-running-operation", `{"duration":1.5,"steps":3}`, 2*time.Second)
 	t.Logf("progress at the client: %v %q", c.ProgressValues, c.Progress)
 	if c.Error != nil {
 		t.Fatalf("the approved call failed: %s", c.Error)
@@ -702,4 +632,49 @@ func TestApprovalProgressThenServerProgress(t *testing.T) {
 	if held < 3 || server != 3 {
 		t.Errorf("%d reports while held and %d from the server, want at least 3 and 3: %v", held, server, c.ProgressValues)
 	}
+}
+
+// progressCall is what the SDK client got for one call made with --timeout.
+type progressCall struct {
+	Result         json.RawMessage `json:"result"`
+	Error          *RPCError       `json:"error"`
+	Progress       []string        `json:"progress"`
+	ProgressValues []float64       `json:"progressValues"`
+}
+
+// heldSDKCall runs the SDK client for one call of tool with args through gateway g, with
+// a request timeout of timeoutMS restarted by progress; it approves the call as bob after
+// it has waited for wait, and returns the approval and what the client got.
+func heldSDKCall(t *testing.T, g *Gateway, timeoutMS, tool, args string, wait time.Duration) (pendingApproval, progressCall) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := nodeCommand(ctx, filepath.Join(repoRoot, "test", "e2e", "clients", "sdk-client.mjs"),
+		"--timeout", timeoutMS, "--call", tool, args, "--url", g.URL)
+	var stdout bytes.Buffer
+	stderr := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = &stdout, stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	p := awaitPending(t, g.Config, map[string]bool{})
+	time.Sleep(wait)
+	if _, err := cli(t, "approvals", "approve", p.ID, "--config", g.Config, "--as", "bob"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("sdk-client: %v\n%s", err, stderr.String())
+		}
+	case <-time.After(90 * time.Second):
+		t.Fatalf("the client did not finish\n%s", stderr.String())
+	}
+	var res struct{ Calls []progressCall }
+	if err := json.Unmarshal(bytes.TrimSpace(stdout.Bytes()), &res); err != nil || len(res.Calls) != 1 {
+		t.Fatalf("sdk-client output: %v\n%s", err, stdout.String())
+	}
+	return p, res.Calls[0]
 }
